@@ -1,0 +1,73 @@
+//! portable-service-builder: the Nix builder that turns the attrs of `nix/portable-service.nix`
+//! into a systemd Portable Service image, `<out>/<pname>_<version>.raw`.
+//!
+//! One image goes: [`attrs`] (the input schema) → [`plan`] (every entry of the image root,
+//! checked) → [`tar_stream`] (the root as a tar stream, read straight from the store) →
+//! [`mksquashfs`] (the squashfs image). [`store_path`] and [`os_release`] hold the rules for
+//! store paths and for the os-release file.
+
+pub mod attrs;
+pub mod mksquashfs;
+pub mod os_release;
+pub mod plan;
+pub mod store_path;
+pub mod tar_stream;
+
+use anyhow::{bail, Context, Result};
+use attrs::Attrs;
+use camino::{Utf8Path, Utf8PathBuf};
+use plan::Plan;
+
+/// Builds the image the attrs describe and returns its path. On any error nothing is left
+/// behind: neither a partial image nor an output directory this call created.
+pub fn build_image(attrs: &Attrs) -> Result<Utf8PathBuf> {
+    let options = mksquashfs::Options::new(&attrs.squash_compression, &attrs.squash_block_size)?;
+    let plan = Plan::new(attrs, read_unit_file)?;
+    mksquashfs::check_version(&attrs.mksquashfs)?;
+
+    let out = attrs.out()?;
+    let created_out = !out.exists();
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create the output {out}"))?;
+    let image = out.join(attrs.image_file_name());
+    tracing::info!(
+        "building {image} from {} units and {} store paths",
+        attrs.units.len(),
+        plan.store_paths.len()
+    );
+    match mksquashfs::build(&attrs.mksquashfs, &options, &plan, &image) {
+        Ok(stats) => {
+            let size = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
+            tracing::info!(
+                "wrote {image}: {} bytes, from {} files ({} bytes), {} directories, {} symlinks",
+                size,
+                stats.files,
+                stats.bytes,
+                stats.directories,
+                stats.symlinks
+            );
+            Ok(image)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&image);
+            if created_out {
+                let _ = std::fs::remove_dir_all(out);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A unit's content. A symlink to a unit file is followed, as `cp` would; anything else but a
+/// regular file is refused.
+pub fn read_unit_file(path: &Utf8Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {path}"))?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else {
+            "a special file"
+        };
+        bail!("{path} is {kind}, not a regular file: a unit must be a single file");
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {path}"))
+}

@@ -1,0 +1,194 @@
+//! The mksquashfs call: which version it must be, its command line, and running it with the tar
+//! stream on its standard input.
+//!
+//! mksquashfs is the one given by the Nix side (the overridable `squashfsTools`). Every option
+//! that makes the bytes depend on the machine or the clock is fixed here: owners (`-all-root`),
+//! times (`-mkfs-time`, `-all-time`), root mode, xattrs. Its environment is cleared, because a
+//! `SOURCE_DATE_EPOCH` next to `-mkfs-time` is a fatal error in mksquashfs.
+
+use crate::tar_stream::{self, Stats, MTIME};
+use anyhow::{bail, Context, Result};
+use camino::Utf8Path;
+use std::io::BufWriter;
+use std::process::{Command, Stdio};
+
+/// `-tar` (read the image root as a tar stream on stdin) came with squashfs-tools 4.5.
+pub const MIN_VERSION: (u32, u32) = (4, 5);
+
+/// Compressors mksquashfs knows; checked here so that a typo fails before the stream starts.
+pub const COMPRESSORS: [&str; 6] = ["gzip", "lzo", "lz4", "xz", "zstd", "lzma"];
+
+/// The mksquashfs options, from the attrs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub compression: Vec<String>,
+    pub block_size: String,
+}
+
+impl Options {
+    pub fn new(compression: &str, block_size: &str) -> Result<Options> {
+        let compression: Vec<String> = compression.split_whitespace().map(String::from).collect();
+        match compression.first() {
+            Some(c) if COMPRESSORS.contains(&c.as_str()) => {}
+            _ => bail!(
+                "attribute `squash-compression` = {:?} must start with a compressor mksquashfs knows: {}",
+                compression.join(" "),
+                COMPRESSORS.join(", ")
+            ),
+        }
+        if block_size.is_empty() || block_size.contains(char::is_whitespace) {
+            bail!("attribute `squash-block-size` = {block_size:?} must be one size such as 1M or 131072");
+        }
+        Ok(Options {
+            compression,
+            block_size: block_size.to_owned(),
+        })
+    }
+
+    /// The arguments after `mksquashfs`, reading the root from stdin and writing `image`.
+    pub fn args(&self, image: &Utf8Path) -> Vec<String> {
+        let time = MTIME.to_string();
+        let mut args: Vec<String> = [
+            "-",
+            image.as_str(),
+            "-tar",
+            "-noappend",
+            "-quiet",
+            "-no-progress",
+            "-exit-on-error",
+            "-all-root",
+            "-root-mode",
+            "0755",
+            "-no-xattrs",
+            "-mkfs-time",
+            &time,
+            "-all-time",
+            &time,
+            "-b",
+            &self.block_size,
+            "-comp",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(self.compression.iter().cloned());
+        args
+    }
+}
+
+/// Reads `major.minor` from `mksquashfs -version` ("mksquashfs version 4.5.1 (2022/03/17)").
+pub fn parse_version(output: &str) -> Option<(u32, u32)> {
+    let rest = output.split("version").nth(1)?.trim_start();
+    let number: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut parts = number.split('.').map(str::parse::<u32>);
+    Some((
+        parts.next()?.ok()?,
+        parts.next().and_then(Result::ok).unwrap_or(0),
+    ))
+}
+
+/// Fails unless `mksquashfs` is new enough for `-tar`.
+pub fn check_version(mksquashfs: &Utf8Path) -> Result<()> {
+    let output = Command::new(mksquashfs)
+        .arg("-version")
+        .env_clear()
+        .output()
+        .with_context(|| format!("cannot run {mksquashfs} (attribute `mksquashfs`)"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = parse_version(&text).with_context(|| {
+        format!("cannot read the version of {mksquashfs} from `mksquashfs -version`: {text:?}")
+    })?;
+    if version < MIN_VERSION {
+        bail!(
+            "{mksquashfs} is version {}.{}; the image root is streamed to it as a tar archive \
+             (`-tar`), which needs squashfs-tools {}.{} or newer: override `squashfsTools` with a newer one",
+            version.0,
+            version.1,
+            MIN_VERSION.0,
+            MIN_VERSION.1
+        );
+    }
+    Ok(())
+}
+
+/// Runs mksquashfs writing `image`, streaming `plan` into it. mksquashfs's own messages go to
+/// the build log as they come.
+pub fn build(
+    mksquashfs: &Utf8Path,
+    options: &Options,
+    plan: &crate::plan::Plan,
+    image: &Utf8Path,
+) -> Result<Stats> {
+    let args = options.args(image);
+    tracing::info!("running {mksquashfs} {}", args.join(" "));
+    let mut child = Command::new(mksquashfs)
+        .args(&args)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot run {mksquashfs}"))?;
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let streamed = tar_stream::write(plan, BufWriter::with_capacity(1 << 20, stdin));
+    let status = child
+        .wait()
+        .with_context(|| format!("cannot wait for {mksquashfs}"))?;
+    // When mksquashfs stops early the stream fails with a broken pipe; its own exit is the cause.
+    if !status.success() {
+        bail!("mksquashfs failed ({status}); its messages are above");
+    }
+    streamed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_versions_of_every_form_seen() {
+        assert_eq!(
+            parse_version("mksquashfs version 4.5.1 (2022/03/17)\ncopyright"),
+            Some((4, 5))
+        );
+        assert_eq!(
+            parse_version("mksquashfs version 4.7.2 (2025/08/02)"),
+            Some((4, 7))
+        );
+        assert_eq!(
+            parse_version("mksquashfs version 4.4-git.1 (2020/08/09)"),
+            Some((4, 4))
+        );
+        assert_eq!(parse_version("nonsense"), None);
+    }
+
+    #[test]
+    fn compression_and_block_size_become_options() {
+        let o = Options::new("zstd -Xcompression-level 3", "128K").unwrap();
+        let args = o.args(Utf8Path::new("/out/x.raw"));
+        let line = args.join(" ");
+        assert!(line.starts_with("- /out/x.raw -tar "), "{line}");
+        assert!(
+            line.ends_with("-b 128K -comp zstd -Xcompression-level 3"),
+            "{line}"
+        );
+        assert!(line.contains("-all-root -root-mode 0755"), "{line}");
+    }
+
+    #[test]
+    fn unknown_compressors_and_bad_sizes_are_named() {
+        let e = Options::new("xy -Xdict-size 100%", "1M")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`squash-compression` = \"xy -Xdict-size 100%\""),
+            "{e}"
+        );
+        let e = Options::new("", "1M").unwrap_err().to_string();
+        assert!(e.contains("`squash-compression`"), "{e}");
+        let e = Options::new("xz", "1 M").unwrap_err().to_string();
+        assert!(e.contains("`squash-block-size` = \"1 M\""), "{e}");
+    }
+}
