@@ -461,7 +461,8 @@ fn a_mksquashfs_too_old_for_tar_streams_is_refused() {
 
 #[test]
 fn bad_input_is_named_and_leaves_no_output() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Attrs)>)> = vec![
+    type Change = Box<dyn Fn(&mut Attrs)>;
+    let cases: Vec<(&str, Change)> = vec![
         (
             "attribute `units[0].file` = ",
             Box::new(|a: &mut Attrs| a.units[0].file = "/etc/passwd".into()),
