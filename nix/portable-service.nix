@@ -186,7 +186,14 @@ let
       let
         normalised = genList (i: checkUnitName i (normaliseUnit i (builtins.elemAt units i))) (length units);
         names = map (u: u.name) normalised;
-        duplicates = filter (n: length (filter (m: m == n) names) > 1) names;
+        duplicates = builtins.attrNames (
+          builtins.listToAttrs (
+            map (n: {
+              name = n;
+              value = null;
+            }) (filter (n: length (filter (m: m == n) names) > 1) names)
+          )
+        );
       in
       if duplicates != [ ] then
         fail "units" duplicates "holds two units of one name"

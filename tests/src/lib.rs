@@ -1,1 +1,129 @@
-//! placeholder
+//! Harness for the tests that go through Nix: evaluate and build expressions over
+//! `tests/nix/offline.nix` with the machine's Nix, offline and sandboxed, and read images back.
+//!
+//! It expects what `tests/setup.sh` prepares (Nix, squashfs-tools, the staged stand-ins) and
+//! says so when something is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// A `nix` (or `nix-*`) command with the tests' settings.
+pub fn nix(program: &str) -> Command {
+    let conf = std::fs::read_to_string(repo().join("tests/nix/nix.conf")).unwrap();
+    assert!(
+        repo().join("target/offline/builder/bin").is_dir(),
+        "target/offline is missing: run tests/setup.sh (README: the test command) first"
+    );
+    let mut cmd = Command::new(program);
+    cmd.env("NIX_CONFIG", conf).current_dir(repo());
+    cmd
+}
+
+/// `expr` with `t` bound to the offline test world and `demo` to the demo image function.
+pub fn with_world(expr: &str) -> String {
+    let nix_dir = repo().join("tests/nix");
+    format!(
+        "let t = import {0}/offline.nix {{ }}; demo = import {0}/demo.nix t; in {expr}",
+        nix_dir.display()
+    )
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (run tests/setup.sh)"))
+}
+
+/// Builds `expr` (over the test world) and returns its output path.
+pub fn build(expr: &str) -> PathBuf {
+    let out = try_build(expr, &[]);
+    match out {
+        Ok(path) => path,
+        Err(log) => panic!("nix build failed for {expr}:\n{log}"),
+    }
+}
+
+/// Builds `expr` with extra `nix build` arguments; the output path, or the build log.
+pub fn try_build(expr: &str, extra: &[&str]) -> Result<PathBuf, String> {
+    let out = run(nix("nix")
+        .args(["build", "-L", "--no-link", "--json", "--impure", "--expr"])
+        .arg(with_world(expr))
+        .args(extra));
+    if !out.status.success() {
+        return Err(text(&out.stderr));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    Ok(PathBuf::from(
+        json[0]["outputs"]["out"].as_str().expect("an out path"),
+    ))
+}
+
+/// Evaluates `expr` (over the test world) to a string.
+pub fn eval(expr: &str) -> Result<String, String> {
+    let out = run(nix("nix")
+        .args(["eval", "--raw", "--impure", "--expr"])
+        .arg(with_world(expr)));
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+/// The error of evaluating the derivation of `expr`, which must fail.
+pub fn eval_error(expr: &str) -> String {
+    match eval(&format!("({expr}).drvPath")) {
+        Ok(drv) => panic!("{expr} evaluated to {drv}, but should have failed"),
+        Err(e) => e,
+    }
+}
+
+/// The one `.raw` file in an image output.
+pub fn raw_file(out: &Path) -> PathBuf {
+    let files: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one file in {}: {files:?}", out.display());
+    files[0].clone()
+}
+
+/// `unsquashfs -lln` of an image: one line per entry, paths relative to the root (`/etc/...`).
+pub fn listing(image: &Path) -> Vec<String> {
+    let out = run(Command::new("unsquashfs").arg("-lln").arg(image));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_once("squashfs-root")
+                .map(|(meta, path)| (meta, path))
+        })
+        .map(|(meta, path)| format!("{} {}", meta.split_whitespace().next().unwrap(), path))
+        .collect()
+}
+
+/// One file of an image.
+pub fn cat(image: &Path, path: &str) -> String {
+    let out = run(Command::new("unsquashfs")
+        .arg("-cat")
+        .arg(image)
+        .arg(path.trim_start_matches('/')));
+    assert!(out.status.success(), "{path}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// `unsquashfs -s`: the superblock (compressor, block size, ...).
+pub fn superblock(image: &Path) -> String {
+    text(&run(Command::new("unsquashfs").arg("-s").arg(image)).stdout)
+}

@@ -1,0 +1,288 @@
+//! `portableService` through Nix: the manual's examples and the demo image built for real in
+//! Nix's sandbox, every kind of unit, the evaluation-time errors, rebuilds and overrides.
+
+use portable_service_tests::*;
+
+fn has(listing: &[String], line: &str) -> bool {
+    listing.iter().any(|l| l == line)
+}
+
+fn store_paths(listing: &[String]) -> Vec<String> {
+    listing
+        .iter()
+        .filter_map(|l| l.split_once(" /nix/store/").map(|(_, p)| p))
+        .filter(|p| !p.contains('/'))
+        .map(|p| p.split_once('-').unwrap().1.to_owned())
+        .collect()
+}
+
+#[test]
+fn manual_example_hello() {
+    let out = build("t.examples.hello");
+    let image = raw_file(&out);
+    assert_eq!(image.file_name().unwrap(), "hello_2.12.2.raw");
+    assert!(out
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .ends_with("-hello-img-2.12.2"));
+    assert_eq!(
+        eval("t.examples.hello.image").unwrap(),
+        image.to_str().unwrap()
+    );
+
+    let list = listing(&image);
+    for line in [
+        "drwxr-xr-x ",
+        "drwxr-xr-x /dev",
+        "drwxr-xr-x /proc",
+        "drwxr-xr-x /sys",
+        "drwxr-xr-x /run",
+        "drwxr-xr-x /tmp",
+        "drwxr-xr-x /var/tmp",
+        "drwxr-xr-x /var/lib",
+        "drwxr-xr-x /var/cache",
+        "drwxr-xr-x /var/log",
+        "-rw-r--r-- /etc/machine-id",
+        "-rw-r--r-- /etc/resolv.conf",
+        "-rw-r--r-- /etc/os-release",
+        "-rw-r--r-- /etc/systemd/system/hello.service",
+    ] {
+        assert!(has(&list, line), "{line} in {list:#?}");
+    }
+    assert_eq!(
+        cat(&image, "/etc/os-release"),
+        "ID=nixos\nPRETTY_NAME=NixOS\nBUILD_ID=rolling\nPORTABLE_ID=hello\n"
+    );
+    let unit = cat(&image, "/etc/systemd/system/hello.service");
+    assert!(unit.contains("ExecStart=/nix/store/"), "{unit}");
+    let mut closure = store_paths(&list);
+    closure.sort();
+    assert_eq!(closure, ["busybox", "hello-2.12.2", "hello.service"]);
+    assert!(!list.iter().any(|l| l.contains("/etc/ssl")));
+}
+
+#[test]
+fn manual_example_hello_with_ssl_symlink() {
+    let image = raw_file(&build("t.examples.hello-with-ssl"));
+    let list = listing(&image);
+    let link = list
+        .iter()
+        .find(|l| l.starts_with("lrwxrwxrwx /etc/ssl -> "))
+        .unwrap_or_else(|| panic!("/etc/ssl in {list:#?}"));
+    assert!(link.ends_with("-nss-cacert/etc/ssl"), "{link}");
+    assert!(store_paths(&list).contains(&"nss-cacert".to_owned()));
+    assert!(has(
+        &list,
+        &format!(
+            "-r--r--r-- {}/certs/ca-bundle.crt",
+            link.rsplit_once(" -> ").unwrap().1
+        )
+    ));
+}
+
+#[test]
+fn units_as_derivations_store_paths_paths_and_named_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path_unit = dir.path().join("demo-path.service");
+    std::fs::write(&path_unit, "[Service]\nExecStart=/bin/true\n").unwrap();
+    let image = raw_file(&build(&format!(
+        r#"t.portableService {{
+          pname = "demo"; version = "2";
+          units = [
+            (t.writeText "demo.service" "[Service]\nExecStart=${{t.busybox}}/bin/sh -c true\n")
+            (builtins.toFile "demo-file.timer" "[Timer]\nOnCalendar=daily\n")
+            {}
+            {{ name = "demo@.service"; file = builtins.toFile "demo-at.service" "[Service]\nExecStart=/bin/true %i\n"; }}
+            {{ name = "demo-x@.socket"; file = {}; }}
+          ];
+        }}"#,
+        path_unit.display(),
+        path_unit.display()
+    )));
+    let list = listing(&image);
+    for unit in [
+        "demo.service",
+        "demo-file.timer",
+        "demo-path.service",
+        "demo@.service",
+        "demo-x@.socket",
+    ] {
+        assert!(
+            has(&list, &format!("-rw-r--r-- /etc/systemd/system/{unit}")),
+            "{unit} in {list:#?}"
+        );
+    }
+    assert_eq!(
+        cat(&image, "/etc/systemd/system/demo@.service"),
+        "[Service]\nExecStart=/bin/true %i\n"
+    );
+    // the unit derivation's references (busybox) come along
+    assert!(store_paths(&list).contains(&"busybox".to_owned()));
+}
+
+#[test]
+fn the_demo_image_keeps_its_description_exactly() {
+    let image = raw_file(&build("demo { }"));
+    let os_release = cat(&image, "/etc/os-release");
+    assert!(
+        os_release.contains(
+            "PORTABLE_PRETTY_NAME=\"Demo service: it's \\\"quoted\\\", costs \\$5 and has a back\\\\slash\"\n"
+        ),
+        "{os_release}"
+    );
+    assert!(os_release.contains("HOME_URL=\"https://example.org/demo\"\n"));
+    let list = listing(&image);
+    assert!(
+        has(&list, "drwxr-xr-x /var/lib/demo"),
+        "StateDirectory=demo"
+    );
+    assert!(list
+        .iter()
+        .any(|l| l.starts_with("lrwxrwxrwx /bin/sh -> /nix/store/")));
+}
+
+#[test]
+fn bad_arguments_fail_at_evaluation_naming_attribute_and_value() {
+    let unit = r#"(t.writeText "demo.service" "[Service]\nExecStart=/bin/true\n")"#;
+    let call = |args: &str| {
+        format!("t.portableService ({{ pname = \"demo\"; version = \"1\"; units = [ {unit} ]; }} // {{ {args} }})")
+    };
+    let cases = [
+        (
+            r#"pname = "my_demo";"#,
+            r#"`pname` = "my_demo" may hold only letters"#,
+        ),
+        (r#"pname = "";"#, r#"`pname` = """#),
+        (r#"version = "1/2";"#, r#"`version` = "1/2" must be"#),
+        ("units = [ ];", "`units` = [] must be a non-empty list"),
+        (
+            r#"units = [ (t.writeText "demonstration.service" "x") ];"#,
+            r#"`units[0].name` = "demonstration.service" is never attached by portabled"#,
+        ),
+        (
+            r#"units = [ (t.writeText "other.service" "x") ];"#,
+            r#"`units[0].name` = "other.service" is never attached"#,
+        ),
+        (
+            r#"units = [ (t.writeText "demo.mount" "x") ];"#,
+            r#"`units[0].name` = "demo.mount" is not a unit type portabled attaches"#,
+        ),
+        (
+            &format!("units = [ {unit} {unit} ];"),
+            r#"`units` = ["demo.service"] holds two units of one name"#,
+        ),
+        (
+            r#"units = [ "/etc/demo.service" ];"#,
+            r#"`units[0]` = "/etc/demo.service" is not a unit file"#,
+        ),
+        (
+            r#"symlinks = [ { symlink = "/etc/ssl"; } ];"#,
+            r#"`symlinks[0]` = {"symlink":"/etc/ssl"} must be an attribute set { object; symlink; }"#,
+        ),
+        (
+            r#"symlinks = [ { object = t.busybox; } ];"#,
+            "`symlinks[0]` = ",
+        ),
+        (
+            r#"symlinks = [ { object = t.busybox; symlink = "/../etc"; } ];"#,
+            r#"`symlinks[0].symlink` = "/../etc" leaves the image root"#,
+        ),
+        (
+            r#"symlinks = [ { object = t.busybox; symlink = "/etc/os-release"; } ];"#,
+            r#"`symlinks[0].symlink` = "/etc/os-release" collides with /etc/os-release"#,
+        ),
+        (
+            r#"symlinks = [ { object = t.busybox; symlink = "/etc/systemd/system/demo.service"; } ];"#,
+            r#"`symlinks[0].symlink` = "/etc/systemd/system/demo.service" collides with /etc/systemd/system"#,
+        ),
+        (
+            r#"symlinks = [ { object = t.busybox; symlink = "/bin"; } { object = t.busybox; symlink = "bin/sh"; } ];"#,
+            r#"`symlinks[1].symlink` = "bin/sh" collides with /bin"#,
+        ),
+        (
+            r#"symlinks = [ { object = t.busybox; symlink = "/run/x"; } ];"#,
+            r#"`symlinks[0].symlink` = "/run/x" is below a directory systemd mounts over"#,
+        ),
+        (
+            r#"symlinks = [ { object = "/usr/bin/env"; symlink = "/usr/bin/env"; } ];"#,
+            r#"`symlinks[0].object` = "/usr/bin/env" must be a store path"#,
+        ),
+        (
+            r#"description = "two\nlines";"#,
+            r#"`description` = "two\nlines" must fit on one line"#,
+        ),
+        (
+            r#"squash-compression = "brotli";"#,
+            r#"`squash-compression` = "brotli" must start with a compressor"#,
+        ),
+        (
+            r#"squash-block-size = "3M";"#,
+            r#"`squash-block-size` = "3M" must be a power of two"#,
+        ),
+    ];
+    for (args, expected) in cases {
+        let err = eval_error(&call(args));
+        assert!(
+            err.contains(&format!("portableService: {expected}")),
+            "{args}\nexpected: {expected}\ngot: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_rebuild_gives_the_same_bytes() {
+    let out = build("demo { version = \"rebuild\"; }");
+    let before = std::fs::read(raw_file(&out)).unwrap();
+    // Nix itself compares the rebuilt output with the stored one and fails if they differ.
+    try_build("demo { version = \"rebuild\"; }", &["--rebuild"])
+        .unwrap_or_else(|log| panic!("the rebuild differs or failed:\n{log}"));
+    assert_eq!(before, std::fs::read(raw_file(&out)).unwrap());
+}
+
+#[test]
+fn compression_and_block_size_are_passed_to_mksquashfs() {
+    let default = superblock(&raw_file(&build("demo { version = \"xz\"; }")));
+    assert!(default.contains("Compression xz"), "{default}");
+    assert!(default.contains("Block size 1048576"), "{default}");
+    let zstd = superblock(&raw_file(&build(
+        r#"demo { version = "zstd"; extra = { squash-compression = "zstd -Xcompression-level 3"; squash-block-size = "128K"; }; }"#,
+    )));
+    assert!(zstd.contains("Compression zstd"), "{zstd}");
+    assert!(zstd.contains("compression-level 3"), "{zstd}");
+    assert!(zstd.contains("Block size 131072"), "{zstd}");
+}
+
+/// A squashfsTools package whose mksquashfs runs `body` (busybox sh; $real is the real one).
+fn fake_squashfs_tools(body: &str) -> String {
+    format!(
+        r#"t.runBusyboxWith "fake-squashfs-tools" {{ }} ''
+          busybox mkdir -p $out/bin
+          printf '#!${{t.busybox}}/bin/sh\nreal=${{t.squashfsTools}}/bin/mksquashfs\n%s\n' '{body}' > $out/bin/mksquashfs
+          busybox chmod 555 $out/bin/mksquashfs
+        ''"#
+    )
+}
+
+#[test]
+fn overriding_squashfs_tools_uses_that_mksquashfs() {
+    let wrapper = fake_squashfs_tools(r#"exec $real "$@" -no-fragments"#);
+    for attr in ["squashfsTools", "squashfs-tools"] {
+        let image = raw_file(&build(&format!(
+            "demo {{ version = \"{attr}\"; extra = {{ {attr} = {wrapper}; }}; }}"
+        )));
+        let sb = superblock(&image);
+        assert!(sb.contains("Fragments are not stored"), "{attr}: {sb}");
+    }
+    let old = fake_squashfs_tools(r#"echo "mksquashfs version 4.4 (2019/08/29)""#);
+    let log = try_build(
+        &format!("demo {{ version = \"old\"; extra.squashfsTools = {old}; }}"),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        log.contains("is version 4.4") && log.contains("needs squashfs-tools 4.5 or newer"),
+        "{log}"
+    );
+}
