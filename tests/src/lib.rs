@@ -105,10 +105,7 @@ pub fn listing(image: &Path) -> Vec<String> {
     assert!(out.status.success(), "{}", text(&out.stderr));
     text(&out.stdout)
         .lines()
-        .filter_map(|l| {
-            l.split_once("squashfs-root")
-                .map(|(meta, path)| (meta, path))
-        })
+        .filter_map(|l| l.split_once("squashfs-root"))
         .map(|(meta, path)| format!("{} {}", meta.split_whitespace().next().unwrap(), path))
         .collect()
 }
