@@ -1,0 +1,87 @@
+{
+  description = "systemd Portable Service images from Nix, streamed into mksquashfs without copying the closure";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+
+  outputs =
+    { self, nixpkgs }:
+    let
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
+      forAllSystems =
+        f:
+        nixpkgs.lib.genAttrs systems (
+          system:
+          f (
+            import nixpkgs {
+              inherit system;
+              overlays = [ self.overlays.default ];
+            }
+          )
+        );
+    in
+    {
+      # pkgs.portableService and pkgs.portable-service-builder.
+      overlays.default = import ./nix/overlay.nix;
+
+      # The function without nixpkgs: give it a package with bin/mksquashfs and one with
+      # bin/portable-service-builder (see README.md).
+      lib.mkPortableService = import ./nix/portable-service.nix;
+
+      packages = forAllSystems (
+        pkgs:
+        let
+          examples = import ./nix/examples.nix {
+            inherit (pkgs)
+              portableService
+              writeText
+              hello
+              cacert
+              ;
+          };
+        in
+        {
+          default = pkgs.portable-service-builder;
+          inherit (pkgs) portable-service-builder;
+          inherit (examples) hello hello-with-ssl;
+        }
+      );
+
+      checks = forAllSystems (
+        pkgs:
+        let
+          inherit (pkgs.stdenv.hostPlatform) system;
+          builder = pkgs.portable-service-builder;
+        in
+        self.packages.${system}
+        // {
+          clippy = builder.overrideAttrs (old: {
+            pname = "portable-service-builder-clippy";
+            nativeBuildInputs = old.nativeBuildInputs ++ [ pkgs.clippy ];
+            buildPhase = "cargo clippy --offline --all-targets -- -D warnings";
+            doCheck = false;
+            installPhase = "touch $out";
+          });
+          fmt =
+            pkgs.runCommand "portable-service-fmt"
+              {
+                nativeBuildInputs = [
+                  pkgs.cargo
+                  pkgs.rustfmt
+                  pkgs.nixfmt
+                ];
+              }
+              ''
+                cd ${self}
+                cargo fmt --all -- --check
+                nixfmt --check $(find . -name '*.nix')
+                touch $out
+              '';
+        }
+      );
+
+      formatter = forAllSystems (pkgs: pkgs.nixfmt);
+    };
+}
