@@ -1,0 +1,289 @@
+//! A real systemd in an nspawn container, for attaching images with portablectl.
+//!
+//! The root file system is made from Debian's packages by debootstrap once and cached; every
+//! container boots a fresh copy of it and is killed by its own process id when dropped, pass or
+//! fail. Commands run inside with `nsenter`; a failing command panics with what the container
+//! said (the command's output and the end of the journal).
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Packages of the container's root; changing them makes a new cached root.
+const PACKAGES: &str = "systemd,systemd-sysv,systemd-container,dbus";
+const SUITE: &str = "bookworm";
+const MIRROR: &str = "http://deb.debian.org/debian";
+const CACHE: &str = "/var/cache/portable-service-tests";
+
+/// The cached root file system, made by debootstrap when it is not there yet.
+fn base_root() -> PathBuf {
+    let cache = Path::new(CACHE);
+    fs::create_dir_all(cache).unwrap();
+    let root = cache.join(format!("{SUITE}-{}", PACKAGES.replace(',', "+")));
+    let lock = fs::File::create(cache.join("lock")).unwrap();
+    lock.lock().unwrap(); // one debootstrap at a time, across test threads and processes
+    if !root.join("usr/bin/portablectl").exists() {
+        let tmp = root.with_extension("tmp");
+        let _ = fs::remove_dir_all(&tmp);
+        eprintln!("making the container root with debootstrap ({SUITE}: {PACKAGES})");
+        let out = Command::new("debootstrap")
+            .args(["--variant=minbase", &format!("--include={PACKAGES}"), SUITE])
+            .arg(&tmp)
+            .arg(MIRROR)
+            .output()
+            .expect("debootstrap runs (tests/setup.sh installs it)");
+        assert!(
+            out.status.success(),
+            "debootstrap failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fs::rename(&tmp, &root).unwrap();
+    }
+    root
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub struct Container {
+    nspawn: Child,
+    /// The container's systemd, as the host sees it.
+    init: u32,
+    dir: tempfile::TempDir,
+}
+
+impl Container {
+    /// Boots a fresh copy of the cached root and waits until systemd is up.
+    pub fn boot(name: &str) -> Container {
+        let base = base_root();
+        let tmp = crate::repo().join("target/tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("portabled-")
+            .tempdir_in(tmp)
+            .unwrap();
+        let root = dir.path().join("root");
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(&base)
+            .arg(&root)
+            .status()
+            .unwrap();
+        assert!(copied.success(), "copying the container root");
+        Command::new("systemd-machine-id-setup")
+            .arg(format!("--root={}", root.display()))
+            .output()
+            .unwrap();
+        // portabled needs loop devices; nodes made inside map to the host's (notes: binding the
+        // host's nodes fails later with EBUSY).
+        let loops: String = (0..32)
+            .map(|i| format!("b /dev/loop{i} 0660 root disk - 7:{i}\n"))
+            .collect();
+        fs::write(root.join("etc/tmpfiles.d/loop.conf"), loops).unwrap();
+        fs::create_dir_all(root.join("images")).unwrap();
+
+        let log = fs::File::create(dir.path().join("console.log")).unwrap();
+        let nspawn = Command::new("systemd-nspawn")
+            .arg("-D")
+            .arg(&root)
+            .args([
+                "--boot",
+                "--register=no",
+                "--keep-unit",
+                "--console=pipe",
+                "--bind=/dev/loop-control",
+                "-M",
+                name,
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("systemd-nspawn runs (tests/setup.sh installs systemd-container)");
+        let mut container = Container {
+            init: 0,
+            nspawn,
+            dir,
+        };
+        container.init = container.find_init();
+        container.wait_until_running();
+        container
+    }
+
+    /// The nspawn process's child once it has become systemd.
+    fn find_init(&mut self) -> u32 {
+        let pid = self.nspawn.id();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.nspawn.try_wait() {
+                panic!("systemd-nspawn exited ({status}):\n{}", self.console());
+            }
+            let children =
+                fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+            if let Some(child) = children.split_whitespace().next() {
+                let comm = fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
+                if comm.trim() == "systemd" {
+                    return child.parse().unwrap();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the container's systemd did not start:\n{}", self.console());
+    }
+
+    fn wait_until_running(&self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut state = String::new();
+        while Instant::now() < deadline {
+            state = text(&self.run(&["systemctl", "is-system-running"]));
+            if state.starts_with("running") || state.starts_with("degraded") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "the container did not finish booting (last state {state:?}):\n{}",
+            self.diagnostics()
+        );
+    }
+
+    fn console(&self) -> String {
+        fs::read_to_string(self.dir.path().join("console.log")).unwrap_or_default()
+    }
+
+    /// The container's root as the host sees it.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// A path inside the container, reached from the host through the container's own root.
+    pub fn host_path(&self, inside: &str) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/{}/root/{}",
+            self.init,
+            inside.trim_start_matches('/')
+        ))
+    }
+
+    /// Copies an image into the container's /images.
+    pub fn add_image(&self, image: &Path, name: &str) -> String {
+        fs::copy(image, self.root().join("images").join(name)).unwrap();
+        format!("/images/{name}")
+    }
+
+    /// Runs a command inside; whatever it gives.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .args(["-t", &self.init.to_string(), "-a"])
+            .args(args)
+            .output()
+            .expect("nsenter runs")
+    }
+
+    /// Runs a command inside that must succeed; its standard output. On failure, panics with the
+    /// command's output and the container's recent journal.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        if !out.status.success() {
+            panic!(
+                "`{}` failed ({}) in the container:\n{}\n{}",
+                args.join(" "),
+                out.status,
+                text(&out),
+                self.diagnostics()
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Panics with diagnostics unless `unit` is active.
+    pub fn assert_active(&self, unit: &str) {
+        let state = text(&self.run(&["systemctl", "is-active", unit]));
+        if state.trim() != "active" {
+            panic!(
+                "{unit} is {state:?}, not active:\n{}\n{}",
+                text(&self.run(&["systemctl", "status", "--no-pager", unit])),
+                self.diagnostics()
+            );
+        }
+    }
+
+    /// Waits until the journal entries matching `filter` (journalctl arguments) hold `needle`.
+    pub fn wait_for_journal(&self, filter: &[&str], needle: &str) {
+        let mut args = vec!["journalctl", "--no-pager", "-o", "cat"];
+        args.extend(filter);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut seen = String::new();
+        while Instant::now() < deadline {
+            seen = text(&self.run(&args));
+            if seen.contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "the journal ({}) never said {needle:?}; it said:\n{seen}\n{}",
+            filter.join(" "),
+            self.diagnostics()
+        );
+    }
+
+    /// Connects to a unix socket inside and returns what it answers.
+    pub fn ask(&self, socket: &str) -> String {
+        let path = self.host_path(socket);
+        let mut stream = std::os::unix::net::UnixStream::connect(&path)
+            .unwrap_or_else(|e| panic!("cannot connect to {socket}: {e}\n{}", self.diagnostics()));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap_or_else(|e| {
+            panic!(
+                "reading {socket}: {e} (got {answer:?})\n{}",
+                self.diagnostics()
+            )
+        });
+        answer
+    }
+
+    /// What a reader of a failed run needs: attached images, failed units, the journal's end.
+    pub fn diagnostics(&self) -> String {
+        let list = self.run(&["portablectl", "list", "--no-pager"]);
+        let failed = self.run(&["systemctl", "--failed", "--no-pager"]);
+        let journal = self.run(&["journalctl", "--no-pager", "-n", "80"]);
+        format!(
+            "--- portablectl list\n{}--- systemctl --failed\n{}--- journal (last 80 lines)\n{}",
+            text(&list),
+            text(&failed),
+            text(&journal)
+        )
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // Killing the container's init ends every process of its PID namespace; nspawn then exits.
+        if self.init != 0 {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.init.to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.nspawn.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.nspawn.kill();
+        let _ = self.nspawn.wait();
+    }
+}
