@@ -181,8 +181,10 @@ impl Container {
 
     /// Runs a command inside; whatever it gives.
     pub fn run(&self, args: &[&str]) -> Output {
+        // `-a` alone keeps the caller's root: under a chroot (as on a fresh machine) that is not
+        // the container's, so `-r -w` take the container's root and working directory.
         Command::new("nsenter")
-            .args(["-t", &self.init.to_string(), "-a"])
+            .args(["-t", &self.init.to_string(), "-a", "-r", "-w"])
             .args(args)
             .output()
             .expect("nsenter runs")

@@ -38,12 +38,14 @@ pub fn build_image(attrs: &Attrs) -> Result<Utf8PathBuf> {
         Ok(stats) => {
             let size = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
             tracing::info!(
-                "wrote {image}: {} bytes, from {} files ({} bytes), {} directories, {} symlinks",
+                "wrote {image}: {} bytes, from {} files ({} bytes), {} directories, {} symlinks; \
+                 builder peak memory {} KiB",
                 size,
                 stats.files,
                 stats.bytes,
                 stats.directories,
-                stats.symlinks
+                stats.symlinks,
+                peak_memory_kib().unwrap_or(0)
             );
             Ok(image)
         }
@@ -55,6 +57,13 @@ pub fn build_image(attrs: &Attrs) -> Result<Utf8PathBuf> {
             Err(e)
         }
     }
+}
+
+/// The builder's own peak resident memory (mksquashfs is a separate process), from /proc.
+fn peak_memory_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A unit's content. A symlink to a unit file is followed, as `cp` would; anything else but a
