@@ -1,0 +1,53 @@
+# A stand-in for `import nixpkgs { system; overlays; }`: a package set with what the overlay,
+# nix/package.nix and nix/examples.nix use, applied overlays and all. Its packages are the
+# offline ones of tests/nix/offline.nix; `rustPlatform.buildRustPackage` gives the staged
+# static builder rather than compiling (nothing here can fetch nixpkgs' Rust toolchain).
+# Needs PORTABLE_SERVICE_REPO (the repository's absolute path) and --impure.
+{
+  system ? builtins.currentSystem,
+  overlays ? [ ],
+  ...
+}:
+
+let
+  repo = builtins.getEnv "PORTABLE_SERVICE_REPO";
+  t =
+    if repo == "" then
+      throw "stand-in nixpkgs: set PORTABLE_SERVICE_REPO to the repository's path (and use --impure)"
+    else
+      import (/. + repo + "/tests/nix/offline.nix") { stage = /. + repo + "/target/offline"; };
+
+  base = final: {
+    lib = import ./lib.nix;
+    callPackage =
+      fn: args:
+      let
+        f = if builtins.isFunction fn then fn else import fn;
+      in
+      f (builtins.intersectAttrs (builtins.functionArgs f) final // args);
+    rustPlatform.buildRustPackage = attrs: {
+      type = "derivation";
+      outPath = t.portable-service-builder;
+      name = "${attrs.pname}-${attrs.version}";
+      inherit (attrs) pname version meta;
+    };
+    inherit (t)
+      squashfsTools
+      hello
+      cacert
+      writeText
+      ;
+    buildPackages = final;
+    stdenv.buildPlatform.system = system;
+    stdenv.hostPlatform.system = system;
+    extend = overlay: packageSet (overlays ++ [ overlay ]);
+  };
+
+  packageSet =
+    overlays:
+    let
+      final = builtins.foldl' (prev: overlay: prev // overlay final prev) (base final) overlays;
+    in
+    final;
+in
+packageSet overlays
