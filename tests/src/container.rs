@@ -9,6 +9,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Packages of the container's root; changing them makes a new cached root.
@@ -16,6 +17,38 @@ const PACKAGES: &str = "systemd,systemd-sysv,systemd-container,dbus";
 const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
 const CACHE: &str = "/var/cache/portable-service-tests";
+
+/// Whether this machine lets a process create a user namespace. Inside a chroot (as
+/// ../shared/tools/fresh-machine runs the tests) the kernel refuses it to every process below,
+/// the container's services included, so the `default` profile (PrivateUsers=yes) can't run.
+pub fn user_namespaces_work() -> bool {
+    static WORK: OnceLock<bool> = OnceLock::new();
+    *WORK.get_or_init(|| {
+        Command::new("unshare")
+            .args(["--user", "true"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    })
+}
+
+/// The profile the tests attach with: portabled's `default`, or `trusted` where user namespaces
+/// can't be made (said on stderr). `PORTABLE_SERVICE_TESTS_FULL=1` (set by CI) makes that a
+/// failure instead, so CI always runs the default profile.
+pub fn profile() -> &'static str {
+    if user_namespaces_work() {
+        return "default";
+    }
+    assert!(
+        std::env::var_os("PORTABLE_SERVICE_TESTS_FULL").is_none(),
+        "user namespaces can't be created here (a chroot?): the default profile can't run"
+    );
+    eprintln!(
+        "NOTE: user namespaces can't be created here (a chroot?): attaching with the trusted \
+         profile instead of the default one (PrivateUsers=yes)"
+    );
+    "trusted"
+}
 
 /// The cached root file system, made by debootstrap when it is not there yet.
 fn base_root() -> PathBuf {
@@ -177,6 +210,14 @@ impl Container {
     pub fn add_image(&self, image: &Path, name: &str) -> String {
         fs::copy(image, self.root().join("images").join(name)).unwrap();
         format!("/images/{name}")
+    }
+
+    /// `portablectl attach` (or another verb taking `--profile`) with the tests' [`profile`].
+    pub fn portablectl(&self, verb: &str, flags: &[&str], image: &str) -> String {
+        let mut args = vec!["portablectl", verb, "--profile", profile()];
+        args.extend(flags);
+        args.push(image);
+        self.ok(&args)
     }
 
     /// Runs a command inside; whatever it gives.

@@ -6,7 +6,10 @@ use portable_service_tests::*;
 use std::path::PathBuf;
 
 fn stand_in() -> String {
-    repo().join("tests/nix/stand-in-nixpkgs").display().to_string()
+    repo()
+        .join("tests/nix/stand-in-nixpkgs")
+        .display()
+        .to_string()
 }
 
 /// Builds with `nix build ARGS`, the repository and the stand-in nixpkgs known to it.
