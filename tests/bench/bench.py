@@ -196,7 +196,7 @@ def main():
             attrs = attrs_for(case, COMPRESSIONS[cname])
             paths = [c["path"] for c in attrs["closure"]]
             # warm the page cache, so that every way reads the closure from memory
-            subprocess.run(["tar", "-cf", "/dev/null", *paths], check=True)
+            subprocess.run(["tar", "-cf", "/dev/null", *paths], check=True, stderr=subprocess.DEVNULL)
             results = {"ours": [], "nixpkgs": [], "floor": []}
             for i in range(args.runs):
                 for name, fn in [("nixpkgs", run_nixpkgs), ("floor", run_floor), ("ours", run_ours)]:

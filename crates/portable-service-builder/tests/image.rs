@@ -518,3 +518,58 @@ fn bad_input_is_named_and_leaves_no_output() {
         "{log}"
     );
 }
+
+/// A small tmpfs mounted for one test and unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: PathBuf, size: &str) -> SmallDisk {
+        fs::create_dir_all(&at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mounting a tmpfs (the tests run as root)");
+        SmallDisk(at)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_build_and_leaves_nothing() {
+    let mut f = Fixture::new();
+    let disk = SmallDisk::mount(f.dir.path().join("small-disk"), "64k");
+    // incompressible, so the image can't fit in 64 KiB
+    let noise = f.root().join(format!("store/{}-noise", hash(4)));
+    fs::create_dir(&noise).unwrap();
+    let mut bytes = vec![0u8; 1 << 20];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for b in bytes.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    fs::write(noise.join("data"), bytes).unwrap();
+    f.attrs.contents.push(noise.clone());
+    f.attrs.closure.push(ClosureEntry {
+        path: noise,
+        references: vec![],
+    });
+    let out = Utf8PathBuf::from_path_buf(disk.0.join("out")).unwrap();
+    f.attrs.outputs.insert("out".into(), out.clone());
+    let (ok, log) = run_binary(&f);
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains("No space left on device"),
+        "mksquashfs's message: {log}"
+    );
+    assert!(log.contains("error: mksquashfs failed"), "{log}");
+    assert!(!out.exists(), "no output is left");
+}
