@@ -4,7 +4,9 @@ let
   t = import ../nix/offline.nix { };
   awk = "${t.busybox}/bin/busybox awk";
 
-  # A store path holding `files` files of `size` bytes under share/<n>/, seeded by `seed`.
+  # A store path holding `files` files of `size` bytes on average (half to one and a half
+  # times; files of one size would make mksquashfs's duplicate check quadratic) under
+  # share/<n>/, seeded by `seed`.
   # `refs` are written into a file, so the path references them.
   files =
     {
@@ -29,7 +31,7 @@ let
           for (i = 0; i < n; i++) {
             if (i % 1000 == 0) dir = out "/share/" int(i / 1000)
             f = dir "/file-" i
-            left = size
+            left = int(size * (0.5 + rand()))
             while (left > 0) {
               line = ""
               while (length(line) < 70) line = line w[int(rand() * 24) + 1] (rand() < 0.1 ? sprintf(" %d ", int(rand() * 100000)) : " ")

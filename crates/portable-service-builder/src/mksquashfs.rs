@@ -9,7 +9,6 @@
 use crate::tar_stream::{self, Stats, MTIME};
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
-use std::io::BufWriter;
 use std::process::{Command, Stdio};
 
 /// `-tar` (read the image root as a tar stream on stdin) came with squashfs-tools 4.5.
@@ -132,7 +131,9 @@ pub fn build(
         .spawn()
         .with_context(|| format!("cannot run {mksquashfs}"))?;
     let stdin = child.stdin.take().expect("stdin is piped");
-    let streamed = tar_stream::write(plan, BufWriter::with_capacity(1 << 20, stdin));
+    // A bigger pipe means fewer switches between us and mksquashfs; the default size works too.
+    let _ = rustix::pipe::fcntl_setpipe_size(&stdin, 1 << 20);
+    let streamed = tar_stream::write(plan, stdin);
     let status = child
         .wait()
         .with_context(|| format!("cannot wait for {mksquashfs}"))?;

@@ -1,6 +1,10 @@
 //! Writes the image plan as an uncompressed tar stream, the input of `mksquashfs -tar`.
 //!
-//! Nothing is staged: store files are read once, straight from the store into the stream.
+//! Nothing is staged: store files go straight from the store into the stream. A large file's
+//! data is spliced from the file into the pipe (rustix's `splice`: the pipe takes references to
+//! the file's pages, so its bytes never pass through this process; std's `io::copy` won't splice
+//! a file into a pipe, since the file could change later, which a store file can't); small
+//! files are read into one reused buffer.
 //! Determinism is made here and only here: entries in plan order (store paths walked with their
 //! entries sorted by byte name), owner 0:0, one fixed mtime, no hard links (an optimised store
 //! hard-links files differently on every machine; mksquashfs finds duplicate content itself),
@@ -10,8 +14,10 @@
 use crate::plan::{Plan, Source};
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
+use rustix::pipe::{splice, SpliceFlags};
 use std::fs::File;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tar::{EntryType, Header};
@@ -20,9 +26,11 @@ use walkdir::WalkDir;
 /// Every inode of the image gets this time: the mtime of every file in a Nix store.
 pub const MTIME: u64 = 1;
 
-/// Reads from store files are buffered in chunks this big, so that a large file costs few
-/// system calls; memory stays bounded whatever the closure's size.
-const READ_BUFFER: usize = 1 << 20;
+/// Files from this size on are spliced; smaller ones are cheaper read into the buffer, which
+/// then never grows past this size: memory stays bounded whatever the closure's size.
+const SPLICE_FROM: u64 = 256 << 10;
+/// Buffer between the tar writer and the pipe, so headers and small files leave in few writes.
+const WRITE_BUFFER: usize = 1 << 20;
 
 /// What the stream held, for the build log.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -33,11 +41,12 @@ pub struct Stats {
     pub bytes: u64,
 }
 
-/// Writes every entry of `plan` to `out` as a tar archive, and finishes it.
-pub fn write<W: Write>(plan: &Plan, out: W) -> Result<Stats> {
+/// Writes every entry of `plan` to the pipe `out` as a tar archive, and finishes it.
+pub fn write<W: Write + AsFd>(plan: &Plan, out: W) -> Result<Stats> {
     let mut stream = Stream {
-        tar: tar::Builder::new(out),
+        tar: tar::Builder::new(BufWriter::with_capacity(WRITE_BUFFER, out)),
         stats: Stats::default(),
+        small: Vec::new(),
     };
     for (path, entry) in &plan.entries {
         let path = Path::new(path.as_str());
@@ -60,9 +69,11 @@ pub fn write<W: Write>(plan: &Plan, out: W) -> Result<Stats> {
     Ok(stream.stats)
 }
 
-struct Stream<W: Write> {
-    tar: tar::Builder<W>,
+struct Stream<W: Write + AsFd> {
+    tar: tar::Builder<BufWriter<W>>,
     stats: Stats,
+    /// The content of the small file being streamed.
+    small: Vec<u8>,
 }
 
 fn header(kind: EntryType, mode: u32, size: u64) -> Header {
@@ -76,7 +87,7 @@ fn header(kind: EntryType, mode: u32, size: u64) -> Header {
     h
 }
 
-impl<W: Write> Stream<W> {
+impl<W: Write + AsFd> Stream<W> {
     fn directory(&mut self, path: &Path, mode: u32) -> Result<()> {
         self.stats.directories += 1;
         self.tar
@@ -101,6 +112,35 @@ impl<W: Write> Stream<W> {
         self.tar
             .append_link(&mut header(EntryType::Symlink, 0o777, 0), path, target)
             .with_context(|| format!("cannot stream symlink /{}", path.display()))
+    }
+
+    fn store_file(&mut self, path: &Path, mode: u32, size: u64, from: &Path) -> Result<()> {
+        let mut file = File::open(from)?;
+        if size < SPLICE_FROM {
+            let mut small = std::mem::take(&mut self.small);
+            small.resize(size as usize, 0);
+            file.read_exact(&mut small)?;
+            self.file(path, mode, size, &small[..])?;
+            self.small = small;
+            return Ok(());
+        }
+        // The tar writer writes the header alone (and a long-name entry if needed: it pads only
+        // the data it copies, here none); the data and its padding to 512 bytes follow here.
+        self.file(path, mode, size, io::empty())?;
+        let out = self.tar.get_mut();
+        out.flush()?;
+        let mut left = size;
+        while left > 0 {
+            let chunk = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
+            let moved = splice(&file, None, out.get_ref(), None, chunk, SpliceFlags::MOVE)?;
+            if moved == 0 {
+                bail!("it ended {left} bytes before its size {size}");
+            }
+            left -= moved as u64;
+        }
+        let padding = (512 - size % 512) % 512;
+        out.write_all(&[0; 512][..padding as usize])?;
+        Ok(())
     }
 
     /// Walks one store path without following symlinks, entries sorted by byte name.
@@ -131,10 +171,8 @@ impl<W: Write> Stream<W> {
                     .with_context(|| format!("cannot read symlink {}", item.path().display()))?;
                 self.symlink(&path, &target)?;
             } else if kind.is_file() {
-                let file = File::open(item.path())
-                    .with_context(|| format!("cannot open {}", item.path().display()))?;
-                let reader = BufReader::with_capacity(READ_BUFFER, file);
-                self.file(&path, mode, meta.size(), reader)?;
+                self.store_file(&path, mode, meta.size(), item.path())
+                    .with_context(|| format!("cannot stream {}", item.path().display()))?;
             } else {
                 bail!(
                     "{} is neither a file, a directory nor a symlink; a Nix store holds no other kind",
@@ -143,5 +181,117 @@ impl<W: Write> Stream<W> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Entry;
+    use camino::Utf8PathBuf;
+    use std::collections::BTreeMap;
+
+    /// Entries read back from a stream: path, kind, mode, mtime, owner, content or target.
+    fn read_back(bytes: &[u8]) -> Vec<(String, char, u32, u64, u64, Vec<u8>)> {
+        let mut archive = tar::Archive::new(bytes);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let h = e.header().clone();
+                let kind = match h.entry_type() {
+                    EntryType::Directory => 'd',
+                    EntryType::Symlink => 'l',
+                    EntryType::Regular => 'f',
+                    other => panic!("unexpected {other:?}"),
+                };
+                let mut data = Vec::new();
+                if kind == 'l' {
+                    data = e.link_name_bytes().unwrap().into_owned();
+                } else {
+                    e.read_to_end(&mut data).unwrap();
+                }
+                let path = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+                (
+                    path,
+                    kind,
+                    h.mode().unwrap(),
+                    h.mtime().unwrap(),
+                    h.uid().unwrap(),
+                    data,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streams_small_and_spliced_files_whole_in_sorted_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Utf8PathBuf::from_path_buf(dir.path().join("pkg")).unwrap();
+        std::fs::create_dir_all(store.join("b")).unwrap();
+        let big: Vec<u8> = (0..SPLICE_FROM as usize * 2 + 77)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(store.join("b/big"), &big).unwrap();
+        std::fs::write(store.join("a-small"), b"small").unwrap();
+        std::os::unix::fs::symlink("b/big", store.join("c-link")).unwrap();
+        let long = "x".repeat(150);
+        std::fs::write(store.join(&long), b"long").unwrap();
+        let mut entries = BTreeMap::new();
+        entries.insert(
+            Utf8PathBuf::from("etc/os-release"),
+            Entry {
+                mode: 0o644,
+                source: Source::Data(b"ID=nixos\n".to_vec()),
+                what: "os-release".into(),
+            },
+        );
+        entries.insert(
+            Utf8PathBuf::from("nix/store/pkg"),
+            Entry {
+                mode: 0,
+                source: Source::StorePath(store.clone()),
+                what: "store path".into(),
+            },
+        );
+        let plan = Plan {
+            entries,
+            store_paths: vec![store.clone()],
+        };
+        let (mut reader, writer) = io::pipe().unwrap();
+        let drain = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).unwrap();
+            out
+        });
+        let stats = write(&plan, writer).unwrap();
+        let out = drain.join().unwrap();
+        assert_eq!(stats.files, 4);
+        assert_eq!(stats.bytes, 9 + 5 + big.len() as u64 + 4);
+
+        let back = read_back(&out);
+        let paths: Vec<&str> = back.iter().map(|e| e.0.as_str()).collect();
+        let long_path = format!("nix/store/pkg/{long}");
+        assert_eq!(
+            paths,
+            [
+                "etc/os-release",
+                "nix/store/pkg",
+                "nix/store/pkg/a-small",
+                "nix/store/pkg/b",
+                "nix/store/pkg/b/big",
+                "nix/store/pkg/c-link",
+                long_path.as_str(),
+            ]
+        );
+        let get = |p: &str| back.iter().find(|e| e.0 == p).unwrap();
+        assert_eq!(get("nix/store/pkg/b/big").5, big);
+        assert_eq!(get("nix/store/pkg/a-small").5, b"small");
+        assert_eq!(get("nix/store/pkg/c-link").5, b"b/big");
+        assert_eq!(get(&long_path).5, b"long");
+        for e in &back {
+            assert_eq!((e.3, e.4), (MTIME, 0), "{}: fixed time and owner", e.0);
+        }
     }
 }
