@@ -49,10 +49,9 @@ pub const FILE_MODE: u32 = 0o644;
 pub enum Source {
     /// A directory made for the image (mount point or parent).
     Directory,
-    /// A regular file with this content, made for the image.
+    /// A regular file with this content (os-release, mount points, the units read while checking
+    /// them).
     Data(Vec<u8>),
-    /// A regular file whose content is read from this store file (a unit).
-    FileFrom(Utf8PathBuf),
     /// A symlink with this target.
     Symlink(Utf8PathBuf),
     /// A store path, copied exactly as it is (modes, symlinks, empty files and directories).
@@ -180,7 +179,7 @@ impl Plan {
         self.insert(
             path,
             FILE_MODE,
-            Source::FileFrom(unit.file.clone()),
+            Source::Data(content.clone()),
             &format!("unit {} ({attr})", unit.name),
         );
         Ok(content)
@@ -452,7 +451,6 @@ mod tests {
                 let kind = match &e.source {
                     Source::Directory => "dir".to_owned(),
                     Source::Data(d) => format!("data {} bytes", d.len()),
-                    Source::FileFrom(f) => format!("from {f}"),
                     Source::Symlink(t) => format!("-> {t}"),
                     Source::StorePath(s) => format!("store {s}"),
                 };
@@ -468,7 +466,7 @@ mod tests {
             "etc/resolv.conf 644 data 0 bytes".into(),
             "etc/systemd 755 dir".into(),
             "etc/systemd/system 755 dir".into(),
-            format!("etc/systemd/system/demo.service 644 from {store}-demo.service"),
+            "etc/systemd/system/demo.service 644 data 30 bytes".into(),
             "nix 755 dir".into(),
             "nix/store 755 dir".into(),
             format!("nix/store/{H}-busybox 0 store {store}-busybox"),

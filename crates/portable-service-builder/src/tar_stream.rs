@@ -53,11 +53,6 @@ pub fn write<W: Write + AsFd>(plan: &Plan, out: W) -> Result<Stats> {
         match &entry.source {
             Source::Directory => stream.directory(path, entry.mode)?,
             Source::Data(data) => stream.file(path, entry.mode, data.len() as u64, &data[..])?,
-            Source::FileFrom(file) => {
-                let content = std::fs::read(file)
-                    .with_context(|| format!("cannot read {file} for /{}", path.display()))?;
-                stream.file(path, entry.mode, content.len() as u64, &content[..])?;
-            }
             Source::Symlink(target) => stream.symlink(path, Path::new(target.as_str()))?,
             Source::StorePath(store_path) => stream.store_path(path, store_path)?,
         }
