@@ -54,16 +54,14 @@ def attrs_for(case, compression):
       let
         t = import {REPO}/tests/nix/offline.nix {{ }};
         closure = (import {REPO}/tests/bench/closures.nix).{json.dumps(case)};
+      in import {REPO}/tests/nix/capture-attrs.nix {{
         image = t.portableService {{
           pname = "bench"; version = "1";
           units = [ (t.writeText "bench.service" "[Service]\\nExecStart=/bin/true\\n") ];
           contents = closure;
           squash-compression = {json.dumps(compression)};
         }};
-      in derivation (image.drvAttrs // {{
-        builder = "${{t.busybox}}/bin/sh";
-        args = [ "-c" "${{t.busybox}}/bin/busybox cp .attrs.json $(${{t.busybox}}/bin/busybox sed -n 's/.*\\"out\\": *\\"\\\\([^\\"]*\\\\)\\".*/\\\\1/p' .attrs.json | ${{t.busybox}}/bin/busybox head -n 1)" ];
-      }})
+      }}
     """
     out = json.loads(nix("build", "--no-link", "--json", "--impure", "--expr", expr))
     return json.loads(Path(out[0]["outputs"]["out"]).read_text())
