@@ -67,17 +67,26 @@ def attrs_for(case, compression):
     return json.loads(Path(out[0]["outputs"]["out"]).read_text())
 
 
-def timed(cmd, **kw):
+class Timer:
+    """Wall seconds, and CPU seconds of the child processes, of what runs inside it."""
+
+    def __enter__(self):
+        self.start, self.usage = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return self
+
+    def __exit__(self, *exc):
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.wall = time.monotonic() - self.start
+        self.cpu = (after.ru_utime - self.usage.ru_utime) + (after.ru_stime - self.usage.ru_stime)
+
+
+def timed(cmd):
     """Runs cmd; returns (wall seconds, CPU seconds of it and its children, stderr)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    wall = time.monotonic() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with Timer() as t:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"{cmd[0]} failed:\n{proc.stdout}\n{proc.stderr}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, proc.stderr
+    return t.wall, t.cpu, proc.stderr
 
 
 class DiskWatch:
@@ -122,8 +131,8 @@ def run_ours(attrs, work):
 
 
 def stage(attrs, root):
-    """The nixpkgs function's staging: a scaffold and a `cp -a` of every closure path."""
-    shutil.rmtree(root, ignore_errors=True)
+    """The nixpkgs function's staging, into an empty `root`: a scaffold and a `cp -a` of every
+    closure path."""
     for d in ["nix/store", "etc/systemd/system", "dev", "proc", "sys", "run", "tmp",
               "var/tmp", "var/lib", "var/cache", "var/log"]:
         (root / d).mkdir(parents=True)
@@ -141,18 +150,14 @@ def run_nixpkgs(attrs, work):
     if image.exists():
         image.unlink()
     shutil.rmtree(root, ignore_errors=True)
-    with DiskWatch(work) as disk:
-        start = time.monotonic()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with DiskWatch(work) as disk, Timer() as t:
         stage(attrs, root)
         comp = attrs["squash-compression"].split()
         entries = sorted(p.name for p in root.iterdir() if p.name != "nix")
         subprocess.run(["mksquashfs", "nix", *entries, str(image), *NIXPKGS_FLAGS, "-comp", *comp],
                        cwd=root, check=True, capture_output=True,
                        env=dict(os.environ, SOURCE_DATE_EPOCH="0"))
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        wall = time.monotonic() - start
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    wall, cpu = t.wall, t.cpu
     return dict(wall=wall, cpu=cpu, mem_kib=None, extra_disk=disk.extra(image),
                 size=image.stat().st_size)
 

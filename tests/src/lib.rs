@@ -58,10 +58,19 @@ pub fn build(expr: &str) -> PathBuf {
 
 /// Builds `expr` with extra `nix build` arguments; the output path, or the build log.
 pub fn try_build(expr: &str, extra: &[&str]) -> Result<PathBuf, String> {
+    let world = with_world(expr);
+    let mut args = vec!["--expr", world.as_str()];
+    args.extend(extra);
+    nix_build(&args)
+}
+
+/// `nix build --no-link --json --impure ARGS`: the first output path, or the build log.
+/// `PORTABLE_SERVICE_REPO` tells the stand-in nixpkgs where the repository is.
+pub fn nix_build(args: &[&str]) -> Result<PathBuf, String> {
     let out = run(nix("nix")
-        .args(["build", "-L", "--no-link", "--json", "--impure", "--expr"])
-        .arg(with_world(expr))
-        .args(extra));
+        .env("PORTABLE_SERVICE_REPO", repo())
+        .args(["build", "-L", "--no-link", "--json", "--impure"])
+        .args(args));
     if !out.status.success() {
         return Err(text(&out.stderr));
     }

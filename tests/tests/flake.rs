@@ -12,22 +12,9 @@ fn stand_in() -> String {
         .to_string()
 }
 
-/// Builds with `nix build ARGS`, the repository and the stand-in nixpkgs known to it.
-fn nix_build(args: &[&str]) -> PathBuf {
-    let out = nix("nix")
-        .env("PORTABLE_SERVICE_REPO", repo())
-        .args(["build", "--no-link", "--json", "--impure"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "nix build {}:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    PathBuf::from(json[0]["outputs"]["out"].as_str().unwrap())
+/// Builds with `nix build ARGS`, which must succeed.
+fn must_build(args: &[&str]) -> PathBuf {
+    nix_build(args).unwrap_or_else(|log| panic!("nix build {}:\n{log}", args.join(" ")))
 }
 
 /// The files git tracks, copied to a new directory: what a `git+file:` flake of the checkout
@@ -56,7 +43,7 @@ fn the_flake_builds_the_manual_examples_through_its_overlay() {
     let flake = format!("path:{}", tracked.path().display());
     let stand_in = format!("path:{}", stand_in());
     for example in ["hello", "hello-with-ssl"] {
-        let out = nix_build(&[
+        let out = must_build(&[
             &format!("{flake}#{example}"),
             "--no-write-lock-file",
             "--override-input",
@@ -72,6 +59,6 @@ fn the_flake_builds_the_manual_examples_through_its_overlay() {
 #[test]
 fn default_nix_extends_the_given_pkgs() {
     let pkgs = format!("import {} {{ }}", stand_in());
-    let out = nix_build(&["-f", "default.nix", "hello", "--arg", "pkgs", &pkgs]);
+    let out = must_build(&["-f", "default.nix", "hello", "--arg", "pkgs", &pkgs]);
     assert_eq!(out, build("t.examples.hello"));
 }
