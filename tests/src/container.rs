@@ -9,67 +9,117 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Packages of the container's root; changing them makes a new cached root.
 const PACKAGES: &str = "systemd,systemd-sysv,systemd-container,dbus";
-const SUITE: &str = "bookworm";
-const MIRROR: &str = "http://deb.debian.org/debian";
 const CACHE: &str = "/var/cache/portable-service-tests";
 
-/// Whether this machine lets a process create a user namespace. Inside a chroot (as
-/// ../shared/tools/fresh-machine runs the tests) the kernel refuses it to every process below,
-/// the container's services included, so the `default` profile (PrivateUsers=yes) can't run.
-pub fn user_namespaces_work() -> bool {
-    static WORK: OnceLock<bool> = OnceLock::new();
-    *WORK.get_or_init(|| {
-        Command::new("unshare")
-            .args(["--user", "true"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    })
+/// The systemd versions the acceptance tests run on: Debian's, booted from its own root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Systemd {
+    /// Debian 12 (bookworm): systemd 252.
+    V252,
+    /// Debian 13 (trixie): systemd 257.
+    V257,
 }
 
-/// The profile the tests attach with: portabled's `default`, or `trusted` where user namespaces
-/// can't be made (said on stderr). `PORTABLE_SERVICE_TESTS_FULL=1` (set by CI) makes that a
-/// failure instead, so CI always runs the default profile.
-pub fn profile() -> &'static str {
-    if user_namespaces_work() {
-        return "default";
+impl Systemd {
+    pub fn suite(self) -> &'static str {
+        match self {
+            Systemd::V252 => "bookworm",
+            Systemd::V257 => "trixie",
+        }
     }
-    assert!(
-        std::env::var_os("PORTABLE_SERVICE_TESTS_FULL").is_none(),
-        "user namespaces can't be created here (a chroot?): the default profile can't run"
-    );
-    eprintln!(
-        "NOTE: user namespaces can't be created here (a chroot?): attaching with the trusted \
-         profile instead of the default one (PrivateUsers=yes)"
-    );
-    "trusted"
+
+    pub fn version(self) -> u32 {
+        match self {
+            Systemd::V252 => 252,
+            Systemd::V257 => 257,
+        }
+    }
 }
 
-/// The cached root file system, made by debootstrap when it is not there yet.
-fn base_root() -> PathBuf {
+/// The Debian mirror this machine's apt uses: the first `URIs:` of a deb822 source, else the
+/// first `deb` line of sources.list, leaving out the security archive. Users sit behind their
+/// own mirrors and proxies, so no address is written into the tests.
+pub fn debian_mirror() -> String {
+    let mut found = Vec::new();
+    let mut sources: Vec<PathBuf> = fs::read_dir("/etc/apt/sources.list.d")
+        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    sources.sort();
+    for file in sources
+        .iter()
+        .filter(|p| p.extension() == Some("sources".as_ref()))
+    {
+        let text = fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines() {
+            if let Some(uris) = line.trim().strip_prefix("URIs:") {
+                found.extend(uris.split_whitespace().map(str::to_owned));
+            }
+        }
+    }
+    let list = fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    for line in list.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("deb") {
+            continue;
+        }
+        // `deb [options] URI suite ...`
+        if let Some(uri) = words.find(|w| !w.starts_with('[') && !w.ends_with(']')) {
+            found.push(uri.to_owned());
+        }
+    }
+    found
+        .into_iter()
+        .find(|uri| !uri.contains("security"))
+        .expect("no Debian mirror in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list")
+}
+
+/// The proxy apt is configured with (`Acquire::http::Proxy`), if any: debootstrap only reads
+/// `http_proxy` from its environment.
+fn apt_proxy() -> Option<String> {
+    let out = Command::new("apt-config")
+        .args(["shell", "PROXY", "Acquire::http::Proxy"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = text
+        .trim()
+        .strip_prefix("PROXY=")?
+        .trim_matches('\'')
+        .to_owned();
+    (!value.is_empty()).then_some(value)
+}
+
+/// The cached root file system of `systemd`'s Debian, made by debootstrap when it is not there
+/// yet.
+fn base_root(systemd: Systemd) -> PathBuf {
+    let suite = systemd.suite();
     let cache = Path::new(CACHE);
     fs::create_dir_all(cache).unwrap();
-    let root = cache.join(format!("{SUITE}-{}", PACKAGES.replace(',', "+")));
-    let lock = fs::File::create(cache.join("lock")).unwrap();
-    lock.lock().unwrap(); // one debootstrap at a time, across test threads and processes
+    let root = cache.join(format!("{suite}-{}", PACKAGES.replace(',', "+")));
+    let lock = fs::File::create(cache.join(format!("{suite}.lock"))).unwrap();
+    lock.lock().unwrap(); // one debootstrap a suite at a time, across test threads and processes
     if !root.join("usr/bin/portablectl").exists() {
         let tmp = root.with_extension("tmp");
         let _ = fs::remove_dir_all(&tmp);
-        eprintln!("making the container root with debootstrap ({SUITE}: {PACKAGES})");
-        let out = Command::new("debootstrap")
-            .args(["--variant=minbase", &format!("--include={PACKAGES}"), SUITE])
+        let mirror = debian_mirror();
+        eprintln!("making the container root with debootstrap ({suite} from {mirror}: {PACKAGES})");
+        let mut debootstrap = Command::new("debootstrap");
+        if let (Some(proxy), None) = (apt_proxy(), std::env::var_os("http_proxy")) {
+            debootstrap.env("http_proxy", proxy);
+        }
+        let out = debootstrap
+            .args(["--variant=minbase", &format!("--include={PACKAGES}"), suite])
             .arg(&tmp)
-            .arg(MIRROR)
+            .arg(&mirror)
             .output()
             .expect("debootstrap runs (tests/setup.sh installs it)");
         assert!(
             out.status.success(),
-            "debootstrap failed:\n{}\n{}",
+            "debootstrap of {suite} from {mirror} failed:\n{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -87,6 +137,9 @@ fn text(out: &Output) -> String {
 }
 
 pub struct Container {
+    pub systemd: Systemd,
+    /// Whether the container's services can create user namespaces (see [`Container::profile`]).
+    user_namespaces: bool,
     nspawn: Child,
     /// The container's systemd, as the host sees it.
     init: u32,
@@ -94,9 +147,10 @@ pub struct Container {
 }
 
 impl Container {
-    /// Boots a fresh copy of the cached root and waits until systemd is up.
-    pub fn boot(name: &str) -> Container {
-        let base = base_root();
+    /// Boots a fresh copy of `systemd`'s cached root and waits until systemd is up.
+    pub fn boot(name: &str, systemd: Systemd) -> Container {
+        let base = base_root(systemd);
+        let name = &format!("{name}-{}", systemd.version());
         let tmp = crate::repo().join("target/tmp");
         fs::create_dir_all(&tmp).unwrap();
         let dir = tempfile::Builder::new()
@@ -142,13 +196,53 @@ impl Container {
             .spawn()
             .expect("systemd-nspawn runs (tests/setup.sh installs systemd-container)");
         let mut container = Container {
+            systemd,
+            user_namespaces: false,
             init: 0,
             nspawn,
             dir,
         };
         container.init = container.find_init();
         container.wait_until_running();
+        // The tests' names and version-specific assertions depend on this.
+        let version = container.ok(&["systemctl", "--version"]);
+        assert!(
+            version.starts_with(&format!("systemd {} ", systemd.version())),
+            "{} booted another systemd: {version}",
+            systemd.suite()
+        );
+        container.user_namespaces = container
+            .run(&[
+                "systemd-run",
+                "--wait",
+                "--quiet",
+                "unshare",
+                "--user",
+                "true",
+            ])
+            .status
+            .success();
         container
+    }
+
+    /// The profile the tests attach with: portabled's `default`, or `trusted` where the
+    /// container's services can't create user namespaces (said on stderr), as inside a chroot
+    /// such as ../shared/tools/fresh-machine's: the kernel refuses them below a chroot, and the
+    /// default profile sets PrivateUsers=yes. `PORTABLE_SERVICE_TESTS_FULL=1` (set by CI) makes
+    /// that a failure instead, so CI always runs the default profile.
+    pub fn profile(&self) -> &'static str {
+        if self.user_namespaces {
+            return "default";
+        }
+        assert!(
+            std::env::var_os("PORTABLE_SERVICE_TESTS_FULL").is_none(),
+            "user namespaces can't be created in the container (a chroot?): the default profile can't run"
+        );
+        eprintln!(
+            "NOTE: user namespaces can't be created in the container (a chroot?): attaching with \
+             the trusted profile instead of the default one (PrivateUsers=yes)"
+        );
+        "trusted"
     }
 
     /// The nspawn process's child once it has become systemd.
@@ -214,7 +308,7 @@ impl Container {
 
     /// `portablectl attach` (or another verb taking `--profile`) with the tests' [`profile`].
     pub fn portablectl(&self, verb: &str, flags: &[&str], image: &str) -> String {
-        let mut args = vec!["portablectl", verb, "--profile", profile()];
+        let mut args = vec!["portablectl", verb, "--profile", self.profile()];
         args.extend(flags);
         args.push(image);
         self.ok(&args)

@@ -47,6 +47,14 @@ fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (run tests/setup.sh)"))
 }
 
+/// Runs a Nix command, one at a time across test threads and test binaries: without a daemon,
+/// Nix 2.8 processes sharing the store's database fail with "SQLite database ... is busy".
+fn run_nix(cmd: &mut Command) -> Output {
+    let lock = std::fs::File::create(repo().join("target/nix.lock")).unwrap();
+    lock.lock().unwrap();
+    run(cmd)
+}
+
 /// Builds `expr` (over the test world) and returns its output path.
 pub fn build(expr: &str) -> PathBuf {
     let out = try_build(expr, &[]);
@@ -67,10 +75,12 @@ pub fn try_build(expr: &str, extra: &[&str]) -> Result<PathBuf, String> {
 /// `nix build --no-link --json --impure ARGS`: the first output path, or the build log.
 /// `PORTABLE_SERVICE_REPO` tells the stand-in nixpkgs where the repository is.
 pub fn nix_build(args: &[&str]) -> Result<PathBuf, String> {
-    let out = run(nix("nix")
-        .env("PORTABLE_SERVICE_REPO", repo())
-        .args(["build", "-L", "--no-link", "--json", "--impure"])
-        .args(args));
+    let out = run_nix(
+        nix("nix")
+            .env("PORTABLE_SERVICE_REPO", repo())
+            .args(["build", "-L", "--no-link", "--json", "--impure"])
+            .args(args),
+    );
     if !out.status.success() {
         return Err(text(&out.stderr));
     }
@@ -82,9 +92,11 @@ pub fn nix_build(args: &[&str]) -> Result<PathBuf, String> {
 
 /// Evaluates `expr` (over the test world) to a string.
 pub fn eval(expr: &str) -> Result<String, String> {
-    let out = run(nix("nix")
-        .args(["eval", "--raw", "--impure", "--expr"])
-        .arg(with_world(expr)));
+    let out = run_nix(
+        nix("nix")
+            .args(["eval", "--raw", "--impure", "--expr"])
+            .arg(with_world(expr)),
+    );
     if out.status.success() {
         Ok(text(&out.stdout))
     } else {

@@ -1,8 +1,10 @@
 //! Acceptance: images built by `portableService` (through Nix, as in nix_function.rs) attached,
-//! run, inspected and detached by a real systemd-portabled (Debian's systemd 252) booted in an
-//! nspawn container. Each test boots its own container.
+//! run, inspected and detached by a real systemd-portabled booted in an nspawn container, on
+//! each systemd the project supports: Debian 12's 252 and Debian 13's 257. Every scenario below
+//! runs once on each (`systemd_252::NAME`, `systemd_257::NAME`), each in its own container.
+//! Where the versions differ, the scenario asserts each version's own behaviour and says why.
 
-use portable_service_tests::container::{profile, Container};
+use portable_service_tests::container::{Container, Systemd};
 use portable_service_tests::*;
 use std::path::PathBuf;
 
@@ -12,9 +14,30 @@ fn demo_image(version: &str) -> PathBuf {
     raw_file(&build(&format!("demo {{ version = \"{version}\"; }}")))
 }
 
-#[test]
-fn runtime_attach_starts_the_service_and_detach_removes_it() {
-    let c = Container::boot("ps-runtime");
+/// One `#[test]` per scenario and systemd version.
+macro_rules! on_every_systemd {
+    ($($scenario:ident),* $(,)?) => {
+        mod systemd_252 {
+            $( #[test] fn $scenario() { super::$scenario(super::Systemd::V252) } )*
+        }
+        mod systemd_257 {
+            $( #[test] fn $scenario() { super::$scenario(super::Systemd::V257) } )*
+        }
+    };
+}
+
+on_every_systemd!(
+    runtime_attach_starts_the_service_and_detach_removes_it,
+    socket_activation_reaches_the_service_inside_the_image,
+    a_template_unit_runs_as_an_instance,
+    inspect_shows_the_description_exactly,
+    persistent_attach_reattach_to_a_new_version_and_detach,
+    default_and_trusted_profiles,
+    the_manual_examples_run,
+);
+
+fn runtime_attach_starts_the_service_and_detach_removes_it(systemd: Systemd) {
+    let c = Container::boot("ps-runtime", systemd);
     let image = c.add_image(&demo_image("1.0"), "demo_1.0.raw");
     c.portablectl("attach", &["--now", "--runtime"], &image);
     c.assert_active("demo.service");
@@ -37,9 +60,8 @@ fn runtime_attach_starts_the_service_and_detach_removes_it() {
     assert!(!list.contains("demo_1.0"), "{list}");
 }
 
-#[test]
-fn socket_activation_reaches_the_service_inside_the_image() {
-    let c = Container::boot("ps-socket");
+fn socket_activation_reaches_the_service_inside_the_image(systemd: Systemd) {
+    let c = Container::boot("ps-socket", systemd);
     let image = c.add_image(&demo_image("1.0"), "demo_1.0.raw");
     c.portablectl("attach", &["--now", "--runtime"], &image);
     c.assert_active("demo.socket");
@@ -49,9 +71,8 @@ fn socket_activation_reaches_the_service_inside_the_image() {
     assert_eq!(c.ask("/run/demo.sock"), "hello from demo 1.0\n");
 }
 
-#[test]
-fn a_template_unit_runs_as_an_instance() {
-    let c = Container::boot("ps-template");
+fn a_template_unit_runs_as_an_instance(systemd: Systemd) {
+    let c = Container::boot("ps-template", systemd);
     let image = c.add_image(&demo_image("1.0"), "demo_1.0.raw");
     c.portablectl("attach", &["--runtime"], &image);
     c.ok(&["systemctl", "start", "demo@one.service"]);
@@ -62,9 +83,8 @@ fn a_template_unit_runs_as_an_instance() {
     c.ok(&["portablectl", "detach", "--runtime", "demo_1.0"]);
 }
 
-#[test]
-fn inspect_shows_the_description_exactly() {
-    let c = Container::boot("ps-inspect");
+fn inspect_shows_the_description_exactly(systemd: Systemd) {
+    let c = Container::boot("ps-inspect", systemd);
     let image = c.add_image(&demo_image("1.0"), "demo_1.0.raw");
     let inspect = c.ok(&["portablectl", "inspect", "--no-pager", &image]);
     assert!(
@@ -79,9 +99,8 @@ fn inspect_shows_the_description_exactly() {
     }
 }
 
-#[test]
-fn persistent_attach_reattach_to_a_new_version_and_detach() {
-    let c = Container::boot("ps-reattach");
+fn persistent_attach_reattach_to_a_new_version_and_detach(systemd: Systemd) {
+    let c = Container::boot("ps-reattach", systemd);
     let v1 = c.add_image(&demo_image("1.0"), "demo_1.0.raw");
     let v2 = c.add_image(&demo_image("2.0"), "demo_2.0.raw");
     c.portablectl("attach", &["--now"], &v1);
@@ -111,47 +130,85 @@ fn persistent_attach_reattach_to_a_new_version_and_detach() {
         .exists());
 }
 
-#[test]
-fn default_and_trusted_profiles_run_the_service_and_keep_its_state() {
-    let c = Container::boot("ps-profiles");
+/// Attaches `image` with `profile` and starts the demo service twice: its StateDirectory=demo
+/// keeps the count of the first run for the second.
+fn run_twice_keeping_state(c: &Container, image: &str, profile: &str, dynamic_user: &str) {
+    c.ok(&[
+        "portablectl",
+        "attach",
+        "--now",
+        "--runtime",
+        "--profile",
+        profile,
+        image,
+    ]);
+    c.assert_active("demo.service");
+    let shown = c.ok(&["systemctl", "show", "-P", "DynamicUser", "demo.service"]);
+    assert_eq!(shown.trim(), dynamic_user, "{profile} profile");
+    c.wait_for_journal(
+        &["-u", "demo.service", "-n", "1", "--grep", "started"],
+        "run 1",
+    );
+    c.ok(&["systemctl", "restart", "demo.service"]);
+    c.assert_active("demo.service");
+    c.wait_for_journal(
+        &["-u", "demo.service", "-n", "1", "--grep", "started"],
+        "run 2",
+    );
+    c.ok(&["portablectl", "detach", "--now", "--runtime", "demo_1.0"]);
+    // the next profile starts from empty state
+    c.ok(&["rm", "-rf", "/var/lib/demo", "/var/lib/private/demo"]);
+}
+
+fn default_and_trusted_profiles(systemd: Systemd) {
+    let c = Container::boot("ps-profiles", systemd);
     let image = c.add_image(&demo_image("1.0"), "demo_1.0.raw");
-    let mut profiles = vec![("trusted", "no")];
-    if profile() == "default" {
-        profiles.insert(0, ("default", "yes"));
+    if c.profile() == "default" {
+        run_twice_keeping_state(&c, &image, "default", "yes");
     }
-    for (profile, dynamic_user) in profiles {
-        c.ok(&[
-            "portablectl",
-            "attach",
-            "--now",
-            "--runtime",
-            "--profile",
-            profile,
-            &image,
-        ]);
-        c.assert_active("demo.service");
-        let shown = c.ok(&["systemctl", "show", "-P", "DynamicUser", "demo.service"]);
-        assert_eq!(shown.trim(), dynamic_user, "{profile} profile");
-        c.wait_for_journal(
-            &["-u", "demo.service", "-n", "1", "--grep", "started"],
-            "run 1",
-        );
-        // StateDirectory=demo: the count written by the first run is read by the second
-        c.ok(&["systemctl", "restart", "demo.service"]);
-        c.assert_active("demo.service");
-        c.wait_for_journal(
-            &["-u", "demo.service", "-n", "1", "--grep", "started"],
-            "run 2",
-        );
-        c.ok(&["portablectl", "detach", "--now", "--runtime", "demo_1.0"]);
-        // the next profile starts from empty state
-        c.ok(&["rm", "-rf", "/var/lib/demo", "/var/lib/private/demo"]);
+    match systemd {
+        Systemd::V252 => run_twice_keeping_state(&c, &image, "trusted", "no"),
+        // From systemd 254 on, the trusted profile binds the host's /run into the service and
+        // systemd then stages the host's os-release below /run/host, which nspawn keeps
+        // read-only: every image fails so inside nspawn, ours or anyone's
+        // (../shared/notes/systemd-portable.md). Pinned here so that a change shows.
+        Systemd::V257 => {
+            let out = c.run(&[
+                "portablectl",
+                "attach",
+                "--now",
+                "--runtime",
+                "--profile",
+                "trusted",
+                &image,
+            ]);
+            let attach = String::from_utf8_lossy(&out.stderr).into_owned();
+            c.wait_for_journal(&["-u", "demo.service"], "226/NAMESPACE");
+            let journal = c.run(&[
+                "journalctl",
+                "--no-pager",
+                "-o",
+                "cat",
+                "-u",
+                "demo.service",
+            ]);
+            let journal = String::from_utf8_lossy(&journal.stdout);
+            let state = c.run(&["systemctl", "is-active", "demo.service"]);
+            assert_ne!(
+                String::from_utf8_lossy(&state.stdout).trim(),
+                "active",
+                "attach said: {attach}\njournal: {journal}"
+            );
+            assert!(
+                journal.contains(".os-release-stage") && journal.contains("226/NAMESPACE"),
+                "{journal}"
+            );
+        }
     }
 }
 
-#[test]
-fn the_manual_examples_run() {
-    let c = Container::boot("ps-manual");
+fn the_manual_examples_run(systemd: Systemd) {
+    let c = Container::boot("ps-manual", systemd);
     let hello = c.add_image(&raw_file(&build("t.examples.hello")), "hello_2.12.2.raw");
     c.portablectl("attach", &["--runtime"], &hello);
     c.ok(&["systemctl", "start", "hello.service"]);
