@@ -286,3 +286,51 @@ fn overriding_squashfs_tools_uses_that_mksquashfs() {
         "{log}"
     );
 }
+
+#[test]
+fn a_mksquashfs_that_dies_part_way_fails_the_build_naming_it() {
+    // 8 MB of noise: more than the pipe and the builder's buffer hold, so the builder is still
+    // writing when mksquashfs stops reading.
+    let noise = r#"(t.runBusyboxWith "noise" { } "busybox head -c 8000000 /dev/urandom > $out")"#;
+    let cases = [
+        (
+            "echo \"fake mksquashfs: out of cheese\" >&2; exit 3",
+            "failed (exit status: 3); its last output:",
+            "fake mksquashfs: out of cheese",
+        ),
+        (
+            "echo \"fake mksquashfs: killed\" >&2; kill -9 $$",
+            "failed (signal: 9 (SIGKILL)); its last output:",
+            "fake mksquashfs: killed",
+        ),
+    ];
+    for (i, (dies, status, last_words)) in cases.into_iter().enumerate() {
+        let fake = fake_squashfs_tools(&format!(
+            "[ \"$1\" = -version ] && exec $real -version; busybox head -c 65536 >/dev/null; {dies}"
+        ));
+        let expr = format!(
+            "demo {{ version = \"dies-{i}\"; extra = {{ squashfsTools = {fake}; contents = [ t.busybox {noise} ]; }}; }}"
+        );
+        let started = std::time::Instant::now();
+        let log = try_build(&expr, &[]).unwrap_err();
+        // a hang guard, not a speed goal: a stuck pipe would wait forever
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "took {:?}",
+            started.elapsed()
+        );
+        let error = log
+            .lines()
+            .find(|l| l.contains("error: ") && l.contains("mksquashfs"))
+            .unwrap_or_else(|| panic!("an error naming mksquashfs in {log}"));
+        assert!(error.contains(status), "{status} in {error}");
+        let after = &log[log.find(status).unwrap()..];
+        assert!(
+            after.contains(last_words),
+            "{last_words} after the error: {log}"
+        );
+        assert!(!log.contains("Broken pipe"), "{log}");
+        let out = eval(&format!("({expr}).outPath")).unwrap();
+        assert!(!std::path::Path::new(&out).exists(), "{out} is not left");
+    }
+}

@@ -9,6 +9,8 @@
 use crate::tar_stream::{self, Stats, MTIME};
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
 /// `-tar` (read the image root as a tar stream on stdin) came with squashfs-tools 4.5.
@@ -112,8 +114,15 @@ pub fn check_version(mksquashfs: &Utf8Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs mksquashfs writing `image`, streaming `plan` into it. mksquashfs's own messages go to
-/// the build log as they come.
+/// How many of mksquashfs's last lines of output an error repeats.
+const TAIL_LINES: usize = 20;
+
+/// Runs mksquashfs writing `image`, streaming `plan` into it. mksquashfs's messages go to the
+/// build log as they come, and its last lines are repeated in the error if it fails.
+///
+/// Whichever side stops first, the other is not waited on forever: if mksquashfs dies, the
+/// stream's next write fails (the pipe has no reader) and the stream ends; if the stream fails,
+/// its end of the pipe is closed and mksquashfs sees the end of its input.
 pub fn build(
     mksquashfs: &Utf8Path,
     options: &Options,
@@ -127,9 +136,11 @@ pub fn build(
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run {mksquashfs}"))?;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let tail = std::thread::spawn(move || forward_keeping_tail(stderr));
     let stdin = child.stdin.take().expect("stdin is piped");
     // A bigger pipe means fewer switches between us and mksquashfs; the default size works too.
     let _ = rustix::pipe::fcntl_setpipe_size(&stdin, 1 << 20);
@@ -137,11 +148,48 @@ pub fn build(
     let status = child
         .wait()
         .with_context(|| format!("cannot wait for {mksquashfs}"))?;
-    // When mksquashfs stops early the stream fails with a broken pipe; its own exit is the cause.
-    if !status.success() {
-        bail!("mksquashfs failed ({status}); its messages are above");
+    let tail = tail.join().unwrap_or_default();
+    let said = if tail.is_empty() {
+        "it printed nothing".to_owned()
+    } else {
+        format!("its last output:\n{}", tail.join("\n"))
+    };
+    match (streamed, status.success()) {
+        // The stream's own failure (a store file gone, say) is the cause; mksquashfs then only
+        // saw its input end early.
+        (Err(e), _) if !is_broken_pipe(&e) => Err(e.context(format!(
+            "streaming the image root into mksquashfs failed (mksquashfs: {status})"
+        ))),
+        (Ok(stats), true) => Ok(stats),
+        (_, false) => bail!("{mksquashfs} failed ({status}); {said}"),
+        (Err(_), true) => bail!(
+            "{mksquashfs} exited successfully before it had read the whole image root; {said}"
+        ),
     }
-    streamed
+}
+
+/// Whether the stream failed only because mksquashfs stopped reading.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Copies mksquashfs's stderr to ours line by line, and returns its last [`TAIL_LINES`] lines.
+fn forward_keeping_tail(from: impl Read) -> Vec<String> {
+    let mut tail = VecDeque::with_capacity(TAIL_LINES);
+    for line in BufReader::new(from).split(b'\n') {
+        let Ok(line) = line else { break };
+        let line = String::from_utf8_lossy(&line).into_owned();
+        eprintln!("{line}");
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    tail.into()
 }
 
 #[cfg(test)]

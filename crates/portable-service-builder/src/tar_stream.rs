@@ -127,7 +127,8 @@ impl<W: Write + AsFd> Stream<W> {
         let mut left = size;
         while left > 0 {
             let chunk = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
-            let moved = splice(&file, None, out.get_ref(), None, chunk, SpliceFlags::MOVE)?;
+            let moved = splice(&file, None, out.get_ref(), None, chunk, SpliceFlags::MOVE)
+                .map_err(io::Error::from)?;
             if moved == 0 {
                 bail!("it ended {left} bytes before its size {size}");
             }

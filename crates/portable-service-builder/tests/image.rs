@@ -6,6 +6,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use portable_service_builder::attrs::{Attrs, ClosureEntry, Symlink, Unit};
 use std::ffi::OsStr;
 use std::fs;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -98,6 +99,28 @@ impl Fixture {
 
     fn build(&self) -> anyhow::Result<Utf8PathBuf> {
         portable_service_builder::build_image(&self.attrs)
+    }
+
+    /// Adds a store path `<hash(i)>-<name>` holding `data`, `size` bytes of incompressible
+    /// noise, to the image's contents and closure; returns the file's path.
+    fn add_noise(&mut self, i: usize, name: &str, size: usize) -> Utf8PathBuf {
+        let path = self.root().join(format!("store/{}-{name}", hash(i)));
+        fs::create_dir(&path).unwrap();
+        let mut bytes = vec![0u8; size];
+        let mut x: u64 = 0x9e3779b97f4a7c15 ^ i as u64;
+        for b in bytes.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        fs::write(path.join("data"), bytes).unwrap();
+        self.attrs.contents.push(path.clone());
+        self.attrs.closure.push(ClosureEntry {
+            path: path.clone(),
+            references: vec![],
+        });
+        path.join("data")
     }
 
     fn store_path(&self, i: usize) -> PathBuf {
@@ -435,7 +458,10 @@ fn a_failing_mksquashfs_fails_the_build_with_its_message_and_no_output() {
         log.contains("-Xbogus-option"),
         "mksquashfs's own message: {log}"
     );
-    assert!(log.contains("error: mksquashfs failed"), "{log}");
+    assert!(
+        log.contains("mksquashfs failed (exit status: 1); its last output:"),
+        "{log}"
+    );
     assert!(!f.root().join("out").exists(), "no output is left");
 }
 
@@ -546,22 +572,7 @@ fn a_full_disk_fails_the_build_and_leaves_nothing() {
     let mut f = Fixture::new();
     let disk = SmallDisk::mount(f.dir.path().join("small-disk"), "64k");
     // incompressible, so the image can't fit in 64 KiB
-    let noise = f.root().join(format!("store/{}-noise", hash(4)));
-    fs::create_dir(&noise).unwrap();
-    let mut bytes = vec![0u8; 1 << 20];
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    for b in bytes.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
-    fs::write(noise.join("data"), bytes).unwrap();
-    f.attrs.contents.push(noise.clone());
-    f.attrs.closure.push(ClosureEntry {
-        path: noise,
-        references: vec![],
-    });
+    f.add_noise(4, "noise", 1 << 20);
     let out = Utf8PathBuf::from_path_buf(disk.0.join("out")).unwrap();
     f.attrs.outputs.insert("out".into(), out.clone());
     let (ok, log) = run_binary(&f);
@@ -570,6 +581,82 @@ fn a_full_disk_fails_the_build_and_leaves_nothing() {
         log.contains("No space left on device"),
         "mksquashfs's message: {log}"
     );
-    assert!(log.contains("error: mksquashfs failed"), "{log}");
+    assert!(
+        log.contains("mksquashfs failed (exit status: 1); its last output:"),
+        "{log}"
+    );
     assert!(!out.exists(), "no output is left");
+}
+
+/// Asserts that the build failed, naming `path` and `why`, and left no output.
+fn assert_failed_naming(f: &Fixture, (ok, log): (bool, String), path: &Utf8Path, why: &str) {
+    assert!(!ok, "{log}");
+    let error = log
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("an error line in {log}"));
+    assert!(error.contains(path.as_str()), "{path} in {error}");
+    assert!(error.contains(why), "{why} in {error}");
+    assert!(!error.contains("Broken pipe"), "{error}");
+    assert!(!f.root().join("out").exists(), "no output is left");
+}
+
+#[test]
+fn a_store_path_that_is_gone_is_named() {
+    let mut f = Fixture::new();
+    let data = f.add_noise(5, "gone", 10);
+    let gone = data.parent().unwrap().to_owned();
+    fs::remove_dir_all(&gone).unwrap();
+    assert_failed_naming(&f, run_binary(&f), &gone, "No such file or directory");
+}
+
+#[test]
+fn a_store_file_removed_while_streaming_is_named() {
+    let mut f = Fixture::new();
+    // One store path holding a big file and, sorted after it, one that goes away once the
+    // stream is inside the big one: listed, then gone when its turn comes.
+    let big = f.add_noise(5, "pkg", 8 << 20);
+    let late = big.parent().unwrap().join("late");
+    fs::write(&late, "late").unwrap();
+    let plan = portable_service_builder::plan::Plan::new(&f.attrs, |p: &Utf8Path| {
+        portable_service_builder::read_unit_file(p)
+    })
+    .unwrap();
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let remove = late.clone();
+    let drain = std::thread::spawn(move || {
+        let mut first = vec![0; 4 << 20];
+        reader.read_exact(&mut first).unwrap();
+        fs::remove_file(&remove).unwrap();
+        std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+    });
+    let e = portable_service_builder::tar_stream::write(&plan, writer).unwrap_err();
+    drain.join().unwrap();
+    let e = format!("{e:#}");
+    assert!(e.contains(late.as_str()), "{e}");
+    assert!(e.contains("No such file or directory"), "{e}");
+}
+
+#[test]
+fn a_store_file_that_cannot_be_read_is_named() {
+    let mut f = Fixture::new();
+    let secret = f.add_noise(5, "secret", 10);
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+    // root reads any file, so the builder runs as nobody here; it must reach everything else
+    fs::set_permissions(f.root(), fs::Permissions::from_mode(0o777)).unwrap();
+    let attrs_file = f.root().join("attrs.json");
+    fs::write(&attrs_file, attrs_json(&f.attrs)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_portable-service-builder"))
+        .arg(&attrs_file)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_failed_naming(
+        &f,
+        (out.status.success(), log),
+        &secret,
+        "Permission denied",
+    );
 }
