@@ -126,8 +126,8 @@ let
       null
     else if !isString v then
       fail attr v "must be a string or null"
-    else if match "[^\n\r]*" v == null then
-      fail attr v "must fit on one line: os-release values can't hold a newline"
+    else if match "[^[:cntrl:]]*" v == null then
+      fail attr v "must fit on one line: os-release values can't hold a newline or other control character"
     else
       v;
 
@@ -186,17 +186,13 @@ let
       let
         normalised = genList (i: checkUnitName i (normaliseUnit i (builtins.elemAt units i))) (length units);
         names = map (u: u.name) normalised;
-        duplicates = builtins.attrNames (
-          builtins.listToAttrs (
-            map (n: {
-              name = n;
-              value = null;
-            }) (filter (n: length (filter (m: m == n) names) > 1) names)
-          )
+        # The first unit whose name an earlier one has.
+        repeated = filter (i: elem (builtins.elemAt names i) (genList (builtins.elemAt names) i)) (
+          genList (i: i) (length names)
         );
       in
-      if duplicates != [ ] then
-        fail "units" duplicates "holds two units of one name"
+      if repeated != [ ] then
+        fail "units[${toString (head repeated)}].name" (builtins.elemAt names (head repeated)) "is the name of an earlier unit: two units of one name"
       else
         normalised;
 

@@ -82,7 +82,17 @@ impl Attrs {
         let de = &mut serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            anyhow::anyhow!("attribute `{path}`: {}", e.into_inner())
+            let why = e.into_inner().to_string();
+            // A missing top-level attribute is reported at the root; name it instead.
+            let missing = why
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split_once('`'))
+                .map(|(name, _)| name);
+            match (path.as_str(), missing) {
+                (".", Some(name)) => anyhow::anyhow!("attribute `{name}`: {why}"),
+                (".", None) => anyhow::anyhow!("the structured attrs are not an attribute set: {why}"),
+                _ => anyhow::anyhow!("attribute `{path}`: {why}"),
+            }
         })
     }
 
@@ -170,7 +180,15 @@ mod tests {
         let err = Attrs::from_json(&value.to_string())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("missing field `mksquashfs`"), "{err}");
+        assert!(
+            err.starts_with("attribute `mksquashfs`: missing field `mksquashfs`"),
+            "{err}"
+        );
+        let err = Attrs::from_json("7").unwrap_err().to_string();
+        assert!(
+            err.starts_with("the structured attrs are not an attribute set"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -18,11 +18,12 @@ use attrs::Attrs;
 use camino::{Utf8Path, Utf8PathBuf};
 use plan::Plan;
 
-/// Builds the image the attrs describe and returns its path. On any error nothing is left
-/// behind: neither a partial image nor an output directory this call created.
-pub fn build_image(attrs: &Attrs) -> Result<Utf8PathBuf> {
-    let options = mksquashfs::Options::new(&attrs.squash_compression, &attrs.squash_block_size)?;
-    let plan = Plan::new(attrs, read_unit_file)?;
+/// Builds the image the attrs describe and returns its path; mksquashfs uses `processors`
+/// threads (`None`: one per CPU). On any error nothing is left behind: neither a partial image
+/// nor an output directory this call created.
+pub fn build_image(attrs: &Attrs, processors: Option<u32>) -> Result<Utf8PathBuf> {
+    let (mut options, plan) = prepare(attrs, read_unit_file)?;
+    options.processors = processors;
     mksquashfs::check_version(&attrs.mksquashfs)?;
 
     let out = attrs.out()?;
@@ -57,6 +58,17 @@ pub fn build_image(attrs: &Attrs) -> Result<Utf8PathBuf> {
             Err(e)
         }
     }
+}
+
+/// Every check of the attrs, without running anything: the mksquashfs options and the image
+/// plan. `read_unit` gives a unit file's content ([`read_unit_file`] for the real store).
+pub fn prepare(
+    attrs: &Attrs,
+    read_unit: impl Fn(&Utf8Path) -> Result<Vec<u8>>,
+) -> Result<(mksquashfs::Options, Plan)> {
+    let options = mksquashfs::Options::new(&attrs.squash_compression, &attrs.squash_block_size)?;
+    let plan = Plan::new(attrs, read_unit)?;
+    Ok((options, plan))
 }
 
 /// The builder's own peak resident memory (mksquashfs is a separate process), from /proc.

@@ -39,6 +39,11 @@ fn run() -> Result<()> {
         )?,
     };
     let attrs = Attrs::read(&path)?;
-    portable_service_builder::build_image(&attrs)?;
+    // Nix's `cores` setting (`--cores`, 0 = all); the image is the same whatever it is.
+    let cores = std::env::var("NIX_BUILD_CORES")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+        .filter(|n| *n > 0);
+    portable_service_builder::build_image(&attrs, cores)?;
     Ok(())
 }

@@ -19,11 +19,27 @@ pub const MIN_VERSION: (u32, u32) = (4, 5);
 /// Compressors mksquashfs knows; checked here so that a typo fails before the stream starts.
 pub const COMPRESSORS: [&str; 6] = ["gzip", "lzo", "lz4", "xz", "zstd", "lzma"];
 
+/// Every way of writing a block size mksquashfs takes (a power of two from 4 KiB to 1 MiB) that
+/// the Nix function accepts too: bytes, `NK`/`Nk`, `1M`/`1m`.
+pub fn block_sizes() -> impl Iterator<Item = String> {
+    (12..=20).flat_map(|shift| {
+        let bytes = 1u32 << shift;
+        let kib = bytes / 1024;
+        let mib = (shift == 20).then(|| ["1M".to_owned(), "1m".to_owned()]);
+        [bytes.to_string(), format!("{kib}K"), format!("{kib}k")]
+            .into_iter()
+            .chain(mib.into_iter().flatten())
+    })
+}
+
 /// The mksquashfs options, from the attrs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     pub compression: Vec<String>,
     pub block_size: String,
+    /// How many threads mksquashfs may use (`-processors`); `None`: one per CPU. The image's
+    /// bytes don't depend on it.
+    pub processors: Option<u32>,
 }
 
 impl Options {
@@ -37,12 +53,16 @@ impl Options {
                 COMPRESSORS.join(", ")
             ),
         }
-        if block_size.is_empty() || block_size.contains(char::is_whitespace) {
-            bail!("attribute `squash-block-size` = {block_size:?} must be one size such as 1M or 131072");
+        if !block_sizes().any(|s| s == block_size) {
+            bail!(
+                "attribute `squash-block-size` = {block_size:?} must be a power of two from 4K to \
+                 1M, such as \"128K\", \"1M\" or 131072"
+            );
         }
         Ok(Options {
             compression,
             block_size: block_size.to_owned(),
+            processors: None,
         })
     }
 
@@ -72,6 +92,9 @@ impl Options {
         .map(String::from)
         .to_vec();
         args.extend(self.compression.iter().cloned());
+        if let Some(n) = self.processors {
+            args.extend(["-processors".to_owned(), n.to_string()]);
+        }
         args
     }
 }
@@ -237,7 +260,12 @@ mod tests {
         );
         let e = Options::new("", "1M").unwrap_err().to_string();
         assert!(e.contains("`squash-compression`"), "{e}");
-        let e = Options::new("xz", "1 M").unwrap_err().to_string();
-        assert!(e.contains("`squash-block-size` = \"1 M\""), "{e}");
+        for bad in ["1 M", "3M", "2M", "2K", "0", "04K", "131073"] {
+            let e = Options::new("xz", bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("`squash-block-size` = {bad:?}")), "{e}");
+        }
+        for good in ["4K", "4096", "128k", "131072", "1M", "1m", "1024K"] {
+            Options::new("xz", good).unwrap();
+        }
     }
 }

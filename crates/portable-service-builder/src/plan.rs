@@ -306,13 +306,15 @@ fn check_pname(pname: &str) -> Result<()> {
     Ok(())
 }
 
+/// `version` is part of the image's file name and of the derivation's store name, so it takes
+/// only the characters a store name may hold (and no `/`).
 fn check_version(version: &str) -> Result<()> {
-    if version.is_empty()
-        || version
-            .chars()
-            .any(|c| c == '/' || c.is_control() || c.is_whitespace())
-    {
-        bail!("attribute `version` = {version:?} must be non-empty and hold no `/`, space or control character: it is part of the image's file name");
+    let store_name_char = |c: char| c.is_ascii_alphanumeric() || "+-._?=".contains(c);
+    if version.is_empty() || !version.chars().all(store_name_char) {
+        bail!(
+            "attribute `version` = {version:?} must be a non-empty string of letters, digits and \
+             `+-._?=`: it is part of the image's file name and of the store name"
+        );
     }
     Ok(())
 }

@@ -98,7 +98,7 @@ impl Fixture {
     }
 
     fn build(&self) -> anyhow::Result<Utf8PathBuf> {
-        portable_service_builder::build_image(&self.attrs)
+        portable_service_builder::build_image(&self.attrs, None)
     }
 
     /// Adds a store path `<hash(i)>-<name>` holding `data`, `size` bytes of incompressible

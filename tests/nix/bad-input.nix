@@ -1,0 +1,32 @@
+# One case of the bad-inputs table (crates/portable-service-builder/tests/fixtures/bad-inputs.json)
+# as a portableService call over the offline test world: the table's units ({ name; text; })
+# become unit files, and "@busybox" in symlink objects and contents becomes busybox's store path.
+t: args:
+
+let
+  inherit (builtins) elemAt isString match;
+  ref =
+    s:
+    let
+      m = if isString s then match "@([a-z]+)(.*)" s else null;
+    in
+    if m == null then s else "${t.${elemAt m 0}}${elemAt m 1}";
+  unitText = "[Service]\nExecStart=/bin/true\n";
+  call = {
+    pname = "demo";
+    version = "1";
+    units = [ { name = "demo.service"; } ];
+  }
+  // args;
+in
+t.portableService (
+  call
+  // {
+    units = map (u: {
+      inherit (u) name;
+      file = t.writeText "unit" (u.text or unitText);
+    }) call.units;
+    symlinks = map (s: s // { object = ref s.object; }) (call.symlinks or [ ]);
+    contents = map ref (call.contents or [ ]);
+  }
+)
