@@ -253,9 +253,8 @@ fn a_rebuild_gives_the_same_bytes_with_one_core_and_without_the_sandbox() {
     ] {
         let mut args = vec!["--rebuild"];
         args.extend(settings);
-        try_build(expr, &args).unwrap_or_else(|log| {
-            panic!("the rebuild ({settings:?}) differs or failed:\n{log}")
-        });
+        try_build(expr, &args)
+            .unwrap_or_else(|log| panic!("the rebuild ({settings:?}) differs or failed:\n{log}"));
     }
     assert_eq!(before, std::fs::read(raw_file(&out)).unwrap());
     // the last rebuild's log: Nix's one core reached mksquashfs

@@ -90,7 +90,9 @@ impl Attrs {
                 .map(|(name, _)| name);
             match (path.as_str(), missing) {
                 (".", Some(name)) => anyhow::anyhow!("attribute `{name}`: {why}"),
-                (".", None) => anyhow::anyhow!("the structured attrs are not an attribute set: {why}"),
+                (".", None) => {
+                    anyhow::anyhow!("the structured attrs are not an attribute set: {why}")
+                }
                 _ => anyhow::anyhow!("attribute `{path}`: {why}"),
             }
         })

@@ -4,7 +4,7 @@
 //! can't drift apart.
 
 use anyhow::Result;
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 use portable_service_builder::attrs::Attrs;
 use serde_json::{json, Value};
 
@@ -84,8 +84,12 @@ fn builder_checks(args: &Value) -> Result<()> {
     let (attrs, files) = attrs_for(args);
     let attrs = Attrs::from_json(&attrs.to_string())?;
     let read = |p: &Utf8Path| -> Result<Vec<u8>> {
-        let found = files.iter().find(|(f, _)| Utf8PathBuf::from(f) == p);
-        Ok(found.expect("a unit file of the table").1.clone().into_bytes())
+        let found = files.iter().find(|(f, _)| f.as_str() == p.as_str());
+        Ok(found
+            .expect("a unit file of the table")
+            .1
+            .clone()
+            .into_bytes())
     };
     portable_service_builder::prepare(&attrs, read).map(|_| ())
 }
