@@ -35,6 +35,6 @@ let
 in
 {
   inherit overlay;
-  inherit (pkgs') portableService portable-service-builder;
+  inherit (pkgs') portableService portableServiceExtension portable-service-builder;
   inherit (examples) hello hello-with-ssl;
 }

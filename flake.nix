@@ -23,12 +23,13 @@
         );
     in
     {
-      # pkgs.portableService and pkgs.portable-service-builder.
+      # pkgs.portableService, pkgs.portableServiceExtension and pkgs.portable-service-builder.
       overlays.default = import ./nix/overlay.nix;
 
       # The function without nixpkgs: give it a package with bin/mksquashfs and one with
       # bin/portable-service-builder (see README.md).
       lib.mkPortableService = import ./nix/portable-service.nix;
+      lib.mkPortableServiceExtension = import ./nix/portable-service-extension.nix;
 
       packages = forAllSystems (
         pkgs:

@@ -1,7 +1,8 @@
 # One case of the bad-inputs table (crates/portable-service-builder/tests/fixtures/bad-inputs.json)
-# as a portableService call over the offline test world: the table's units ({ name; text; })
-# become unit files, and "@busybox" in symlink objects and contents becomes busybox's store path.
-t: args:
+# as a portableService (or portableServiceExtension) call over the offline test world: the
+# table's units ({ name; text; }) and files ({ path; text; }) become store files, and "@busybox"
+# in symlink objects and contents becomes busybox's store path.
+t: case:
 
 let
   inherit (builtins) elemAt isString match;
@@ -17,9 +18,15 @@ let
     version = "1";
     units = [ { name = "demo.service"; } ];
   }
-  // args;
+  // case.args;
+  extension = case.extension or null;
+  function =
+    if extension == null then
+      t.portableService
+    else
+      args: t.portableServiceExtension (args // { kind = extension; });
 in
-t.portableService (
+function (
   call
   // {
     units = map (u: {
@@ -29,4 +36,15 @@ t.portableService (
     symlinks = map (s: s // { object = ref s.object; }) (call.symlinks or [ ]);
     contents = map ref (call.contents or [ ]);
   }
+  // (
+    if extension == null then
+      { }
+    else
+      {
+        files = map (f: {
+          inherit (f) path;
+          file = t.writeText "file" f.text;
+        }) (call.files or [ ]);
+      }
+  )
 )

@@ -47,6 +47,9 @@ rec {
   portableService = import ../../nix/portable-service.nix {
     inherit squashfsTools portable-service-builder system;
   };
+  portableServiceExtension = import ../../nix/portable-service-extension.nix {
+    inherit squashfsTools portable-service-builder system;
+  };
 
   # Like nixpkgs' writeText: a derivation whose output is one file with that text.
   writeText =

@@ -10,7 +10,7 @@ fn has(listing: &[String], line: &str) -> bool {
 fn store_paths(listing: &[String]) -> Vec<String> {
     listing
         .iter()
-        .filter_map(|l| l.split_once(" /nix/store/").map(|(_, p)| p))
+        .filter_map(|l| l.split_once(" /usr/nix/store/").map(|(_, p)| p))
         .filter(|p| !p.contains('/'))
         .map(|p| p.split_once('-').unwrap().1.to_owned())
         .collect()
@@ -48,12 +48,16 @@ fn manual_example_hello() {
         "-rw-r--r-- /etc/resolv.conf",
         "-rw-r--r-- /etc/os-release",
         "-rw-r--r-- /etc/systemd/system/hello.service",
+        // the store is below /usr, where extensions are overlaid, and /nix leads there
+        "drwxr-xr-x /usr/nix/store",
+        "lrwxrwxrwx /nix -> usr/nix",
     ] {
         assert!(has(&list, line), "{line} in {list:#?}");
     }
     assert_eq!(
         cat(&image, "/etc/os-release"),
-        "ID=nixos\nPRETTY_NAME=NixOS\nBUILD_ID=rolling\nPORTABLE_ID=hello\n"
+        "ID=nixos\nPRETTY_NAME=NixOS\nBUILD_ID=rolling\nPORTABLE_ID=hello\n\
+         PORTABLE_PREFIXES=hello\nIMAGE_ID=hello\nIMAGE_VERSION=\"2.12.2\"\n"
     );
     let unit = cat(&image, "/etc/systemd/system/hello.service");
     assert!(unit.contains("ExecStart=/nix/store/"), "{unit}");
@@ -76,7 +80,7 @@ fn manual_example_hello_with_ssl_symlink() {
     assert!(has(
         &list,
         &format!(
-            "-r--r--r-- {}/certs/ca-bundle.crt",
+            "-r--r--r-- /usr{}/certs/ca-bundle.crt",
             link.rsplit_once(" -> ").unwrap().1
         )
     ));
@@ -143,11 +147,11 @@ fn the_demo_image_keeps_its_description_exactly() {
         .any(|l| l.starts_with("lrwxrwxrwx /bin/sh -> /nix/store/")));
 }
 
-/// `tests/nix/bad-input.nix` over `args` (a JSON object) of the bad-inputs table.
-fn table_call(args: &serde_json::Value) -> String {
-    let args = serde_json::to_string(&args.to_string()).unwrap();
+/// `tests/nix/bad-input.nix` over a case (a JSON object) of the bad-inputs table.
+fn table_call(case: &serde_json::Value) -> String {
+    let case = serde_json::to_string(&case.to_string()).unwrap();
     format!(
-        "import {}/tests/nix/bad-input.nix t (builtins.fromJSON {args})",
+        "import {}/tests/nix/bad-input.nix t (builtins.fromJSON {case})",
         repo().display()
     )
 }
@@ -161,13 +165,20 @@ fn the_bad_inputs_table_fails_at_evaluation_naming_the_attribute() {
     )
     .unwrap();
     let table: serde_json::Value = serde_json::from_str(&table).unwrap();
-    eval(&format!("({}).drvPath", table_call(&serde_json::json!({}))))
-        .unwrap_or_else(|e| panic!("the table's base call evaluates: {e}"));
+    for extension in [None, Some("sysext"), Some("confext")] {
+        let base = serde_json::json!({ "args": {}, "extension": extension });
+        eval(&format!("({}).drvPath", table_call(&base)))
+            .unwrap_or_else(|e| panic!("the table's base call evaluates ({extension:?}): {e}"));
+    }
     for case in table["cases"].as_array().unwrap() {
         let attribute = case["attribute"].as_str().unwrap();
-        let err = eval_error(&table_call(&case["args"]));
+        let err = eval_error(&table_call(case));
+        let function = match case["extension"] {
+            serde_json::Value::Null => "portableService",
+            _ => "portableServiceExtension",
+        };
         assert!(
-            err.contains(&format!("portableService: `{attribute}` = ")),
+            err.contains(&format!("{function}: `{attribute}` = ")),
             "{case}\nexpected it to name `{attribute}`, got: {err}"
         );
     }

@@ -16,13 +16,21 @@
 //!   "mksquashfs": "/nix/store/…-squashfs-tools/bin/mksquashfs",
 //!   "squash-compression": "xz -Xdict-size 100%",
 //!   "squash-block-size": "1M",
-//!   "closure": [ { "path": "/nix/store/…", "references": [ "/nix/store/…" ], … } ]
+//!   "portablePrefixes": [ "demo" ],
+//!   "osRelease": { "VARIANT_ID": "prod" }, "osReleaseOverrides": { "ID": "acme" },
+//!   "files": [ { "path": "/etc/demo/config", "file": "/nix/store/…-config" } ],
+//!   "extension": null | { "kind": "sysext" | "confext",
+//!                         "base": null | { "osRelease": { "ID": "nixos", … }, "units": [ "demo.service" ] } },
+//!   "closure": [ { "path": "/nix/store/…", "references": [ "/nix/store/…" ], … } ],
+//!   "baseClosure": [ … ]
 //! }
 //! ```
 //!
 //! `closure` is what `exportReferencesGraph.closure` produces: one object per store path of the
-//! closure of every unit file, `contents` entry and symlink object. Only `path` and `references`
-//! are read; the other fields (`narHash`, `narSize`, `valid`, `ca`, ...) differ between Nix versions.
+//! closure of every unit file, `contents` entry, file and symlink object. Only `path` and
+//! `references` are read; the other fields (`narHash`, `narSize`, `valid`, `ca`, ...) differ
+//! between Nix versions. `baseClosure` is the closure of an extension's base image: the store paths
+//! the extension leaves out because the base has them.
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -30,7 +38,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// The attributes the builder reads.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attrs {
     pub outputs: BTreeMap<String, Utf8PathBuf>,
@@ -52,6 +60,59 @@ pub struct Attrs {
     #[serde(rename = "squash-block-size")]
     pub squash_block_size: String,
     pub closure: Vec<ClosureEntry>,
+    /// The unit prefixes of `PORTABLE_PREFIXES`; absent: the pname alone.
+    #[serde(default)]
+    pub portable_prefixes: Option<Vec<String>>,
+    /// More os-release (or extension-release) fields, none of them one the image owns.
+    #[serde(default)]
+    pub os_release: BTreeMap<String, String>,
+    /// Replacements for fields the image owns (`ID`, `IMAGE_VERSION`, ...).
+    #[serde(default)]
+    pub os_release_overrides: BTreeMap<String, String>,
+    /// Single files put at a path of the image.
+    #[serde(default)]
+    pub files: Vec<File>,
+    /// Set for an extension image; absent for a portable service image.
+    #[serde(default)]
+    pub extension: Option<Extension>,
+    #[serde(default)]
+    pub base_closure: Vec<ClosureEntry>,
+}
+
+/// A file of the image: `file` (a store file) copied to `path`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct File {
+    pub path: String,
+    pub file: Utf8PathBuf,
+}
+
+/// What an extension image is and what it extends.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Extension {
+    pub kind: ExtensionKind,
+    #[serde(default)]
+    pub base: Option<Base>,
+}
+
+/// systemd-sysext's two kinds: a system extension is overlaid on `/usr` (and `/opt`), a
+/// configuration extension on `/etc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtensionKind {
+    Sysext,
+    Confext,
+}
+
+/// What an extension needs to know of its base image.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Base {
+    /// The base's os-release fields (those an extension-release file must match).
+    #[serde(default)]
+    pub os_release: BTreeMap<String, String>,
+    /// The base's unit names.
+    #[serde(default)]
+    pub units: Vec<String>,
 }
 
 /// One unit file: its name inside the image and the store file holding it.
@@ -113,9 +174,21 @@ impl Attrs {
             .context("attribute `outputs.out` is missing: the derivation needs an `out` output")
     }
 
-    /// The image file name portabled expects: `<pname>_<version>.raw`.
+    /// The image file name portabled expects: `<pname>_<version>.raw`, and for an extension
+    /// `<pname>.raw`, the name its extension-release file carries (systemd 252 refuses a
+    /// versioned extension name; 257 accepts it too).
     pub fn image_file_name(&self) -> String {
-        format!("{}_{}.raw", self.pname, self.version)
+        match self.extension {
+            None => format!("{}_{}.raw", self.pname, self.version),
+            Some(_) => format!("{}.raw", self.pname),
+        }
+    }
+
+    /// The prefixes of the image's units: `portablePrefixes`, or the pname.
+    pub fn prefixes(&self) -> Vec<String> {
+        self.portable_prefixes
+            .clone()
+            .unwrap_or_else(|| vec![self.pname.clone()])
     }
 }
 

@@ -6,7 +6,7 @@
 //! The plan is plain data; `tar_stream` only writes it, so that a wrong input fails here, before
 //! mksquashfs starts and before any output exists.
 
-use crate::attrs::{Attrs, Unit};
+use crate::attrs::{Attrs, ExtensionKind, Unit};
 use crate::os_release;
 use crate::store_path;
 use anyhow::{bail, Context, Result};
@@ -84,44 +84,62 @@ impl Plan {
     pub fn new(attrs: &Attrs, read_unit: impl Fn(&Utf8Path) -> Result<Vec<u8>>) -> Result<Plan> {
         check_pname(&attrs.pname)?;
         check_version(&attrs.version)?;
+        let prefixes = check_prefixes(attrs)?;
+        let layout = Layout::of(attrs);
         let mut plan = Plan::default();
 
-        for dir in MOUNT_POINT_DIRS
-            .iter()
-            .chain(&["etc/systemd/system", "nix/store"])
-        {
-            plan.add_dir_with_parents(Utf8Path::new(dir), "mount point");
+        if layout.kind.is_none() {
+            for dir in MOUNT_POINT_DIRS.iter().chain(&["etc/systemd/system"]) {
+                plan.add_dir_with_parents(Utf8Path::new(dir), "mount point");
+            }
+            for file in MOUNT_POINT_FILES {
+                plan.insert(file, FILE_MODE, Source::Data(Vec::new()), "mount point");
+            }
         }
-        for file in MOUNT_POINT_FILES {
-            plan.insert(file, FILE_MODE, Source::Data(Vec::new()), "mount point");
+        let release = os_release::render(attrs)?;
+        if let Some(parent) = layout.release.parent() {
+            plan.add_dir_with_parents(parent, "parent of the release file");
         }
-        let os_release = os_release::render(
-            &attrs.pname,
-            attrs.description.as_deref(),
-            attrs.homepage.as_deref(),
-        )?;
         plan.insert(
-            "etc/os-release",
+            layout.release.clone(),
             FILE_MODE,
-            Source::Data(os_release.into_bytes()),
-            "/etc/os-release",
+            Source::Data(release.into_bytes()),
+            &format!("/{}", layout.release),
         );
 
+        // An extension needs units of its own too: portabled gives an extension's files only to
+        // the units that come from it (ExtensionImages= in their drop-in).
         if attrs.units.is_empty() {
             bail!("attribute `units` is empty: an image needs at least one unit file, or portabled refuses it");
         }
+        plan.add_dir_with_parents(&layout.units, "the unit directory");
         let mut state_dirs = BTreeSet::new();
         for (i, unit) in attrs.units.iter().enumerate() {
-            let content = plan.add_unit(attrs, i, unit, &read_unit)?;
+            let content = plan.add_unit(attrs, &layout, &prefixes, i, unit, &read_unit)?;
             state_dirs.extend(unit_directories(&content));
         }
-        for dir in state_dirs {
-            plan.add_dir_with_parents(&dir, "mount point for a unit's state directory");
+        match layout.kind {
+            None => {
+                for dir in state_dirs {
+                    plan.add_dir_with_parents(&dir, "mount point for a unit's state directory");
+                }
+            }
+            // An extension reaches only /usr (or /etc): these mount points must be in the base.
+            Some(_) => {
+                for dir in state_dirs {
+                    tracing::warn!(
+                        "a unit of this extension needs the mount point /{dir}, which only its base image can hold"
+                    );
+                }
+            }
         }
 
-        plan.add_store_paths(attrs)?;
+        plan.add_store_paths(attrs, &layout)?;
+        for (i, file) in attrs.files.iter().enumerate() {
+            plan.add_file(attrs, &layout, i, file, &read_unit)?;
+        }
         for (i, link) in attrs.symlinks.iter().enumerate() {
-            plan.add_symlink(attrs, i, &link.symlink, &link.object)?;
+            plan.add_symlink(&layout, i, &link.symlink, &link.object)?;
         }
         Ok(plan)
     }
@@ -148,19 +166,30 @@ impl Plan {
     fn add_unit(
         &mut self,
         attrs: &Attrs,
+        layout: &Layout,
+        prefixes: &[String],
         i: usize,
         unit: &Unit,
         read_unit: impl Fn(&Utf8Path) -> Result<Vec<u8>>,
     ) -> Result<Vec<u8>> {
         let attr = format!("units[{i}]");
-        check_unit_name(&attrs.pname, &attr, &unit.name)?;
+        check_unit_name(prefixes, &attr, &unit.name)?;
+        if let Some(base) = attrs.extension.as_ref().and_then(|e| e.base.as_ref()) {
+            if base.units.contains(&unit.name) {
+                bail!(
+                    "attribute `{attr}.name` = {:?} is a unit of the base image too; portabled \
+                     would attach the base's and ignore this one",
+                    unit.name
+                );
+            }
+        }
         store_path::parse(&attrs.store_dir, unit.file.as_str()).map_err(|why| {
             anyhow::anyhow!(
                 "attribute `{attr}.file` = {:?} is not a file in the Nix store: {why}",
                 unit.file
             )
         })?;
-        let path = Utf8Path::new("etc/systemd/system").join(&unit.name);
+        let path = layout.units.join(&unit.name);
         if let Some(other) = self.entries.get(&path) {
             bail!(
                 "attribute `{attr}.name` = {:?}: two units of one name ({} is there already)",
@@ -185,7 +214,37 @@ impl Plan {
         Ok(content)
     }
 
-    fn add_store_paths(&mut self, attrs: &Attrs) -> Result<()> {
+    fn add_file(
+        &mut self,
+        attrs: &Attrs,
+        layout: &Layout,
+        i: usize,
+        file: &crate::attrs::File,
+        read: impl Fn(&Utf8Path) -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        let attr = format!("files[{i}].path");
+        let path = self.free_path(layout, &attr, &file.path)?;
+        store_path::parse(&attrs.store_dir, file.file.as_str()).map_err(|why| {
+            anyhow::anyhow!(
+                "attribute `files[{i}].file` = {:?} is not a file in the Nix store: {why}",
+                file.file
+            )
+        })?;
+        let content = read(&file.file)
+            .with_context(|| format!("attribute `files[{i}].file` = {:?}", file.file))?;
+        if let Some(parent) = path.parent() {
+            self.add_dir_with_parents(parent, "parent of a file");
+        }
+        self.insert(
+            path,
+            FILE_MODE,
+            Source::Data(content),
+            &format!("file {} (files[{i}])", file.path),
+        );
+        Ok(())
+    }
+
+    fn add_store_paths(&mut self, attrs: &Attrs, layout: &Layout) -> Result<()> {
         let mut closure = BTreeSet::new();
         for (i, entry) in attrs.closure.iter().enumerate() {
             store_path::parse_store_path(&attrs.store_dir, entry.path.as_str()).map_err(|why| {
@@ -211,6 +270,13 @@ impl Plan {
                     .iter()
                     .enumerate()
                     .map(|(i, s)| (format!("symlinks[{i}].object"), &s.object)),
+            )
+            .chain(
+                attrs
+                    .files
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (format!("files[{i}].file"), &f.file)),
             );
         for (attr, root) in roots {
             let parsed = store_path::parse(&attrs.store_dir, root.as_str()).map_err(|why| {
@@ -224,9 +290,58 @@ impl Plan {
                 );
             }
         }
-        let image_store = Utf8Path::new(attrs.store_dir.as_str().trim_start_matches('/'));
+        let base: BTreeSet<&Utf8PathBuf> = attrs.base_closure.iter().map(|c| &c.path).collect();
+        let Some(image_store) = &layout.store else {
+            // A configuration extension is overlaid on /etc only: every store path its units
+            // use must be in the base already. The unit files and files themselves are copied.
+            let copied: BTreeSet<&Utf8Path> = attrs
+                .units
+                .iter()
+                .map(|u| u.file.as_path())
+                .chain(attrs.files.iter().map(|f| f.file.as_path()))
+                .collect();
+            let missing: Vec<&Utf8PathBuf> = closure
+                .iter()
+                .filter(|p| !base.contains(p) && !copied.contains(p.as_path()))
+                .collect();
+            let has_base = attrs.extension.as_ref().is_some_and(|e| e.base.is_some());
+            if has_base && !missing.is_empty() {
+                bail!(
+                    "attribute `base`: a configuration extension can't carry store paths (it \
+                     is overlaid on /etc only), and the base lacks {}",
+                    missing
+                        .iter()
+                        .map(|p| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            return Ok(());
+        };
         self.add_dir_with_parents(image_store, "the store directory");
-        for path in &closure {
+        if layout.kind.is_none() {
+            // /nix -> usr/nix, so that the store is below /usr, where extensions are overlaid.
+            let top = image_store
+                .strip_prefix("usr")
+                .ok()
+                .and_then(|p| p.components().next())
+                .expect("the store is below usr/");
+            if let Some(entry) = self.entries.get(Utf8Path::new(top.as_str())) {
+                bail!(
+                    "attribute `storeDir` = {:?}: the image keeps the store below /usr and links \
+                     /{top} to it, but /{top} is {} of the image",
+                    attrs.store_dir,
+                    entry.what
+                );
+            }
+            self.insert(
+                top.as_str(),
+                0o777,
+                Source::Symlink(Utf8Path::new("usr").join(top.as_str())),
+                "the store's symlink",
+            );
+        }
+        for path in closure.iter().filter(|p| !base.contains(p)) {
             let name = path.file_name().expect("a parsed store path has a name");
             self.insert(
                 image_store.join(name),
@@ -235,48 +350,19 @@ impl Plan {
                 &format!("store path {path}"),
             );
         }
-        self.store_paths = closure.into_iter().collect();
+        self.store_paths = closure.into_iter().filter(|p| !base.contains(p)).collect();
         Ok(())
     }
 
     fn add_symlink(
         &mut self,
-        attrs: &Attrs,
+        layout: &Layout,
         i: usize,
         link: &str,
         object: &Utf8Path,
     ) -> Result<()> {
         let attr = format!("symlinks[{i}].symlink");
-        let path = normalise_image_path(link)
-            .map_err(|why| anyhow::anyhow!("attribute `{attr}` = {link:?} {why}"))?;
-        if let Some(hidden) = HIDDEN_BELOW
-            .iter()
-            .find(|d| path.starts_with(d) && path.as_str() != **d)
-        {
-            bail!(
-                "attribute `{attr}` = {link:?} is below /{hidden}, which systemd mounts over when the service runs"
-            );
-        }
-        for ancestor in path.ancestors().skip(1).filter(|a| !a.as_str().is_empty()) {
-            if let Some(entry) = self.entries.get(ancestor) {
-                if entry.source != Source::Directory {
-                    bail!(
-                        "attribute `{attr}` = {link:?} would be inside /{ancestor}, which is {}",
-                        entry.what
-                    );
-                }
-            }
-        }
-        if let Some(entry) = self.entries.get(&path) {
-            bail!(
-                "attribute `{attr}` = {link:?} collides with /{path}, which is {}",
-                entry.what
-            );
-        }
-        let store_dir = Utf8Path::new(attrs.store_dir.as_str().trim_start_matches('/'));
-        if path.starts_with(store_dir) {
-            bail!("attribute `{attr}` = {link:?} is inside the store directory, which holds the closure");
-        }
+        let path = self.free_path(layout, &attr, link)?;
         if let Some(parent) = path.parent() {
             self.add_dir_with_parents(parent, "parent of a symlink");
         }
@@ -288,16 +374,133 @@ impl Plan {
         );
         Ok(())
     }
+
+    /// `given` (attribute `attr`) as a path of the image where a new entry may go: inside the
+    /// root, not below what systemd mounts over, not on or inside another entry, and where an
+    /// extension's overlay makes it visible.
+    fn free_path(&self, layout: &Layout, attr: &str, given: &str) -> Result<Utf8PathBuf> {
+        let path = normalise_image_path(given)
+            .map_err(|why| anyhow::anyhow!("attribute `{attr}` = {given:?} {why}"))?;
+        if let Some(hidden) = HIDDEN_BELOW
+            .iter()
+            .find(|d| path.starts_with(d) && path.as_str() != **d)
+        {
+            bail!(
+                "attribute `{attr}` = {given:?} is below /{hidden}, which systemd mounts over when the service runs"
+            );
+        }
+        if let Some(root) = layout.visible_below {
+            if !path.starts_with(root) || path.as_str() == root {
+                bail!(
+                    "attribute `{attr}` = {given:?} is outside /{root}: an extension of this kind \
+                     is overlaid on /{root} only, so the service would not see it"
+                );
+            }
+        }
+        for ancestor in path.ancestors().skip(1).filter(|a| !a.as_str().is_empty()) {
+            if let Some(entry) = self.entries.get(ancestor) {
+                if entry.source != Source::Directory {
+                    bail!(
+                        "attribute `{attr}` = {given:?} would be inside /{ancestor}, which is {}",
+                        entry.what
+                    );
+                }
+            }
+        }
+        if let Some(entry) = self.entries.get(&path) {
+            bail!(
+                "attribute `{attr}` = {given:?} collides with /{path}, which is {}",
+                entry.what
+            );
+        }
+        if let Some(store) = &layout.store {
+            if path.starts_with(store) {
+                bail!("attribute `{attr}` = {given:?} is inside the store directory, which holds the closure");
+            }
+        }
+        Ok(path)
+    }
+}
+
+/// Where an image's parts go, by kind.
+struct Layout {
+    /// `None` for a portable service image.
+    kind: Option<ExtensionKind>,
+    /// The os-release or extension-release file.
+    release: Utf8PathBuf,
+    /// Where portabled finds the units.
+    units: Utf8PathBuf,
+    /// Where the closure goes; `None` where it can't go (a configuration extension).
+    store: Option<Utf8PathBuf>,
+    /// For an extension, the one tree systemd overlays it on.
+    visible_below: Option<&'static str>,
+}
+
+impl Layout {
+    fn of(attrs: &Attrs) -> Layout {
+        // The store below usr/: systemd overlays system extensions on /usr, so an extension's
+        // store paths join the base's there; a portable image's /nix is a symlink into it.
+        let store = Utf8Path::new("usr").join(attrs.store_dir.as_str().trim_start_matches('/'));
+        let release = |dir: &str| {
+            Utf8Path::new(dir)
+                .join("extension-release.d")
+                .join(format!("extension-release.{}", attrs.pname))
+        };
+        match attrs.extension.as_ref().map(|e| e.kind) {
+            None => Layout {
+                kind: None,
+                release: "etc/os-release".into(),
+                units: "etc/systemd/system".into(),
+                store: Some(store),
+                visible_below: None,
+            },
+            Some(ExtensionKind::Sysext) => Layout {
+                kind: Some(ExtensionKind::Sysext),
+                release: release("usr/lib"),
+                units: "usr/lib/systemd/system".into(),
+                store: Some(store),
+                visible_below: Some("usr"),
+            },
+            // The units go where portabled writes ExtensionImages= for them: a unit of the
+            // confext itself (systemd 257, seen here).
+            Some(ExtensionKind::Confext) => Layout {
+                kind: Some(ExtensionKind::Confext),
+                release: release("etc"),
+                units: "etc/systemd/system".into(),
+                store: None,
+                visible_below: Some("etc"),
+            },
+        }
+    }
+}
+
+/// The prefixes the units must match: `portablePrefixes` (or the pname), each a valid image name.
+fn check_prefixes(attrs: &Attrs) -> Result<Vec<String>> {
+    let prefixes = attrs.prefixes();
+    if prefixes.is_empty() {
+        bail!("attribute `portablePrefixes` is empty: portabled attaches units by their prefix");
+    }
+    for (i, p) in prefixes.iter().enumerate() {
+        if !is_image_name(p) {
+            bail!(
+                "attribute `portablePrefixes[{i}]` = {p:?} must be non-empty and hold only \
+                 letters, digits, `-` and `.`, like an image name"
+            );
+        }
+    }
+    Ok(prefixes)
+}
+
+fn is_image_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// `pname` becomes the image name; portablectl cuts the file name at the first `_` and accepts
 /// only letters, digits, `-` and `.` in what remains.
 fn check_pname(pname: &str) -> Result<()> {
-    if pname.is_empty()
-        || !pname
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-    {
+    if !is_image_name(pname) {
         bail!(
             "attribute `pname` = {pname:?} must be non-empty and hold only letters, digits, `-` and `.`: \
              portablectl takes the image name from the file name up to the first `_`"
@@ -319,9 +522,9 @@ fn check_version(version: &str) -> Result<()> {
     Ok(())
 }
 
-/// portabled attaches a unit only when its name is the image name followed by `-`, `.` or `@`,
-/// or the image name plus the unit suffix, and only for the unit types it knows.
-pub fn check_unit_name(pname: &str, attr: &str, name: &str) -> Result<()> {
+/// portabled attaches a unit only when its name is a prefix followed by `-`, `.` or `@`, or the
+/// prefix plus the unit suffix, and only for the unit types it knows.
+pub fn check_unit_name(prefixes: &[String], attr: &str, name: &str) -> Result<()> {
     let Some(suffix) = UNIT_SUFFIXES.iter().find(|s| name.ends_with(*s)) else {
         bail!(
             "attribute `{attr}.name` = {name:?}: portabled only attaches units ending in {}",
@@ -329,14 +532,20 @@ pub fn check_unit_name(pname: &str, attr: &str, name: &str) -> Result<()> {
         );
     };
     let stem = &name[..name.len() - suffix.len()];
-    let matches = stem == pname
-        || stem
-            .strip_prefix(pname)
-            .is_some_and(|rest| rest.starts_with(['-', '.', '@']));
-    if !matches || name.contains('/') {
+    let matches = |prefix: &String| {
+        stem == prefix
+            || stem
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.starts_with(['-', '.', '@']))
+    };
+    if !prefixes.iter().any(matches) || name.contains('/') {
+        let named: Vec<String> = prefixes
+            .iter()
+            .map(|p| format!("`{p}{suffix}` or starting with `{p}-`, `{p}.` or `{p}@`"))
+            .collect();
         bail!(
-            "attribute `{attr}.name` = {name:?}: portabled only attaches units named `{pname}{suffix}` \
-             or starting with `{pname}-`, `{pname}.` or `{pname}@`"
+            "attribute `{attr}.name` = {name:?}: portabled only attaches units named {}",
+            named.join("; or ")
         );
     }
     Ok(())
@@ -419,6 +628,7 @@ mod tests {
                     references: vec![],
                 })
                 .to_vec(),
+            ..Attrs::default()
         }
     }
 
@@ -464,20 +674,22 @@ mod tests {
             "dev 755 dir".to_owned(),
             "etc 755 dir".into(),
             "etc/machine-id 644 data 0 bytes".into(),
-            "etc/os-release 644 data 87 bytes".into(),
+            "etc/os-release 644 data 144 bytes".into(),
             "etc/resolv.conf 644 data 0 bytes".into(),
             "etc/systemd 755 dir".into(),
             "etc/systemd/system 755 dir".into(),
             "etc/systemd/system/demo.service 644 data 30 bytes".into(),
-            "nix 755 dir".into(),
-            "nix/store 755 dir".into(),
-            format!("nix/store/{H}-busybox 0 store {store}-busybox"),
-            format!("nix/store/{H}-cacert 0 store {store}-cacert"),
-            format!("nix/store/{H}-demo.service 0 store {store}-demo.service"),
+            "nix 777 -> usr/nix".into(),
             "proc 755 dir".into(),
             "run 755 dir".into(),
             "sys 755 dir".into(),
             "tmp 755 dir".into(),
+            "usr 755 dir".into(),
+            "usr/nix 755 dir".into(),
+            "usr/nix/store 755 dir".into(),
+            format!("usr/nix/store/{H}-busybox 0 store {store}-busybox"),
+            format!("usr/nix/store/{H}-cacert 0 store {store}-cacert"),
+            format!("usr/nix/store/{H}-demo.service 0 store {store}-demo.service"),
             "var 755 dir".into(),
             "var/cache 755 dir".into(),
             "var/lib 755 dir".into(),
@@ -520,7 +732,8 @@ mod tests {
             ("/var/lib", "collides with /var/lib"),
             ("/etc", "collides with /etc"),
             ("/etc/os-release/x", "inside /etc/os-release"),
-            ("/nix/store/x", "inside the store directory"),
+            ("/nix/store/x", "inside /nix, which is the store's symlink"),
+            ("/usr/nix/store/x", "inside the store directory"),
             ("/run/x", "below /run"),
         ];
         for (link, why) in cases {
@@ -568,6 +781,24 @@ mod tests {
             a.units[0].name = name.into();
             plan(&a).unwrap();
         }
+    }
+
+    #[test]
+    fn a_store_directory_below_a_directory_of_the_image_is_refused() {
+        let mut a = attrs();
+        let tmp_store = |n: &str| Utf8PathBuf::from(format!("/tmp/store/{H}-{n}"));
+        a.store_dir = "/tmp/store".into();
+        a.units[0].file = tmp_store("demo.service");
+        a.contents = vec![tmp_store("busybox")];
+        for c in a.closure.iter_mut() {
+            c.path = tmp_store(c.path.file_name().unwrap().split_once('-').unwrap().1);
+        }
+        let e = err(&a);
+        assert!(
+            e.contains("attribute `storeDir` = \"/tmp/store\"")
+                && e.contains("/tmp is mount point"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -27,9 +27,10 @@ fn reference(v: &Value) -> Value {
     }
 }
 
-/// The attrs the Nix function would write for the table's `args`, had it not checked them,
-/// and the unit files' contents by store path.
-fn attrs_for(args: &Value) -> (Value, Vec<(String, String)>) {
+/// The attrs the Nix function would write for a case of the table, had it not checked them,
+/// and the contents of its unit files and files by store path.
+fn attrs_for(case: &Value) -> (Value, Vec<(String, String)>) {
+    let args = &case["args"];
     let mut call = json!({
         "pname": "demo", "version": "1", "units": [ { "name": "demo.service" } ],
         "description": null, "homepage": null, "symlinks": [], "contents": [],
@@ -51,6 +52,16 @@ fn attrs_for(args: &Value) -> (Value, Vec<(String, String)>) {
             json!({ "name": u["name"], "file": file })
         })
         .collect();
+    let listed: Vec<Value> = call["files"].as_array().cloned().unwrap_or_default();
+    let file_list: Vec<Value> = listed
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let file = store_path(&format!("file-{i}"));
+            files.push((file.clone(), f["text"].as_str().unwrap().to_owned()));
+            json!({ "path": f["path"], "file": file })
+        })
+        .collect();
     let symlinks: Vec<Value> = call["symlinks"]
         .as_array()
         .unwrap()
@@ -69,6 +80,10 @@ fn attrs_for(args: &Value) -> (Value, Vec<(String, String)>) {
         .chain([store_path("busybox")])
         .map(|p| json!({ "path": p, "references": [] }))
         .collect();
+    if let Some(kind) = case["extension"].as_str() {
+        call["extension"] = json!({ "kind": kind, "base": null });
+    }
+    call["files"] = file_list.into();
     call["units"] = units.into();
     call["symlinks"] = symlinks.into();
     call["contents"] = contents.into();
@@ -80,8 +95,8 @@ fn attrs_for(args: &Value) -> (Value, Vec<(String, String)>) {
 }
 
 /// Every check the builder makes before it runs mksquashfs.
-fn builder_checks(args: &Value) -> Result<()> {
-    let (attrs, files) = attrs_for(args);
+fn builder_checks(case: &Value) -> Result<()> {
+    let (attrs, files) = attrs_for(case);
     let attrs = Attrs::from_json(&attrs.to_string())?;
     let read = |p: &Utf8Path| -> Result<Vec<u8>> {
         let found = files.iter().find(|(f, _)| f.as_str() == p.as_str());
@@ -96,17 +111,19 @@ fn builder_checks(args: &Value) -> Result<()> {
 
 #[test]
 fn the_base_call_of_the_table_is_accepted() {
-    builder_checks(&json!({})).unwrap();
+    builder_checks(&json!({ "args": {} })).unwrap();
+    builder_checks(&json!({ "args": {}, "extension": "sysext" })).unwrap();
+    builder_checks(&json!({ "args": {}, "extension": "confext" })).unwrap();
 }
 
 #[test]
 fn every_bad_input_of_the_table_is_refused_naming_its_attribute() {
     let table: Value = serde_json::from_str(TABLE).unwrap();
     let cases = table["cases"].as_array().unwrap();
-    assert!(cases.len() > 30, "the table is read whole");
+    assert!(cases.len() > 60, "the table is read whole");
     for case in cases {
         let attribute = case["attribute"].as_str().unwrap();
-        let error = match builder_checks(&case["args"]) {
+        let error = match builder_checks(case) {
             Ok(()) => panic!("accepted: {case}"),
             Err(e) => format!("{e:#}"),
         };

@@ -1,0 +1,35 @@
+# The `portableServiceExtension` function: an extension image, <out>/<pname>.raw, that
+# `portablectl attach --extension` layers over a portable service image (its `base`):
+#   kind = "sysext"  (default): units, files and store paths below /usr, overlaid on the base's
+#                    /usr, where the base keeps its store; only the store paths the base lacks.
+#   kind = "confext": units and files below /etc (systemd 257 attaches these; 252 refuses them).
+# nix/make-image.nix checks the arguments and makes the derivation.
+{
+  squashfsTools,
+  portable-service-builder,
+  system ? builtins.currentSystem,
+}@tools:
+
+{
+  pname,
+  version,
+  units,
+  kind ? "sysext",
+  base ? null,
+  description ? null,
+  homepage ? null,
+  symlinks ? [ ],
+  contents ? [ ],
+  files ? [ ],
+  portablePrefixes ? null,
+  osRelease ? { },
+  osReleaseOverrides ? { },
+  squashfsTools ? null,
+  squashfs-tools ? null,
+  squash-compression ? "xz -Xdict-size 100%",
+  squash-block-size ? "1M",
+}@args:
+import ./make-image.nix tools {
+  function = "portableServiceExtension";
+  extension = kind;
+} (builtins.removeAttrs args ([ "kind" ] ++ (if portablePrefixes == null then [ "portablePrefixes" ] else [ ])))
