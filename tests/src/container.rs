@@ -40,6 +40,20 @@ impl Systemd {
     }
 }
 
+/// One `#[test]` per scenario and systemd version: `on_every_systemd!(a, b)` makes
+/// `systemd_252::a`, `systemd_257::a`, ... each calling `a(Systemd::V252)` (or `V257`).
+#[macro_export]
+macro_rules! on_every_systemd {
+    ($($scenario:ident),* $(,)?) => {
+        mod systemd_252 {
+            $( #[test] fn $scenario() { super::$scenario($crate::container::Systemd::V252) } )*
+        }
+        mod systemd_257 {
+            $( #[test] fn $scenario() { super::$scenario($crate::container::Systemd::V257) } )*
+        }
+    };
+}
+
 /// The Debian mirror this machine's apt uses: the first `URIs:` of a deb822 source, else the
 /// first `deb` line of sources.list, leaving out the security archive. Users sit behind their
 /// own mirrors and proxies, so no address is written into the tests.
@@ -300,9 +314,11 @@ impl Container {
         ))
     }
 
-    /// Copies an image into the container's /images.
+    /// Copies an image into the container's /images (`name` may hold a directory: `v2/app.raw`).
     pub fn add_image(&self, image: &Path, name: &str) -> String {
-        fs::copy(image, self.root().join("images").join(name)).unwrap();
+        let to = self.root().join("images").join(name);
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(image, to).unwrap();
         format!("/images/{name}")
     }
 

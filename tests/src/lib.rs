@@ -29,11 +29,13 @@ pub fn nix(program: &str) -> Command {
     cmd
 }
 
-/// `expr` with `t` bound to the offline test world and `demo` to the demo image function.
+/// `expr` with `t` bound to the offline test world, `demo` to the demo image function and `ext`
+/// to the demo's extensions (tests/nix/extensions.nix).
 pub fn with_world(expr: &str) -> String {
     let nix_dir = repo().join("tests/nix");
     format!(
-        "let t = import {0}/offline.nix {{ }}; demo = import {0}/demo.nix t; in {expr}",
+        "let t = import {0}/offline.nix {{ }}; demo = import {0}/demo.nix t; \
+         ext = import {0}/extensions.nix t demo; in {expr}",
         nix_dir.display()
     )
 }

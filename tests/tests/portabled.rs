@@ -5,6 +5,7 @@
 //! Where the versions differ, the scenario asserts each version's own behaviour and says why.
 
 use portable_service_tests::container::{Container, Systemd};
+use portable_service_tests::on_every_systemd;
 use portable_service_tests::*;
 use std::path::PathBuf;
 
@@ -12,18 +13,6 @@ const DESCRIPTION: &str = "Demo service: it's \"quoted\", costs $5 and has a bac
 
 fn demo_image(version: &str) -> PathBuf {
     raw_file(&build(&format!("demo {{ version = \"{version}\"; }}")))
-}
-
-/// One `#[test]` per scenario and systemd version.
-macro_rules! on_every_systemd {
-    ($($scenario:ident),* $(,)?) => {
-        mod systemd_252 {
-            $( #[test] fn $scenario() { super::$scenario(super::Systemd::V252) } )*
-        }
-        mod systemd_257 {
-            $( #[test] fn $scenario() { super::$scenario(super::Systemd::V257) } )*
-        }
-    };
 }
 
 on_every_systemd!(

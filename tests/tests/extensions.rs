@@ -1,0 +1,149 @@
+//! Acceptance: extension images (`portableServiceExtension`) layered over a portable service
+//! image by a real systemd-portabled, on systemd 252 and 257 (as in portabled.rs, one container
+//! a test). The images are tests/nix/extensions.nix's: `app`, a system extension whose service
+//! runs its own program with the base's busybox, and `democonf`, a configuration extension.
+
+use portable_service_tests::container::{Container, Systemd};
+use portable_service_tests::on_every_systemd;
+use portable_service_tests::*;
+
+on_every_systemd!(
+    an_extension_runs_over_its_base_and_a_new_version_replaces_it,
+    systemd_dissect_recognises_every_image,
+    a_configuration_extension_gives_its_unit_its_files,
+);
+
+fn image(expr: &str) -> std::path::PathBuf {
+    raw_file(&build(expr))
+}
+
+/// `portablectl VERB --runtime --profile P --extension EXT... IMAGE MATCHES...`: its output.
+fn portablectl(c: &Container, verb: &str, extensions: &[&str], rest: &[&str]) -> String {
+    let mut args = vec![
+        "portablectl",
+        verb,
+        "--now",
+        "--runtime",
+        "--profile",
+        c.profile(),
+    ];
+    for ext in extensions {
+        args.extend(["--extension", ext]);
+    }
+    args.extend(rest);
+    c.ok(&args)
+}
+
+fn an_extension_runs_over_its_base_and_a_new_version_replaces_it(systemd: Systemd) {
+    let c = Container::boot("ps-ext", systemd);
+    let base = c.add_image(&image("ext.base"), "demo_1.0.raw");
+    let v1 = c.add_image(&image("ext.app { }"), "v1/app.raw");
+    let v2 = c.add_image(&image("ext.app { version = \"2.0\"; }"), "v2/app.raw");
+
+    // the base alone
+    portablectl(&c, "attach", &[], &[&base]);
+    c.assert_active("demo.service");
+    portablectl(&c, "detach", &[], &["demo_1.0"]);
+
+    // the base with the extension: app.service runs the extension's program, whose
+    // interpreter and tools are the base's busybox
+    portablectl(&c, "attach", &[&v1], &[&base, "app"]);
+    c.assert_active("app.service");
+    c.wait_for_journal(&["-u", "app.service"], "app 1.0 runs with BusyBox");
+    let dropin = c.ok(&[
+        "cat",
+        "/run/systemd/system.attached/app.service.d/20-portable.conf",
+    ]);
+    assert!(
+        dropin.contains(&format!("ExtensionImages={v1}")),
+        "{dropin}"
+    );
+
+    portablectl(&c, "reattach", &[&v2], &[&base, "app"]);
+    c.assert_active("app.service");
+    c.wait_for_journal(&["-u", "app.service"], "app 2.0 runs with BusyBox");
+    let dropin = c.ok(&[
+        "cat",
+        "/run/systemd/system.attached/app.service.d/20-portable.conf",
+    ]);
+    assert!(
+        dropin.contains(&format!("ExtensionImages={v2}")),
+        "{dropin}"
+    );
+
+    // detach --now stops the units of the image's own prefix only
+    c.ok(&["systemctl", "stop", "app.service"]);
+    portablectl(&c, "detach", &[&v2], &[&base]);
+    let units = c.run(&[
+        "systemctl",
+        "list-unit-files",
+        "--no-pager",
+        "app*",
+        "demo*",
+    ]);
+    let units = String::from_utf8_lossy(&units.stdout);
+    assert!(units.contains("0 unit files listed"), "{units}");
+    let list = c.ok(&["portablectl", "list", "--no-pager"]);
+    assert!(!list.contains("demo_1.0"), "{list}");
+}
+
+fn systemd_dissect_recognises_every_image(systemd: Systemd) {
+    let c = Container::boot("ps-dissect", systemd);
+    // 252 says "extension" for a system extension and knows no configuration extensions;
+    // 257 names both kinds.
+    let (sysext, confext) = match systemd {
+        Systemd::V252 => (
+            "✓ extension for portable service",
+            "✗ extension for portable service",
+        ),
+        Systemd::V257 => (
+            "✓ sysext for portable service",
+            "✓ confext for portable service",
+        ),
+    };
+    let cases = [
+        ("ext.base", "demo_1.0.raw", "✓ portable service"),
+        ("t.examples.hello", "hello_2.12.2.raw", "✓ portable service"),
+        ("ext.app { }", "app.raw", sysext),
+        ("ext.conf { }", "democonf.raw", confext),
+    ];
+    for (expr, name, expected) in cases {
+        let path = c.add_image(&image(expr), name);
+        let shown = c.ok(&["systemd-dissect", "--no-pager", &path]);
+        assert!(shown.contains(expected), "{name} on {systemd:?}:\n{shown}");
+        if expected.contains("extension") || expected.contains("ext for") {
+            assert!(!shown.contains("✓ portable service"), "{name}: {shown}");
+        }
+    }
+}
+
+fn a_configuration_extension_gives_its_unit_its_files(systemd: Systemd) {
+    let c = Container::boot("ps-confext", systemd);
+    let base = c.add_image(&image("ext.base"), "demo_1.0.raw");
+    let conf = c.add_image(&image("ext.conf { }"), "democonf.raw");
+    match systemd {
+        // Configuration extensions came after 252: it looks for the extension-release file
+        // below /usr only.
+        Systemd::V252 => {
+            let out = c.run(&[
+                "portablectl",
+                "attach",
+                "--runtime",
+                "--extension",
+                &conf,
+                &base,
+                "democonf",
+            ]);
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "252 attached a confext: {said}");
+            assert!(said.contains("lacks extension-release data"), "{said}");
+        }
+        Systemd::V257 => {
+            portablectl(&c, "attach", &[&conf], &[&base, "democonf"]);
+            c.assert_active("democonf.service");
+            c.wait_for_journal(&["-u", "democonf.service"], "hello from the confext");
+            c.ok(&["systemctl", "stop", "democonf.service"]);
+            portablectl(&c, "detach", &[&conf], &[&base]);
+        }
+    }
+}
