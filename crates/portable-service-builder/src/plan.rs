@@ -801,6 +801,87 @@ mod tests {
         );
     }
 
+    fn extension(kind: ExtensionKind, base_units: &[&str]) -> Attrs {
+        let mut a = attrs();
+        a.extension = Some(crate::attrs::Extension {
+            kind,
+            base: Some(crate::attrs::Base {
+                os_release: [("ID".to_owned(), "acme".to_owned())].into(),
+                units: base_units.iter().map(|u| u.to_string()).collect(),
+            }),
+        });
+        a.base_closure = vec![ClosureEntry {
+            path: sp("busybox"),
+            references: vec![],
+        }];
+        a
+    }
+
+    fn paths(p: &Plan) -> Vec<&str> {
+        p.entries.keys().map(|k| k.as_str()).collect()
+    }
+
+    #[test]
+    fn a_system_extension_lies_below_usr_without_the_base_store_paths() {
+        let p = plan(&extension(ExtensionKind::Sysext, &["demo-base.service"])).unwrap();
+        let store = format!("usr/nix/store/{H}");
+        assert_eq!(
+            paths(&p),
+            [
+                "usr",
+                "usr/lib",
+                "usr/lib/extension-release.d",
+                "usr/lib/extension-release.d/extension-release.demo",
+                "usr/lib/systemd",
+                "usr/lib/systemd/system",
+                "usr/lib/systemd/system/demo.service",
+                "usr/nix",
+                "usr/nix/store",
+                &format!("{store}-cacert"),
+                &format!("{store}-demo.service"),
+            ]
+        );
+        let Source::Data(release) =
+            &p.entries[Utf8Path::new("usr/lib/extension-release.d/extension-release.demo")].source
+        else {
+            panic!("the release file is data")
+        };
+        assert!(
+            release.starts_with(b"ID=acme\nSYSEXT_SCOPE=portable\nPORTABLE_PREFIXES=demo\n"),
+            "{}",
+            String::from_utf8_lossy(release)
+        );
+    }
+
+    #[test]
+    fn an_extension_unit_the_base_has_is_refused() {
+        let e = err(&extension(ExtensionKind::Sysext, &["demo.service"]));
+        assert!(
+            e.contains("`units[0].name` = \"demo.service\" is a unit of the base image too"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_configuration_extension_carries_no_store_paths() {
+        // its unit's own store file is copied; cacert is in neither the base nor the image
+        let e = err(&extension(ExtensionKind::Confext, &[]));
+        assert!(
+            e.contains("attribute `base`: a configuration extension can't carry store paths")
+                && e.contains(&format!("{H}-cacert")),
+            "{e}"
+        );
+        let mut a = extension(ExtensionKind::Confext, &[]);
+        a.closure.retain(|c| !c.path.as_str().ends_with("cacert"));
+        let p = plan(&a).unwrap();
+        assert!(p.store_paths.is_empty());
+        assert!(
+            paths(&p).iter().all(|path| path.starts_with("etc")),
+            "{:?}",
+            paths(&p)
+        );
+    }
+
     #[test]
     fn two_units_of_one_name_are_an_error() {
         let mut a = attrs();
