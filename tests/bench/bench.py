@@ -48,23 +48,27 @@ def nix(*args):
                           cwd=REPO).stdout
 
 
-def attrs_for(case, compression):
-    """The attrs file Nix writes for an image of this closure, copied out by a busybox builder."""
+def capture(image_expr):
+    """The attrs file Nix writes for the image `image_expr` (Nix, with `t` the offline world and
+    `closures` tests/bench/closures.nix), copied out by a busybox builder in place of ours."""
     expr = f"""
       let
         t = import {REPO}/tests/nix/offline.nix {{ }};
-        closure = (import {REPO}/tests/bench/closures.nix).{json.dumps(case)};
-      in import {REPO}/tests/nix/capture-attrs.nix {{
-        image = t.portableService {{
-          pname = "bench"; version = "1";
-          units = [ (t.writeText "bench.service" "[Service]\\nExecStart=/bin/true\\n") ];
-          contents = closure;
-          squash-compression = {json.dumps(compression)};
-        }};
-      }}
+        closures = import {REPO}/tests/bench/closures.nix;
+      in import {REPO}/tests/nix/capture-attrs.nix {{ image = {image_expr}; }}
     """
     out = json.loads(nix("build", "--no-link", "--json", "--impure", "--expr", expr))
     return json.loads(Path(out[0]["outputs"]["out"]).read_text())
+
+
+def attrs_for(case, compression):
+    """The attrs of an image of this closure."""
+    return capture(f"""t.portableService {{
+        pname = "bench"; version = "1";
+        units = [ (t.writeText "bench.service" "[Service]\\nExecStart=/bin/true\\n") ];
+        contents = closures.{json.dumps(case)};
+        squash-compression = {json.dumps(compression)};
+      }}""")
 
 
 class Timer:

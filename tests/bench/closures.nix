@@ -103,6 +103,15 @@ in
       seed = i + 1;
     }
   ) 4;
+  # an application of about 1 MB: 256 files of 4 KiB (tests/bench/extension.py)
+  app = [
+    (files {
+      name = "app-1mb";
+      files = 256;
+      size = 4096;
+      seed = 4242;
+    })
+  ];
   # (c) 300 store paths, each referencing the one before
   deep = [ (chain 299) ];
   # scaling: 10,000 / 50,000 / 100,000 files of 2 KiB
