@@ -58,6 +58,9 @@
         in
         self.packages.${system}
         // {
+          # `nix flake check` refuses an image systemd would refuse (portable-service-builder check)
+          hello-check = self.packages.${system}.hello.check;
+          hello-with-ssl-check = self.packages.${system}.hello-with-ssl.check;
           clippy = builder.overrideAttrs (old: {
             pname = "portable-service-builder-clippy";
             nativeBuildInputs = old.nativeBuildInputs ++ [ pkgs.clippy ];

@@ -539,15 +539,45 @@ let
     }
     // (if base == null then { } else { baseClosure = base.roots; });
   };
+  image = "${drv}/${fileName}";
+
+  # `portable-service-builder check` on the image (an extension: on its base with it), as a
+  # derivation that builds only if systemd would attach the image and its units can start. Its
+  # output is the report.
+  check = derivation {
+    name = "${drv.name}-check";
+    inherit system;
+    builder = "${tools.portable-service-builder}/bin/portable-service-builder";
+    args = [
+      "check"
+      "--report"
+      (builtins.placeholder "out")
+    ]
+    ++ (
+      if extension == null then
+        [ image ]
+      else if base == null then
+        throw "${function}: `check` needs `base`: an extension is checked over the image it extends"
+      else
+        [
+          base.image
+          "--extension"
+          image
+        ]
+        ++ builtins.concatMap (p: [
+          "--prefix"
+          p
+        ]) checkedPrefixes
+    );
+  };
 in
 drv
 // {
   # The image file itself, for other Nix code: "${img.image}" is <out>/<fileName>.
-  image = "${drv}/${fileName}";
-  inherit fileName;
+  inherit image fileName check;
   # What an extension needs to know of this image (see `base`).
   portableService = {
-    inherit extension release;
+    inherit extension release image;
     roots = map storePathOf roots;
     units = map (u: u.name) checkedUnits;
     prefixes = checkedPrefixes;

@@ -2,10 +2,12 @@
 //! message in the build log and a failing exit status.
 //!
 //! Nix runs this as the derivation's `builder` with no arguments. Run by hand, it takes the path of
-//! an attrs file as its one argument.
+//! an attrs file as its one argument. `portable-service-builder check IMAGE ...` is the other
+//! command (`check --help`).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use clap::Parser;
 use portable_service_builder::attrs::{self, Attrs};
 use std::process::ExitCode;
 
@@ -30,6 +32,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("check") {
+        return check_command(CheckArgs::parse_from(std::env::args().skip(1)));
+    }
     let path = match std::env::args().nth(1) {
         Some(arg) => Utf8PathBuf::from(arg),
         None => attrs::locate(
@@ -45,5 +50,61 @@ fn run() -> Result<()> {
         .and_then(|n| n.parse::<u32>().ok())
         .filter(|n| *n > 0);
     portable_service_builder::build_image(&attrs, cores)?;
+    Ok(())
+}
+
+/// What systemd-portabled and systemd-dissect will say about an image, without systemd and
+/// without root. Exit status 0 when systemd would attach the image and its units can start.
+#[derive(clap::Parser)]
+#[command(name = "portable-service-builder check")]
+struct CheckArgs {
+    /// The portable service image (a squashfs file).
+    image: Utf8PathBuf,
+    /// An extension image attached with it (`portablectl attach --extension`), in order.
+    #[arg(long = "extension", value_name = "EXT.raw")]
+    extensions: Vec<Utf8PathBuf>,
+    /// A match to attach with (default: the image's PORTABLE_PREFIXES, else its name).
+    #[arg(long = "prefix", value_name = "P")]
+    prefixes: Vec<String>,
+    /// The systemd version whose rules decide (252 or 257).
+    #[arg(long, default_value_t = 257, value_parser = clap::value_parser!(u32).range(252..=257))]
+    systemd: u32,
+    /// The store directory the image's symlinks point into.
+    #[arg(long, default_value = "/nix/store")]
+    store_dir: Utf8PathBuf,
+    /// The report as one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// Also write the report to this file (a Nix check's output).
+    #[arg(long, value_name = "FILE")]
+    report: Option<Utf8PathBuf>,
+}
+
+fn check_command(args: CheckArgs) -> Result<()> {
+    use portable_service_builder::check::{self, tree::Image};
+    let base = Image::open(&args.image)?;
+    let extensions = args
+        .extensions
+        .iter()
+        .map(|e| Image::open(e))
+        .collect::<Result<Vec<_>>>()?;
+    let options = check::Options {
+        prefixes: args.prefixes,
+        systemd: args.systemd,
+        store_dir: args.store_dir.into(),
+    };
+    let report = check::check(&base, &extensions, &options);
+    let text = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        report.text()
+    };
+    print!("{text}");
+    if let Some(file) = &args.report {
+        std::fs::write(file, &text).with_context(|| format!("cannot write {file}"))?;
+    }
+    if !report.accepted {
+        std::process::exit(1);
+    }
     Ok(())
 }

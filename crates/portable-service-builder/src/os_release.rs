@@ -9,6 +9,7 @@
 
 use crate::attrs::{Attrs, ExtensionKind};
 use anyhow::{bail, Result};
+use std::collections::BTreeMap;
 
 /// The fields a portable service image's `/etc/os-release` owns. `ID=` is what portabled
 /// requires, `PORTABLE_PREFIXES=` what makes systemd-dissect call the image a portable service;
@@ -131,6 +132,45 @@ pub fn render(attrs: &Attrs) -> Result<String> {
         push_field(&mut text, key, value, &attribute)?;
     }
     Ok(text)
+}
+
+/// Reads an os-release (or extension-release) file the way systemd's env-file parser does:
+/// `KEY=value` lines, `#` comments, values unquoted (backslash escapes the next character),
+/// in double quotes (backslash escapes `"`, `\\`, `$` and backtick) or in single quotes (literal).
+/// Lines it can't read are left out, as systemd does.
+pub fn parse(text: &str) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let Some((key, raw)) = line.split_once('=') else {
+            continue;
+        };
+        let mut value = String::new();
+        let mut chars = raw.trim().chars();
+        let mut quote = None;
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (Some('\''), c) => value.push(c),
+                (Some(_), '\\') => match chars.next() {
+                    Some(n @ ('"' | '\\' | '$' | '`')) => value.push(n),
+                    Some(n) => {
+                        value.push('\\');
+                        value.push(n);
+                    }
+                    None => {}
+                },
+                (None, '\\') => value.extend(chars.next()),
+                (_, c) => value.push(c),
+            }
+        }
+        fields.insert(key.trim().to_owned(), value);
+    }
+    fields
 }
 
 fn owned_names(owned: &[(&str, Option<String>, &str)]) -> String {
@@ -287,6 +327,20 @@ mod tests {
             .find_map(|l| l.strip_prefix("PORTABLE_PRETTY_NAME="))
             .unwrap();
         assert_eq!(unquote(line), description);
+    }
+
+    #[test]
+    fn parse_reads_back_what_render_writes_and_other_quotings() {
+        let mut a = attrs();
+        a.description = Some(r#"it's "quoted" $HOME \ `date` 100%"#.into());
+        let fields = parse(&render(&a).unwrap());
+        assert_eq!(fields["PORTABLE_PRETTY_NAME"], a.description.unwrap());
+        assert_eq!(fields["IMAGE_VERSION"], "1.0");
+        let other = parse("# comment\nID='debian'\nNAME=\"Debian GNU/Linux\"\nX=a\\ b\n\nbroken\n");
+        assert_eq!(other["ID"], "debian");
+        assert_eq!(other["NAME"], "Debian GNU/Linux");
+        assert_eq!(other["X"], "a b");
+        assert_eq!(other.len(), 3);
     }
 
     #[test]

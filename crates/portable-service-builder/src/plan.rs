@@ -29,13 +29,14 @@ const MOUNT_POINT_DIRS: [&str; 9] = [
     "var/cache",
     "var/log",
 ];
-const MOUNT_POINT_FILES: [&str; 2] = ["etc/machine-id", "etc/resolv.conf"];
-/// Places systemd mounts over at run time: anything put below them would be hidden.
-const HIDDEN_BELOW: [&str; 6] = ["dev", "proc", "sys", "run", "tmp", "var/tmp"];
+pub const MOUNT_POINT_FILES: [&str; 2] = ["etc/machine-id", "etc/resolv.conf"];
+/// Places systemd mounts over at run time: anything put below them would be hidden, and a
+/// read-only image without one of them fails its units with 226/NAMESPACE (seen on 252).
+pub const HIDDEN_BELOW: [&str; 6] = ["dev", "proc", "sys", "run", "tmp", "var/tmp"];
 
 /// Unit settings whose directory systemd binds into the service from the host, so the image must
 /// hold the mount point.
-const UNIT_DIRECTORY_SETTINGS: [(&str, &str); 3] = [
+pub const UNIT_DIRECTORY_SETTINGS: [(&str, &str); 3] = [
     ("StateDirectory", "var/lib"),
     ("CacheDirectory", "var/cache"),
     ("LogsDirectory", "var/log"),
@@ -531,14 +532,7 @@ pub fn check_unit_name(prefixes: &[String], attr: &str, name: &str) -> Result<()
             UNIT_SUFFIXES.join(" ")
         );
     };
-    let stem = &name[..name.len() - suffix.len()];
-    let matches = |prefix: &String| {
-        stem == prefix
-            || stem
-                .strip_prefix(prefix.as_str())
-                .is_some_and(|rest| rest.starts_with(['-', '.', '@']))
-    };
-    if !prefixes.iter().any(matches) || name.contains('/') {
+    if !prefixes.iter().any(|p| unit_matches(p, name)) || name.contains('/') {
         let named: Vec<String> = prefixes
             .iter()
             .map(|p| format!("`{p}{suffix}` or starting with `{p}-`, `{p}.` or `{p}@`"))
@@ -549,6 +543,15 @@ pub fn check_unit_name(prefixes: &[String], attr: &str, name: &str) -> Result<()
         );
     }
     Ok(())
+}
+
+/// portabled's match of a unit name against one prefix (`unit_match()` in systemd's
+/// portable.c): the prefix followed by `.`, `-` or `@`, for a unit type it attaches.
+pub fn unit_matches(prefix: &str, name: &str) -> bool {
+    UNIT_SUFFIXES.iter().any(|s| name.ends_with(s))
+        && name
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with(['-', '.', '@']))
 }
 
 /// Makes `link` a path relative to the image root, or says why it can't be one.
@@ -569,7 +572,7 @@ fn normalise_image_path(link: &str) -> Result<Utf8PathBuf, &'static str> {
 
 /// The mount points a unit's `StateDirectory=`, `CacheDirectory=` and `LogsDirectory=` need.
 /// Names with specifiers (`%i`) are only known when the unit starts, so they are left to the user.
-fn unit_directories(content: &[u8]) -> Vec<Utf8PathBuf> {
+pub fn unit_directories(content: &[u8]) -> Vec<Utf8PathBuf> {
     let text = String::from_utf8_lossy(content);
     let mut dirs = Vec::new();
     for (key, values) in text.lines().filter_map(|l| l.split_once('=')) {

@@ -1,0 +1,600 @@
+//! `portable-service-builder check`: what systemd-portabled and systemd-dissect will say about an
+//! image (and its extensions), known at build time without systemd and without root.
+//!
+//! This room owns portabled's side of the rules, read from systemd's src/portable/portable.c and
+//! measured on systemd 252 and 257 (../shared/notes/systemd-portable.md): where it looks for
+//! os-release and units, which units it attaches for which matches, how it matches an extension's
+//! release file against the base. The rules an image must follow to run (unit types and names,
+//! mount points, state directories) are the build's own, from [`crate::plan`]; the release files
+//! are read with [`crate::os_release::parse`]. [`tree`] reads images; [`report`] says the result.
+
+pub mod report;
+pub mod tree;
+
+use crate::os_release;
+use crate::plan::{self, HIDDEN_BELOW, MOUNT_POINT_FILES};
+use report::{ExtensionReport, Finding, Report, SkippedUnit, Unit};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tree::{Image, Node, Resolved, View};
+
+/// The systemd versions whose differences `check` knows.
+pub const SYSTEMD_VERSIONS: [u32; 2] = [252, 257];
+
+/// Where portabled looks for unit files in an image, in its order (the first of a name wins).
+const UNIT_DIRS: [&str; 5] = [
+    "etc/systemd/system",
+    "run/systemd/system",
+    "usr/local/lib/systemd/system",
+    "usr/lib/systemd/system",
+    "lib/systemd/system",
+];
+
+/// The settings whose first word is a program systemd runs.
+const EXEC_SETTINGS: [&str; 7] = [
+    "ExecCondition",
+    "ExecStartPre",
+    "ExecStart",
+    "ExecStartPost",
+    "ExecReload",
+    "ExecStop",
+    "ExecStopPost",
+];
+
+/// Where systemd looks for a program named without a path (its default PATH, split /usr).
+const SEARCH_PATH: [&str; 6] = [
+    "usr/local/sbin",
+    "usr/local/bin",
+    "usr/sbin",
+    "usr/bin",
+    "sbin",
+    "bin",
+];
+
+/// What to check.
+pub struct Options {
+    /// Matches to attach with; empty: the image's `PORTABLE_PREFIXES`, else its name.
+    pub prefixes: Vec<String>,
+    /// Whose rules decide the verdict (see [`SYSTEMD_VERSIONS`]).
+    pub systemd: u32,
+    pub store_dir: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            prefixes: Vec::new(),
+            systemd: 257,
+            store_dir: PathBuf::from("/nix/store"),
+        }
+    }
+}
+
+/// The kind of an extension, from where its release file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sysext,
+    Confext,
+}
+
+impl Kind {
+    fn release_dir(self) -> &'static str {
+        match self {
+            Kind::Sysext => "usr/lib/extension-release.d",
+            Kind::Confext => "etc/extension-release.d",
+        }
+    }
+    fn overlaid_on(self) -> &'static str {
+        match self {
+            Kind::Sysext => "usr",
+            Kind::Confext => "etc",
+        }
+    }
+    fn fields(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Sysext => ("SYSEXT_SCOPE", "SYSEXT_LEVEL"),
+            Kind::Confext => ("CONFEXT_SCOPE", "CONFEXT_LEVEL"),
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Sysext => "sysext",
+            Kind::Confext => "confext",
+        }
+    }
+}
+
+/// The image's name as portablectl takes it: the file name up to the first `_` (or `.raw`).
+fn prefix_of(name: &str) -> &str {
+    name.split('_').next().unwrap_or(name)
+}
+
+/// Checks `base` with `extensions` layered on it.
+pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
+    let mut r = Report::new(base, options.systemd);
+
+    // os-release: portabled refuses an image without one
+    let os_release = ["etc/os-release", "usr/lib/os-release"]
+        .iter()
+        .find_map(|p| View::new(base).read(Path::new(p)).ok().map(|d| (*p, d)));
+    let fields = match &os_release {
+        Some((path, data)) => {
+            r.os_release_file = Some(format!("/{path}"));
+            os_release::parse(&String::from_utf8_lossy(data))
+        }
+        None => {
+            r.error(Finding::refused(format!(
+                "Image '{}' lacks os-release data, refusing.",
+                base.path
+            )));
+            BTreeMap::new()
+        }
+    };
+    if os_release.is_some() && !fields.contains_key("ID") {
+        r.error(Finding::refused(
+            "os-release has no ID=: portabled matches extensions by it and systemd-dissect \
+             doesn't take the image for an OS tree"
+                .into(),
+        ));
+    }
+    let image_prefixes: Option<Vec<String>> = fields
+        .get("PORTABLE_PREFIXES")
+        .map(|p| p.split_whitespace().map(str::to_owned).collect());
+    r.dissect.portable_service = os_release.is_some() && image_prefixes.is_some();
+    if os_release.is_some() && image_prefixes.is_none() {
+        r.advice(
+            "os-release has no PORTABLE_PREFIXES=: systemd-dissect won't list the image as a \
+             portable service, and any match is accepted",
+        );
+    }
+    r.os_release = fields.clone();
+
+    // the image name portablectl derives its default match from
+    let name_prefix = prefix_of(&base.name).to_owned();
+    if name_prefix.is_empty()
+        || !name_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        r.error(Finding::refused(format!(
+            "the image name `{name_prefix}` (the file name up to the first `_`) may hold only \
+             letters, digits, `-` and `.`: portablectl can't attach it by name"
+        )));
+    }
+
+    // extensions
+    let mut valid_prefixes = image_prefixes.clone();
+    let mut view = View::new(base);
+    let mut layered = Vec::new();
+    for ext in extensions {
+        let (report, kind, prefixes) = check_extension(ext, &fields, options.systemd);
+        if let Some(kind) = kind {
+            view.overlay(ext, kind.overlaid_on());
+            layered.push(ext);
+        }
+        if let Some(p) = prefixes {
+            valid_prefixes.get_or_insert_with(Vec::new).extend(p);
+        }
+        for f in &report.problems {
+            r.error(Finding::refused(f.clone()));
+        }
+        r.extensions.push(report);
+    }
+
+    let matches = if !options.prefixes.is_empty() {
+        options.prefixes.clone()
+    } else {
+        image_prefixes
+            .clone()
+            .unwrap_or_else(|| vec![name_prefix.clone()])
+    };
+    r.matches = matches.clone();
+    if let Some(valid) = &valid_prefixes {
+        if let Some(bad) = matches.iter().find(|m| !valid.contains(m)) {
+            r.error(Finding::refused(format!(
+                "Selected matches '{}' are not compatible with portable service image '{}', \
+                 refusing. (Acceptable prefix matches are: {}; `{bad}` is not one)",
+                matches.join("', '"),
+                base.path,
+                valid.join(", ")
+            )));
+        }
+    }
+
+    // units: the base's first, then each extension's; the first of a name wins
+    let mut units: Vec<(Unit, &Image)> = Vec::new();
+    for image in std::iter::once(base).chain(layered.iter().copied()) {
+        for dir in UNIT_DIRS {
+            let Some(names) = children(image, dir) else {
+                continue;
+            };
+            for (name, node) in names {
+                let from = format!("{}:/{dir}/{name}", image.name);
+                if !matches!(node, Node::File { .. } | Node::Symlink(_)) || name.ends_with(".d") {
+                    continue;
+                }
+                let Some(dot) = name.rfind('.') else { continue };
+                if units.iter().any(|(u, _)| u.name == name)
+                    || r.skipped_units.iter().any(|s| s.name == name)
+                {
+                    continue;
+                }
+                let suffix = &name[dot..];
+                if !plan::UNIT_SUFFIXES.contains(&suffix) {
+                    if looks_like_unit(suffix) {
+                        r.skipped_units.push(SkippedUnit {
+                            name: name.clone(),
+                            from,
+                            why: format!("portabled never attaches a {suffix} unit"),
+                        });
+                    }
+                    continue;
+                }
+                if !matches.iter().any(|m| plan::unit_matches(m, &name)) {
+                    r.skipped_units.push(SkippedUnit {
+                        name: name.clone(),
+                        from,
+                        why: format!("no match: the matches are {}", matches.join(", ")),
+                    });
+                    continue;
+                }
+                let mut inner = View::new(base);
+                if !std::ptr::eq(image, base) {
+                    // a unit of an extension gets every extension (ExtensionImages=)
+                    inner = view_of(base, &layered);
+                }
+                let content = inner.read(&Path::new(dir).join(&name));
+                match content {
+                    Ok(c) if c.iter().all(u8::is_ascii_whitespace) => {
+                        r.skipped_units.push(SkippedUnit {
+                            name: name.clone(),
+                            from,
+                            why: "empty: systemd takes an empty unit file for a masked unit".into(),
+                        });
+                    }
+                    Ok(c) => units.push((
+                        Unit {
+                            name: name.clone(),
+                            from,
+                            content: String::from_utf8_lossy(&c).into_owned(),
+                        },
+                        image,
+                    )),
+                    Err(e) => r.skipped_units.push(SkippedUnit {
+                        name: name.clone(),
+                        from,
+                        why: format!("can't be read: {e:#}"),
+                    }),
+                }
+            }
+        }
+    }
+    if units.is_empty() {
+        r.error(Finding::refused(format!(
+            "Couldn't find any matching unit files in image '{}', refusing.",
+            base.path
+        )));
+    }
+
+    // mount points a read-only image needs
+    for dir in HIDDEN_BELOW {
+        match View::new(base).resolve(Path::new(dir)) {
+            Resolved::Found(_, Node::Dir) => {}
+            _ => r.missing_mount_points.push(format!("/{dir}")),
+        }
+    }
+    for file in MOUNT_POINT_FILES {
+        if View::new(base).node(Path::new(file)).is_none() {
+            r.missing_mount_points.push(format!("/{file}"));
+        }
+    }
+    for (unit, image) in &units {
+        let uview = if std::ptr::eq(*image, base) {
+            View::new(base)
+        } else {
+            view_of(base, &layered)
+        };
+        for dir in plan::unit_directories(unit.content.as_bytes()) {
+            if !matches!(
+                uview.resolve(dir.as_std_path()),
+                Resolved::Found(_, Node::Dir)
+            ) {
+                r.missing_mount_points
+                    .push(format!("/{dir} (for {})", unit.name));
+            }
+        }
+        check_programs(&mut r, unit, &uview);
+    }
+    for m in r.missing_mount_points.clone() {
+        r.error(Finding::runs(format!(
+            "mount point {m} is missing: on a read-only image the unit fails with 226/NAMESPACE"
+        )));
+    }
+
+    // closure holes: symlinks into the store at store paths that aren't there
+    let whole = view_of(base, &layered);
+    for image in std::iter::once(base).chain(layered.iter().copied()) {
+        for (path, node) in &image.nodes {
+            let Node::Symlink(target) = node else {
+                continue;
+            };
+            let absolute = if target.is_absolute() {
+                target.clone()
+            } else {
+                Path::new("/")
+                    .join(path.parent().unwrap_or(Path::new("")))
+                    .join(target)
+            };
+            let Some(store_path) = store_path_of(&absolute, &options.store_dir) else {
+                continue;
+            };
+            if let Resolved::Missing(_) = whole.resolve(&store_path) {
+                r.store_holes.push(report::Hole {
+                    symlink: format!("{}:/{}", image.name, path.display()),
+                    target: target.display().to_string(),
+                    missing: store_path.display().to_string(),
+                });
+            }
+        }
+    }
+    for h in r.store_holes.clone() {
+        r.error(Finding::runs(format!(
+            "{} points to {}, but the image lacks the store path {}",
+            h.symlink, h.target, h.missing
+        )));
+    }
+
+    r.units = units.into_iter().map(|(u, _)| u).collect();
+    r
+}
+
+fn view_of<'a>(base: &'a Image, layered: &[&'a Image]) -> View<'a> {
+    let mut v = View::new(base);
+    for ext in layered {
+        let below = ext_kind(ext).map(Kind::overlaid_on).unwrap_or("usr");
+        v.overlay(ext, below);
+    }
+    v
+}
+
+fn ext_kind(ext: &Image) -> Option<Kind> {
+    [Kind::Sysext, Kind::Confext].into_iter().find(|k| {
+        ext.nodes
+            .keys()
+            .any(|p| p.starts_with(k.release_dir()) && p != Path::new(k.release_dir()))
+    })
+}
+
+/// A suffix that reads like a unit type portabled skips (`.mount`, `.slice`, ...).
+fn looks_like_unit(suffix: &str) -> bool {
+    [
+        ".mount",
+        ".automount",
+        ".swap",
+        ".slice",
+        ".scope",
+        ".device",
+    ]
+    .contains(&suffix)
+}
+
+/// The entries directly inside `dir` of `image` (no symlink followed), if it is a directory.
+fn children<'a>(image: &'a Image, dir: &str) -> Option<Vec<(String, &'a Node)>> {
+    let dir = Path::new(dir);
+    if !matches!(image.nodes.get(dir), Some(Node::Dir)) {
+        return None;
+    }
+    Some(
+        image
+            .nodes
+            .range(dir.to_path_buf()..)
+            .skip(1)
+            .take_while(|(p, _)| p.starts_with(dir))
+            .filter(|(p, _)| p.parent() == Some(dir))
+            .map(|(p, n)| (p.file_name().unwrap().to_string_lossy().into_owned(), n))
+            .collect(),
+    )
+}
+
+/// `/nix/store/<name>` of a path below the store directory.
+fn store_path_of(path: &Path, store_dir: &Path) -> Option<PathBuf> {
+    let mut normal = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => normal.push(n),
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            _ => {}
+        }
+    }
+    let rest = normal.strip_prefix(store_dir).ok()?;
+    let first = rest.components().next()?;
+    Some(store_dir.join(first))
+}
+
+/// The extension's report, its kind (if systemd takes it) and its `PORTABLE_PREFIXES`.
+fn check_extension(
+    ext: &Image,
+    base: &BTreeMap<String, String>,
+    systemd: u32,
+) -> (ExtensionReport, Option<Kind>, Option<Vec<String>>) {
+    let mut report = ExtensionReport {
+        path: ext.path.to_string(),
+        name: ext.name.clone(),
+        ..ExtensionReport::default()
+    };
+    // Which release file each systemd version reads: 252 the one named after the whole file
+    // name, below /usr only; 257 also the one named without the version (`app_1.0.raw` ->
+    // `extension-release.app`), and configuration extensions below /etc.
+    let found_by = |version: u32| -> Option<(Kind, PathBuf)> {
+        let mut names = vec![ext.name.clone()];
+        if version >= 257 && ext.name.contains('_') {
+            names.push(prefix_of(&ext.name).to_owned());
+        }
+        let kinds: &[Kind] = if version >= 257 {
+            &[Kind::Sysext, Kind::Confext]
+        } else {
+            &[Kind::Sysext]
+        };
+        kinds.iter().find_map(|k| {
+            names.iter().find_map(|n| {
+                let p = Path::new(k.release_dir()).join(format!("extension-release.{n}"));
+                matches!(
+                    View::new(ext).resolve(&p),
+                    Resolved::Found(_, Node::File { .. })
+                )
+                .then(|| (*k, p))
+            })
+        })
+    };
+    for version in SYSTEMD_VERSIONS {
+        let verdict = match found_by(version) {
+            Some(_) => "accepted".to_owned(),
+            None => format!("refused: Image '{}' lacks extension-release data", ext.path),
+        };
+        report.by_systemd.insert(version, verdict);
+    }
+    let Some((kind, release_path)) = found_by(systemd) else {
+        report.problems.push(format!(
+            "Image '{}' lacks extension-release data, refusing. (systemd {systemd} looks for {})",
+            ext.path,
+            expected_release_files(ext, systemd)
+        ));
+        return (report, None, None);
+    };
+    report.kind = Some(kind.name().to_owned());
+    report.release_file = Some(format!("/{}", release_path.display()));
+    let fields = View::new(ext)
+        .read(&release_path)
+        .map(|d| os_release::parse(&String::from_utf8_lossy(&d)))
+        .unwrap_or_default();
+    report.dissect_extension = fields
+        .get(kind.fields().0)
+        .is_none_or(|s| s.split_whitespace().any(|w| w == "portable"));
+    if let Some(why) = release_mismatch(&fields, base, kind) {
+        report.matches_base = false;
+        report.problems.push(format!(
+            "Image {} extension-release metadata does not match the root's: {why}",
+            ext.path
+        ));
+    } else {
+        report.matches_base = true;
+    }
+    let prefixes = fields
+        .get("PORTABLE_PREFIXES")
+        .map(|p| p.split_whitespace().map(str::to_owned).collect());
+    report.release = fields;
+    (report, Some(kind), prefixes)
+}
+
+fn expected_release_files(ext: &Image, systemd: u32) -> String {
+    let mut names = vec![format!(
+        "/usr/lib/extension-release.d/extension-release.{}",
+        ext.name
+    )];
+    if systemd >= 257 {
+        let prefix = prefix_of(&ext.name);
+        names.push(format!(
+            "/usr/lib/extension-release.d/extension-release.{prefix}"
+        ));
+        names.push(format!(
+            "/etc/extension-release.d/extension-release.{prefix}"
+        ));
+    }
+    names.dedup();
+    names.join(" or ")
+}
+
+/// Why an extension-release file doesn't match the base's os-release, the way systemd compares
+/// them (`extension_release_validate()`): ID (or `_any`), then the level if both say one, else
+/// VERSION_ID if the base says one; and the scope must include `portable`.
+fn release_mismatch(
+    ext: &BTreeMap<String, String>,
+    base: &BTreeMap<String, String>,
+    kind: Kind,
+) -> Option<String> {
+    let (scope_key, level_key) = kind.fields();
+    if let Some(scope) = ext.get(scope_key) {
+        if !scope.split_whitespace().any(|w| w == "portable") {
+            return Some(format!("{scope_key}={scope} does not include `portable`"));
+        }
+    }
+    let id = ext.get("ID").map(String::as_str).unwrap_or("");
+    let base_id = base.get("ID").map(String::as_str).unwrap_or("");
+    if id != "_any" && id != base_id {
+        return Some(format!("ID={id}, the base's ID={base_id}"));
+    }
+    let get = |m: &BTreeMap<String, String>, k: &str| m.get(k).filter(|v| !v.is_empty()).cloned();
+    let (base_version, base_level) = (get(base, "VERSION_ID"), get(base, level_key));
+    if base_version.is_none() && base_level.is_none() {
+        return None;
+    }
+    if let (Some(b), Some(e)) = (&base_level, get(ext, level_key)) {
+        return (b != &e).then(|| format!("{level_key}={e}, the base's {level_key}={b}"));
+    }
+    match (&base_version, get(ext, "VERSION_ID")) {
+        (Some(b), Some(e)) if b != &e => Some(format!("VERSION_ID={e}, the base's VERSION_ID={b}")),
+        _ => None,
+    }
+}
+
+/// Programs the unit's `Exec*=` settings run that the image lacks or can't run.
+fn check_programs(r: &mut Report, unit: &Unit, view: &View) {
+    for line in unit.content.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if !EXEC_SETTINGS.contains(&key) {
+            continue;
+        }
+        let value = value
+            .trim()
+            .trim_start_matches(['@', '-', ':', '+', '!', '|']);
+        let program = match value.strip_prefix('"') {
+            Some(rest) => rest.split('"').next().unwrap_or(""),
+            None => value.split_whitespace().next().unwrap_or(""),
+        };
+        if program.is_empty() || program.contains('%') || program.contains('$') {
+            continue;
+        }
+        let candidates: Vec<PathBuf> = if program.starts_with('/') {
+            vec![PathBuf::from(program)]
+        } else {
+            SEARCH_PATH
+                .iter()
+                .map(|d| Path::new(d).join(program))
+                .collect()
+        };
+        let found = candidates
+            .iter()
+            .map(|c| view.resolve(c))
+            .find(|res| matches!(res, Resolved::Found(..)));
+        let problem = match found {
+            Some(Resolved::Found(_, Node::File { mode })) if mode & 0o111 != 0 => continue,
+            Some(Resolved::Found(p, Node::File { .. })) => {
+                format!("/{} is not executable", p.display())
+            }
+            Some(Resolved::Found(p, _)) => format!("/{} is not a file", p.display()),
+            _ if program.starts_with('/') => match view.resolve(Path::new(program)) {
+                Resolved::Missing(m) => format!("the image lacks /{}", m.display()),
+                _ => "a symlink loop".to_owned(),
+            },
+            _ => format!(
+                "not found in {} of the image",
+                SEARCH_PATH.map(|d| format!("/{d}")).join(":")
+            ),
+        };
+        r.missing_programs.push(report::Program {
+            unit: unit.name.clone(),
+            setting: key.to_owned(),
+            program: program.to_owned(),
+            why: problem.clone(),
+        });
+        r.error(Finding::runs(format!(
+            "{}: {key}={program}: {problem} (the unit fails with 203/EXEC)",
+            unit.name
+        )));
+    }
+}

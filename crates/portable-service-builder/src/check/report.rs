@@ -1,0 +1,198 @@
+//! What `check` found, as one JSON document (`--json`) or as text for a person.
+
+use super::tree::Image;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// The whole result. `accepted` is the verdict: systemd would attach the image and its units
+/// would start (nothing missing, no closure hole). `advice` never changes it.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub image: String,
+    pub systemd: u32,
+    pub accepted: bool,
+    pub os_release_file: Option<String>,
+    pub os_release: BTreeMap<String, String>,
+    pub dissect: Dissect,
+    pub matches: Vec<String>,
+    pub units: Vec<Unit>,
+    pub skipped_units: Vec<SkippedUnit>,
+    pub missing_mount_points: Vec<String>,
+    pub missing_programs: Vec<Program>,
+    pub store_holes: Vec<Hole>,
+    pub extensions: Vec<ExtensionReport>,
+    pub errors: Vec<Finding>,
+    pub advice: Vec<String>,
+}
+
+/// What systemd-dissect's "Use As" would say.
+#[derive(Debug, Default, Serialize)]
+pub struct Dissect {
+    pub portable_service: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Unit {
+    pub name: String,
+    /// `<image name>:<path>`.
+    pub from: String,
+    #[serde(skip)]
+    pub content: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SkippedUnit {
+    pub name: String,
+    pub from: String,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Program {
+    pub unit: String,
+    pub setting: String,
+    pub program: String,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Hole {
+    pub symlink: String,
+    pub target: String,
+    pub missing: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ExtensionReport {
+    pub path: String,
+    pub name: String,
+    /// `sysext` or `confext`; absent when systemd finds no release file.
+    pub kind: Option<String>,
+    pub release_file: Option<String>,
+    pub release: BTreeMap<String, String>,
+    pub matches_base: bool,
+    /// systemd-dissect: "extension for portable service".
+    pub dissect_extension: bool,
+    /// What each systemd version does with the file as named.
+    pub by_systemd: BTreeMap<u32, String>,
+    pub problems: Vec<String>,
+}
+
+/// An error: portabled refuses the image (`refused`), or accepts it but a unit can't run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub stage: &'static str,
+    pub message: String,
+}
+
+impl Finding {
+    pub fn refused(message: String) -> Finding {
+        Finding {
+            stage: "attach",
+            message,
+        }
+    }
+    pub fn runs(message: String) -> Finding {
+        Finding {
+            stage: "run",
+            message,
+        }
+    }
+}
+
+impl Report {
+    pub fn new(image: &Image, systemd: u32) -> Report {
+        Report {
+            image: image.path.to_string(),
+            systemd,
+            accepted: true,
+            os_release_file: None,
+            os_release: BTreeMap::new(),
+            dissect: Dissect::default(),
+            matches: Vec::new(),
+            units: Vec::new(),
+            skipped_units: Vec::new(),
+            missing_mount_points: Vec::new(),
+            missing_programs: Vec::new(),
+            store_holes: Vec::new(),
+            extensions: Vec::new(),
+            errors: Vec::new(),
+            advice: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, finding: Finding) {
+        self.accepted = false;
+        self.errors.push(finding);
+    }
+
+    pub fn advice(&mut self, text: &str) {
+        self.advice.push(text.to_owned());
+    }
+
+    /// The report for a person.
+    pub fn text(&self) -> String {
+        let mut t = String::new();
+        let mark = |b: bool| if b { "✓" } else { "✗" };
+        let _ = writeln!(t, "image {} (systemd {} rules)", self.image, self.systemd);
+        if let Some(file) = &self.os_release_file {
+            let fields: Vec<String> = self
+                .os_release
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let _ = writeln!(t, "  {file}: {}", fields.join(" "));
+        }
+        let _ = writeln!(
+            t,
+            "  systemd-dissect: {} portable service",
+            mark(self.dissect.portable_service)
+        );
+        let _ = writeln!(t, "  matches: {}", self.matches.join(" "));
+        for u in &self.units {
+            let _ = writeln!(t, "  attached: {} ({})", u.name, u.from);
+        }
+        for u in &self.skipped_units {
+            let _ = writeln!(t, "  skipped: {} ({}): {}", u.name, u.from, u.why);
+        }
+        for e in &self.extensions {
+            let _ = writeln!(
+                t,
+                "extension {}: {}",
+                e.path,
+                match (&e.kind, &e.release_file) {
+                    (Some(k), Some(f)) => format!("{k}, {f}"),
+                    _ => "no extension-release file systemd reads".into(),
+                }
+            );
+            if e.kind.is_some() {
+                let _ = writeln!(
+                    t,
+                    "  matches the base: {}; systemd-dissect: {} extension for portable service",
+                    if e.matches_base { "yes" } else { "no" },
+                    mark(e.dissect_extension)
+                );
+            }
+            for (v, verdict) in &e.by_systemd {
+                let _ = writeln!(t, "  systemd {v}: {verdict}");
+            }
+        }
+        for e in &self.errors {
+            let _ = writeln!(t, "error ({}): {}", e.stage, e.message);
+        }
+        for a in &self.advice {
+            let _ = writeln!(t, "advice: {a}");
+        }
+        let _ = writeln!(
+            t,
+            "verdict: {}",
+            if self.accepted {
+                "accepted: systemd would attach it and its units can start"
+            } else {
+                "refused"
+            }
+        );
+        t
+    }
+}

@@ -1,0 +1,215 @@
+//! An image as `check` sees it: every entry of its file system (kind, mode, symlink target) and
+//! a way to read a file's content, whatever wrote the image. [`Image::open`] reads a squashfs
+//! file with the `backhand` crate; tests build trees by hand.
+//!
+//! [`View`] is what a service sees: a base image with extensions overlaid on it, and path
+//! resolution inside that view (symlinks followed the way the kernel follows them, relative to
+//! the image's root, never to the host's).
+
+use anyhow::{bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+/// One entry of an image's file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir,
+    File {
+        mode: u32,
+    },
+    Symlink(PathBuf),
+    /// A device, FIFO or socket.
+    Other,
+}
+
+/// An image file: its name (as portabled names it) and its tree.
+pub struct Image {
+    pub path: Utf8PathBuf,
+    /// The file name without `.raw`.
+    pub name: String,
+    /// Paths relative to the root (the root itself is the empty path).
+    pub nodes: BTreeMap<PathBuf, Node>,
+    contents: Box<ReadFile>,
+}
+
+/// Gives a file's content by its path in the image.
+type ReadFile = dyn Fn(&Path) -> Result<Vec<u8>>;
+
+impl Image {
+    /// An image from a tree and a function giving a file's content (tests).
+    pub fn from_tree(
+        path: &Utf8Path,
+        nodes: BTreeMap<PathBuf, Node>,
+        contents: impl Fn(&Path) -> Result<Vec<u8>> + 'static,
+    ) -> Image {
+        let name = path.file_name().unwrap_or_default();
+        Image {
+            path: path.to_owned(),
+            name: name.strip_suffix(".raw").unwrap_or(name).to_owned(),
+            nodes,
+            contents: Box::new(contents),
+        }
+    }
+
+    /// Reads a squashfs image. backhand reads it in this process, names and all (no listing to
+    /// parse), with the compressors mksquashfs writes; see BENCHMARKS.md for its cost.
+    pub fn open(path: &Utf8Path) -> Result<Image> {
+        let file = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
+        let fs = backhand::FilesystemReader::from_reader(std::io::BufReader::new(file)).map_err(
+            |e| anyhow::anyhow!("{path} is not a squashfs image backhand can read: {e}"),
+        )?;
+        let mut nodes = BTreeMap::new();
+        let mut files = BTreeMap::new();
+        for (i, node) in fs.files().enumerate() {
+            let rel = node
+                .fullpath
+                .strip_prefix("/")
+                .unwrap_or(&node.fullpath)
+                .to_owned();
+            let entry = match &node.inner {
+                backhand::InnerNode::Dir(_) => Node::Dir,
+                backhand::InnerNode::File(_) => {
+                    files.insert(rel.clone(), i);
+                    Node::File {
+                        mode: u32::from(node.header.permissions),
+                    }
+                }
+                backhand::InnerNode::Symlink(link) => Node::Symlink(link.link.clone()),
+                _ => Node::Other,
+            };
+            nodes.insert(rel, entry);
+        }
+        let image_path = path.to_owned();
+        let contents = move |p: &Path| -> Result<Vec<u8>> {
+            let index = *files
+                .get(p)
+                .with_context(|| format!("{} is not a file of {image_path}", p.display()))?;
+            let node = fs.files().nth(index).expect("an index of files()");
+            let backhand::InnerNode::File(file) = &node.inner else {
+                bail!("{} is not a file", p.display());
+            };
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut fs.file(file).reader(), &mut data)
+                .with_context(|| format!("cannot read {} in {image_path}", p.display()))?;
+            Ok(data)
+        };
+        Ok(Image::from_tree(path, nodes, contents))
+    }
+
+    /// The content of the file at `path` (relative to the root, no symlink followed).
+    pub fn read(&self, path: &Path) -> Result<Vec<u8>> {
+        (self.contents)(path)
+    }
+}
+
+/// The tree a service sees: the base, with each extension overlaid on the one directory its
+/// kind reaches (`usr` for a system extension, `etc` for a configuration extension).
+pub struct View<'a> {
+    /// Top layer first; `None`: the whole tree (the base).
+    layers: Vec<(&'a Image, Option<&'static str>)>,
+}
+
+/// Where a resolution ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// The path exists; the node it ended on and which image holds it.
+    Found(PathBuf, Node),
+    /// `missing` (a path relative to the root) is not there.
+    Missing(PathBuf),
+    /// Too many symlinks (a loop).
+    Loop,
+}
+
+const MAX_SYMLINKS: usize = 40;
+
+impl<'a> View<'a> {
+    pub fn new(base: &'a Image) -> View<'a> {
+        View {
+            layers: vec![(base, None)],
+        }
+    }
+
+    /// Adds an extension on top, reaching only below `below`.
+    pub fn overlay(&mut self, ext: &'a Image, below: &'static str) {
+        self.layers.insert(0, (ext, Some(below)));
+    }
+
+    /// The node at `path` (relative, no symlink followed), from the top layer that has it.
+    pub fn node(&self, path: &Path) -> Option<(&'a Image, &'a Node)> {
+        self.layers.iter().find_map(|(image, below)| {
+            let visible = below.is_none_or(|b| path.starts_with(b) && path != Path::new(b));
+            visible
+                .then(|| image.nodes.get(path).map(|n| (*image, n)))
+                .flatten()
+        })
+    }
+
+    /// Follows `path` (absolute inside the image, or relative to its root) through symlinks.
+    pub fn resolve(&self, path: &Path) -> Resolved {
+        let mut done = PathBuf::new();
+        let mut hops = 0;
+        // the components still to walk, the next one last
+        let mut rest: Vec<std::ffi::OsString> = Vec::new();
+        push_components(&mut rest, path);
+        while let Some(c) = rest.pop() {
+            if c == ".." {
+                done.pop();
+                continue;
+            }
+            let next = done.join(&c);
+            match self.node(&next) {
+                None => {
+                    let mut missing = next;
+                    while let Some(c) = rest.pop() {
+                        missing.push(c);
+                    }
+                    return Resolved::Missing(missing);
+                }
+                Some((_, Node::Symlink(target))) => {
+                    hops += 1;
+                    if hops > MAX_SYMLINKS {
+                        return Resolved::Loop;
+                    }
+                    if target.is_absolute() {
+                        done = PathBuf::new();
+                    }
+                    push_components(&mut rest, target);
+                }
+                Some((_, node)) => {
+                    if rest.is_empty() {
+                        return Resolved::Found(next, node.clone());
+                    }
+                    done = next;
+                }
+            }
+        }
+        Resolved::Found(done, Node::Dir)
+    }
+
+    /// The content of the file `path` ends on, symlinks followed.
+    pub fn read(&self, path: &Path) -> Result<Vec<u8>> {
+        match self.resolve(path) {
+            Resolved::Found(found, Node::File { .. }) => {
+                let (image, _) = self.node(&found).expect("found in a layer");
+                image.read(&found)
+            }
+            Resolved::Found(found, _) => bail!("{} is not a file", found.display()),
+            Resolved::Missing(m) => bail!("/{} is missing", m.display()),
+            Resolved::Loop => bail!("{} is a symlink loop", path.display()),
+        }
+    }
+}
+
+/// Pushes the normal components of `path` onto `stack` so that the first is popped first.
+fn push_components(stack: &mut Vec<std::ffi::OsString>, path: &Path) {
+    let parts: Vec<std::ffi::OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    stack.extend(parts.into_iter().rev());
+}
