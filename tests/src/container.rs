@@ -323,11 +323,52 @@ impl Container {
     }
 
     /// `portablectl attach` (or another verb taking `--profile`) with the tests' [`profile`].
+    /// An attach or reattach is first checked by `portable-service-builder check`, which must
+    /// accept what portabled accepts.
     pub fn portablectl(&self, verb: &str, flags: &[&str], image: &str) -> String {
+        if matches!(verb, "attach" | "reattach") {
+            self.assert_check_accepts(image, &[], &[]);
+        }
         let mut args = vec!["portablectl", verb, "--profile", self.profile()];
         args.extend(flags);
         args.push(image);
         self.ok(&args)
+    }
+
+    /// `portable-service-builder check` (the static build tests/setup.sh makes) on images of
+    /// the container (`/images/...`), with this container's systemd version's rules:
+    /// (accepted, report).
+    pub fn check(&self, image: &str, extensions: &[&str], matches: &[&str]) -> (bool, String) {
+        let host = |p: &str| self.root().join(p.trim_start_matches('/'));
+        let mut cmd =
+            Command::new(crate::repo().join("target/offline/builder/bin/portable-service-builder"));
+        cmd.arg("check").arg(host(image));
+        for ext in extensions {
+            cmd.arg("--extension").arg(host(ext));
+        }
+        for m in matches {
+            cmd.args(["--prefix", m]);
+        }
+        let out = cmd
+            .args(["--systemd", &self.systemd.version().to_string()])
+            .output()
+            .expect("portable-service-builder check runs (tests/setup.sh builds it)");
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "check failed to run: {}",
+            text(&out)
+        );
+        (out.status.success(), text(&out))
+    }
+
+    /// Panics unless `check` accepts the images, as portabled is about to.
+    pub fn assert_check_accepts(&self, image: &str, extensions: &[&str], matches: &[&str]) {
+        let (accepted, report) = self.check(image, extensions, matches);
+        assert!(
+            accepted,
+            "check refuses what systemd {} is asked to attach:\n{report}",
+            self.systemd.version()
+        );
     }
 
     /// Runs a command inside; whatever it gives.

@@ -1,6 +1,7 @@
 //! `portableServiceExtension` through Nix: what an extension holds (only what its base lacks),
 //! the release file systemd matches against the base, and the errors at evaluation and build
-//! time. The images are those of tests/nix/extensions.nix.
+//! time; and every image's `.check` derivation. The images are those of
+//! tests/nix/extensions.nix.
 
 use portable_service_tests::*;
 
@@ -172,4 +173,34 @@ fn a_configuration_extension_whose_units_need_store_paths_its_base_lacks_fails_t
         log.contains("-hello-2.12.2"),
         "the missing path is named: {log}"
     );
+}
+
+#[test]
+fn every_image_offers_a_check_that_builds_only_if_check_passes() {
+    for expr in [
+        "(demo { }).check",
+        "(ext.app { }).check",
+        "t.examples.hello-with-ssl.check",
+    ] {
+        let report = std::fs::read_to_string(build(expr)).unwrap();
+        assert!(report.contains("verdict: accepted"), "{expr}: {report}");
+    }
+    let report = std::fs::read_to_string(build("(ext.app { }).check")).unwrap();
+    assert!(
+        report.contains("attached: app.service (app:/usr/lib/systemd/system/app.service)"),
+        "{report}"
+    );
+
+    let log = try_build(
+        r#"(t.portableService { pname = "broken"; version = "1";
+             units = [ (t.writeText "broken.service" "[Service]\nExecStart=/bin/missing-tool\n") ]; }).check"#,
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        log.contains("ExecStart=/bin/missing-tool: the image lacks /bin/missing-tool"),
+        "{log}"
+    );
+    let err = eval_error("(ext.app { extra.base = null; }).check");
+    assert!(err.contains("`check` needs `base`"), "{err}");
 }

@@ -11,6 +11,7 @@ on_every_systemd!(
     an_extension_runs_over_its_base_and_a_new_version_replaces_it,
     systemd_dissect_recognises_every_image,
     a_configuration_extension_gives_its_unit_its_files,
+    a_versioned_extension_file_name_is_taken_by_257_only,
 );
 
 fn image(expr: &str) -> std::path::PathBuf {
@@ -18,7 +19,12 @@ fn image(expr: &str) -> std::path::PathBuf {
 }
 
 /// `portablectl VERB --runtime --profile P --extension EXT... IMAGE MATCHES...`: its output.
+/// An attach or reattach is first checked by `portable-service-builder check`, which must accept
+/// what portabled accepts.
 fn portablectl(c: &Container, verb: &str, extensions: &[&str], rest: &[&str]) -> String {
+    if matches!(verb, "attach" | "reattach") {
+        c.assert_check_accepts(rest[0], extensions, &rest[1..]);
+    }
     let mut args = vec![
         "portablectl",
         verb,
@@ -137,6 +143,16 @@ fn a_configuration_extension_gives_its_unit_its_files(systemd: Systemd) {
             let said = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "252 attached a confext: {said}");
             assert!(said.contains("lacks extension-release data"), "{said}");
+            // check refuses it too, for the same reason
+            let (accepted, report) = c.check(&base, &[&conf], &["democonf"]);
+            assert!(!accepted, "{report}");
+            assert!(
+                report.contains(&format!(
+                    "error (attach): Image '{}",
+                    c.root().join("images/democonf.raw").display()
+                )) && report.contains("lacks extension-release data, refusing"),
+                "{report}"
+            );
         }
         Systemd::V257 => {
             portablectl(&c, "attach", &[&conf], &[&base, "democonf"]);
@@ -144,6 +160,41 @@ fn a_configuration_extension_gives_its_unit_its_files(systemd: Systemd) {
             c.wait_for_journal(&["-u", "democonf.service"], "hello from the confext");
             c.ok(&["systemctl", "stop", "democonf.service"]);
             portablectl(&c, "detach", &[&conf], &[&base]);
+        }
+    }
+}
+
+fn a_versioned_extension_file_name_is_taken_by_257_only(systemd: Systemd) {
+    let c = Container::boot("ps-extname", systemd);
+    let base = c.add_image(&image("ext.base"), "demo_1.0.raw");
+    // the same extension, its file named with its version (its release file stays .app)
+    let app = c.add_image(&image("ext.app { }"), "app_1.0.raw");
+    match systemd {
+        // 252 looks for extension-release.app_1.0 only
+        Systemd::V252 => {
+            let out = c.run(&[
+                "portablectl",
+                "attach",
+                "--runtime",
+                "--extension",
+                &app,
+                &base,
+                "app",
+            ]);
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "252 took a versioned name: {said}");
+            assert!(said.contains("lacks extension-release data"), "{said}");
+            let (accepted, report) = c.check(&base, &[&app], &["app"]);
+            assert!(!accepted, "{report}");
+            assert!(
+                report.contains("lacks extension-release data, refusing"),
+                "{report}"
+            );
+        }
+        Systemd::V257 => {
+            portablectl(&c, "attach", &[&app], &[&base, "app"]);
+            c.assert_active("app.service");
+            c.wait_for_journal(&["-u", "app.service"], "app 1.0 runs with BusyBox");
         }
     }
 }

@@ -23,6 +23,7 @@ on_every_systemd!(
     persistent_attach_reattach_to_a_new_version_and_detach,
     default_and_trusted_profiles,
     the_manual_examples_run,
+    a_unit_check_refuses_fails_in_systemd_too,
 );
 
 fn runtime_attach_starts_the_service_and_detach_removes_it(systemd: Systemd) {
@@ -122,6 +123,7 @@ fn persistent_attach_reattach_to_a_new_version_and_detach(systemd: Systemd) {
 /// Attaches `image` with `profile` and starts the demo service twice: its StateDirectory=demo
 /// keeps the count of the first run for the second.
 fn run_twice_keeping_state(c: &Container, image: &str, profile: &str, dynamic_user: &str) {
+    c.assert_check_accepts(image, &[], &[]);
     c.ok(&[
         "portablectl",
         "attach",
@@ -227,4 +229,40 @@ fn the_manual_examples_run(systemd: Systemd) {
         "/etc/ssl/certs/ca-bundle.crt",
     ]);
     assert_eq!(read, expected);
+}
+
+fn a_unit_check_refuses_fails_in_systemd_too(systemd: Systemd) {
+    let c = Container::boot("ps-broken", systemd);
+    let image = c.add_image(
+        &raw_file(&build(
+            r#"t.portableService { pname = "broken"; version = "1";
+                 units = [ (t.writeText "broken.service" "[Service]\nType=oneshot\nExecStart=/bin/missing-tool\n") ]; }"#,
+        )),
+        "broken_1.raw",
+    );
+    let (accepted, report) = c.check(&image, &[], &[]);
+    assert!(!accepted, "{report}");
+    assert!(
+        report.contains("broken.service: ExecStart=/bin/missing-tool: the image lacks /bin/missing-tool (the unit fails with 203/EXEC)"),
+        "{report}"
+    );
+    // portabled attaches it (it doesn't look inside units); the unit then fails as check said
+    c.ok(&[
+        "portablectl",
+        "attach",
+        "--runtime",
+        "--profile",
+        c.profile(),
+        &image,
+    ]);
+    let start = c.run(&["systemctl", "start", "broken.service"]);
+    assert!(!start.status.success());
+    let status = c.ok(&[
+        "systemctl",
+        "show",
+        "-P",
+        "ExecMainStatus",
+        "broken.service",
+    ]);
+    assert_eq!(status.trim(), "203", "203/EXEC");
 }

@@ -396,7 +396,8 @@ fn children<'a>(image: &'a Image, dir: &str) -> Option<Vec<(String, &'a Node)>> 
     )
 }
 
-/// `/nix/store/<name>` of a path below the store directory.
+/// `/nix/store/<name>` of a path below the store directory (or below `/usr/nix/store`, where a
+/// Nix image keeps it with `/nix` a symlink to `usr/nix`).
 fn store_path_of(path: &Path, store_dir: &Path) -> Option<PathBuf> {
     let mut normal = PathBuf::from("/");
     for c in path.components() {
@@ -408,9 +409,13 @@ fn store_path_of(path: &Path, store_dir: &Path) -> Option<PathBuf> {
             _ => {}
         }
     }
-    let rest = normal.strip_prefix(store_dir).ok()?;
-    let first = rest.components().next()?;
-    Some(store_dir.join(first))
+    // the store where a Nix image keeps it too: below /usr, with /nix a symlink to it
+    let in_usr = Path::new("/usr").join(store_dir.strip_prefix("/").unwrap_or(store_dir));
+    let found = [store_dir, in_usr.as_path()].into_iter().find_map(|dir| {
+        let first = normal.strip_prefix(dir).ok()?.components().next()?;
+        Some(store_dir.join(first))
+    });
+    found
 }
 
 /// The extension's report, its kind (if systemd takes it) and its `PORTABLE_PREFIXES`.

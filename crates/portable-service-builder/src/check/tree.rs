@@ -213,3 +213,91 @@ fn push_components(stack: &mut Vec<std::ffi::OsString>, path: &Path) {
         .collect();
     stack.extend(parts.into_iter().rev());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(name: &str, entries: &[(&str, Node)]) -> Image {
+        let nodes = entries
+            .iter()
+            .map(|(p, n)| (PathBuf::from(p), n.clone()))
+            .collect();
+        Image::from_tree(Utf8Path::new(name), nodes, |p| {
+            Ok(p.to_string_lossy().into_owned().into_bytes())
+        })
+    }
+
+    fn file() -> Node {
+        Node::File { mode: 0o755 }
+    }
+
+    fn link(t: &str) -> Node {
+        Node::Symlink(t.into())
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_image_never_on_the_host() {
+        let base = image(
+            "/x/base_1.raw",
+            &[
+                ("nix", link("usr/nix")),
+                ("usr", Node::Dir),
+                ("usr/nix", Node::Dir),
+                ("usr/nix/store", Node::Dir),
+                ("usr/nix/store/a-pkg", Node::Dir),
+                ("usr/nix/store/a-pkg/bin", Node::Dir),
+                ("usr/nix/store/a-pkg/bin/tool", file()),
+                ("usr/nix/store/a-pkg/bin/up", link("../bin/./tool")),
+                ("bin", Node::Dir),
+                ("bin/sh", link("/nix/store/a-pkg/bin/up")),
+                ("bin/loop", link("loop")),
+                ("bin/out", link("../../../../etc/passwd")),
+            ],
+        );
+        assert_eq!(base.name, "base_1");
+        let v = View::new(&base);
+        assert_eq!(
+            v.resolve(Path::new("/bin/sh")),
+            Resolved::Found("usr/nix/store/a-pkg/bin/tool".into(), file())
+        );
+        assert_eq!(v.resolve(Path::new("bin/loop")), Resolved::Loop);
+        // `..` stops at the image's root
+        assert_eq!(
+            v.resolve(Path::new("bin/out")),
+            Resolved::Missing("etc/passwd".into())
+        );
+        assert_eq!(
+            v.resolve(Path::new("/nix/store/b-gone/bin/x")),
+            Resolved::Missing("usr/nix/store/b-gone/bin/x".into())
+        );
+        assert_eq!(
+            v.read(Path::new("bin/sh")).unwrap(),
+            b"usr/nix/store/a-pkg/bin/tool"
+        );
+    }
+
+    #[test]
+    fn an_extension_is_seen_only_below_the_tree_it_is_overlaid_on() {
+        let base = image("/b.raw", &[("usr", Node::Dir), ("etc", Node::Dir)]);
+        let ext = image(
+            "/e.raw",
+            &[
+                ("usr", Node::Dir),
+                ("usr/app", file()),
+                ("etc", Node::Dir),
+                ("etc/app.conf", file()),
+            ],
+        );
+        let mut v = View::new(&base);
+        v.overlay(&ext, "usr");
+        assert!(matches!(
+            v.resolve(Path::new("usr/app")),
+            Resolved::Found(..)
+        ));
+        assert_eq!(
+            v.resolve(Path::new("etc/app.conf")),
+            Resolved::Missing("etc/app.conf".into())
+        );
+    }
+}

@@ -1,0 +1,389 @@
+//! `portable-service-builder check` on hand-made images (mksquashfs over small trees): a good
+//! base and extension are accepted, and each rule broken alone is refused with its reason (or,
+//! for advice, reported without failing).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TOOL: &str = "/nix/store/0c7wkdmgpqnch9f84clfdjqxn7hznv2z-tool";
+
+#[derive(Clone)]
+enum E {
+    Dir,
+    File(&'static str, u32),
+    Link(&'static str),
+}
+
+type Tree = BTreeMap<&'static str, E>;
+
+fn base() -> Tree {
+    let mut t = Tree::new();
+    for d in ["dev", "proc", "sys", "run", "tmp", "var/tmp", "var/lib/svc"] {
+        t.insert(d, E::Dir);
+    }
+    t.insert("etc/machine-id", E::File("", 0o644));
+    t.insert("etc/resolv.conf", E::File("", 0o644));
+    t.insert(
+        "etc/os-release",
+        E::File("ID=test\nPORTABLE_PREFIXES=svc\n", 0o644),
+    );
+    t.insert(
+        "etc/systemd/system/svc.service",
+        E::File(
+            "[Service]\nStateDirectory=svc\nExecStart=/nix/store/0c7wkdmgpqnch9f84clfdjqxn7hznv2z-tool/bin/tool --flag\nExecStartPre=-sh -c true\n",
+            0o644,
+        ),
+    );
+    t.insert(
+        "usr/nix/store/0c7wkdmgpqnch9f84clfdjqxn7hznv2z-tool/bin/tool",
+        E::File("#!/bin/sh\n", 0o555),
+    );
+    t.insert("nix", E::Link("usr/nix"));
+    t.insert(
+        "bin/sh",
+        E::Link("/nix/store/0c7wkdmgpqnch9f84clfdjqxn7hznv2z-tool/bin/tool"),
+    );
+    // a symlink out of the image to what the host provides: normal
+    t.insert("etc/ssl", E::Link("/etc/static/ssl"));
+    t
+}
+
+fn extension(release_name: &str, release: &'static str) -> Tree {
+    let mut t = Tree::new();
+    let path: &'static str = Box::leak(
+        format!("usr/lib/extension-release.d/extension-release.{release_name}").into_boxed_str(),
+    );
+    t.insert(path, E::File(release, 0o644));
+    t.insert(
+        "usr/lib/systemd/system/app.service",
+        E::File(
+            "[Service]\nExecStart=/nix/store/0c7wkdmgpqnch9f84clfdjqxn7hznv2z-tool/bin/tool app\n",
+            0o644,
+        ),
+    );
+    t
+}
+
+const APP_RELEASE: &str = "ID=test\nSYSEXT_SCOPE=portable\nPORTABLE_PREFIXES=app\n";
+
+/// Makes `name` (a squashfs image) from `tree` in `dir`.
+fn image(dir: &Path, name: &str, tree: &Tree) -> PathBuf {
+    let root = dir.join(format!("{name}.root"));
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(&root).unwrap();
+    for (path, e) in tree {
+        let p = root.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        match e {
+            E::Dir => fs::create_dir_all(&p).unwrap(),
+            E::File(text, mode) => {
+                fs::write(&p, text).unwrap();
+                fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).unwrap();
+            }
+            E::Link(target) => symlink(target, &p).unwrap(),
+        }
+    }
+    let out = dir.join(name);
+    let ok = Command::new("mksquashfs")
+        .arg(&root)
+        .arg(&out)
+        .args([
+            "-noappend",
+            "-all-root",
+            "-quiet",
+            "-no-progress",
+            "-comp",
+            "gzip",
+        ])
+        .status()
+        .expect("mksquashfs runs (tests/setup.sh installs it)");
+    assert!(ok.success());
+    out
+}
+
+/// Runs `check` on images made from `base` (named `base_name`) and `extensions`, with `args`;
+/// (accepted, report).
+fn check(base_tree: &Tree, extensions: &[(&str, Tree)], args: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let base = image(dir.path(), "svc_1.raw", base_tree);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portable-service-builder"));
+    cmd.arg("check").arg(&base);
+    for (name, tree) in extensions {
+        cmd.arg("--extension").arg(image(dir.path(), name, tree));
+    }
+    let out = cmd.args(args).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(0 | 1)),
+        "exit {code:?}: {report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (code == Some(0), report)
+}
+
+fn refused(tree: &Tree, exts: &[(&str, Tree)], args: &[&str], why: &str) {
+    let (ok, report) = check(tree, exts, args);
+    assert!(!ok, "accepted, but should be refused for {why}:\n{report}");
+    assert!(report.contains(why), "{why} in:\n{report}");
+    assert!(report.contains("verdict: refused"), "{report}");
+}
+
+#[test]
+fn a_good_image_and_extension_are_accepted() {
+    let (ok, report) = check(&base(), &[], &[]);
+    assert!(ok, "{report}");
+    assert!(report.contains("✓ portable service"), "{report}");
+    assert!(
+        report.contains("attached: svc.service (svc_1:/etc/systemd/system/svc.service)"),
+        "{report}"
+    );
+    assert!(!report.contains("advice"), "{report}");
+
+    let (ok, report) = check(
+        &base(),
+        &[("app.raw", extension("app", APP_RELEASE))],
+        &["--prefix", "app"],
+    );
+    assert!(ok, "{report}");
+    assert!(
+        report.contains("attached: app.service (app:/usr/lib/systemd/system/app.service)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("systemd 252: accepted") && report.contains("systemd 257: accepted"),
+        "{report}"
+    );
+    assert!(
+        report.contains("✓ extension for portable service"),
+        "{report}"
+    );
+}
+
+#[test]
+fn an_image_without_prefixes_is_accepted_with_advice() {
+    let mut t = base();
+    t.insert("etc/os-release", E::File("ID=test\n", 0o644));
+    let (ok, report) = check(&t, &[], &[]);
+    assert!(ok, "{report}");
+    assert!(report.contains("✗ portable service"), "{report}");
+    assert!(
+        report.contains("advice: os-release has no PORTABLE_PREFIXES="),
+        "{report}"
+    );
+}
+
+#[test]
+fn each_broken_rule_is_refused_with_its_reason() {
+    type Change = fn(&mut Tree);
+    let cases: [(Change, &str); 12] = [
+        (
+            |t| {
+                t.remove("etc/os-release");
+            },
+            "lacks os-release data, refusing",
+        ),
+        (
+            |t| {
+                t.insert("etc/os-release", E::File("PORTABLE_PREFIXES=svc\n", 0o644));
+            },
+            "os-release has no ID=",
+        ),
+        (
+            |t| {
+                let unit = t.remove("etc/systemd/system/svc.service").unwrap();
+                t.insert("etc/systemd/system/other.service", unit);
+            },
+            "Couldn't find any matching unit files",
+        ),
+        (
+            |t| {
+                t.insert("etc/systemd/system/svc.service", E::File("\n", 0o644));
+            },
+            "empty: systemd takes an empty unit file for a masked unit",
+        ),
+        (
+            |t| {
+                t.remove("dev");
+            },
+            "mount point /dev is missing",
+        ),
+        (
+            |t| {
+                t.remove("etc/resolv.conf");
+            },
+            "mount point /etc/resolv.conf is missing",
+        ),
+        (
+            |t| {
+                t.remove("var/lib/svc");
+            },
+            "mount point /var/lib/svc (for svc.service) is missing",
+        ),
+        (
+            |t| {
+                t.remove("usr/nix/store/0c7wkdmgpqnch9f84clfdjqxn7hznv2z-tool/bin/tool");
+            },
+            "ExecStart=/nix/store/0c7wkdmgpqnch9f84clfdjqxn7hznv2z-tool/bin/tool: the image lacks",
+        ),
+        (
+            |t| {
+                t.insert(
+                    "usr/nix/store/0c7wkdmgpqnch9f84clfdjqxn7hznv2z-tool/bin/tool",
+                    E::File("x", 0o644),
+                );
+            },
+            "bin/tool is not executable",
+        ),
+        (
+            |t| {
+                t.remove("bin/sh");
+            },
+            "ExecStartPre=sh: not found in /usr/local/sbin:",
+        ),
+        (
+            |t| {
+                t.insert(
+                    "usr/share/doc",
+                    E::Link("/nix/store/1c7wkdmgpqnch9f84clfdjqxn7hznv2z-docs/share/doc"),
+                );
+            },
+            "the image lacks the store path /nix/store/1c7wkdmgpqnch9f84clfdjqxn7hznv2z-docs",
+        ),
+        (
+            |t| {
+                t.insert(
+                    "usr/nix/store/0c7wkdmgpqnch9f84clfdjqxn7hznv2z-tool/lib",
+                    E::Link("../2c7wkdmgpqnch9f84clfdjqxn7hznv2z-libs/lib"),
+                );
+            },
+            "the image lacks the store path /nix/store/2c7wkdmgpqnch9f84clfdjqxn7hznv2z-libs",
+        ),
+    ];
+    for (change, why) in cases {
+        let mut t = base();
+        change(&mut t);
+        refused(&t, &[], &[], why);
+    }
+    // a unit type portabled skips is reported, and the image still attaches
+    let mut t = base();
+    t.insert("etc/systemd/system/svc.mount", E::File("[Mount]\n", 0o644));
+    let (ok, report) = check(&t, &[], &[]);
+    assert!(ok, "{report}");
+    assert!(report.contains("skipped: svc.mount (svc_1:/etc/systemd/system/svc.mount): portabled never attaches a .mount unit"), "{report}");
+    // a match the image's prefixes don't allow
+    refused(
+        &base(),
+        &[],
+        &["--prefix", "other"],
+        "Selected matches 'other' are not compatible",
+    );
+}
+
+#[test]
+fn extensions_must_match_their_base_and_be_named_as_each_systemd_reads_them() {
+    let ext = |release| vec![("app.raw", extension("app", release))];
+    refused(
+        &base(),
+        &ext("ID=other\nPORTABLE_PREFIXES=app\n"),
+        &["--prefix", "app"],
+        "does not match the root's: ID=other, the base's ID=test",
+    );
+    refused(
+        &base(),
+        &ext("ID=test\nSYSEXT_SCOPE=system\nPORTABLE_PREFIXES=app\n"),
+        &["--prefix", "app"],
+        "SYSEXT_SCOPE=system does not include `portable`",
+    );
+    // the base's version decides unless both say a level
+    let mut versioned = base();
+    versioned.insert(
+        "etc/os-release",
+        E::File("ID=test\nVERSION_ID=1\nPORTABLE_PREFIXES=svc\n", 0o644),
+    );
+    refused(
+        &versioned,
+        &ext("ID=test\nVERSION_ID=2\nPORTABLE_PREFIXES=app\n"),
+        &["--prefix", "app"],
+        "VERSION_ID=2, the base's VERSION_ID=1",
+    );
+    let mut leveled = base();
+    leveled.insert(
+        "etc/os-release",
+        E::File(
+            "ID=test\nVERSION_ID=1\nSYSEXT_LEVEL=7\nPORTABLE_PREFIXES=svc\n",
+            0o644,
+        ),
+    );
+    let (ok, report) = check(
+        &leveled,
+        &ext("ID=test\nVERSION_ID=2\nSYSEXT_LEVEL=7\nPORTABLE_PREFIXES=app\n"),
+        &["--prefix", "app"],
+    );
+    assert!(ok, "{report}");
+    // its units need its prefix among the matches
+    let (ok, report) = check(&base(), &ext(APP_RELEASE), &[]);
+    assert!(ok, "{report}");
+    assert!(report.contains("skipped: app.service (app:/usr/lib/systemd/system/app.service): no match: the matches are svc"), "{report}");
+
+    // a versioned file name: 252 looks for extension-release.app_2 and refuses; 257 takes it
+    let versioned_name = vec![("app_2.raw", extension("app", APP_RELEASE))];
+    refused(&base(), &versioned_name, &["--prefix", "app", "--systemd", "252"], "lacks extension-release data, refusing. (systemd 252 looks for /usr/lib/extension-release.d/extension-release.app_2)");
+    let (ok, report) = check(
+        &base(),
+        &versioned_name,
+        &["--prefix", "app", "--systemd", "257"],
+    );
+    assert!(ok, "{report}");
+    assert!(report.contains("systemd 252: refused"), "{report}");
+
+    // a configuration extension: 252 doesn't read /etc/extension-release.d
+    let mut conf = Tree::new();
+    conf.insert(
+        "etc/extension-release.d/extension-release.conf",
+        E::File(
+            "ID=test\nCONFEXT_SCOPE=portable\nPORTABLE_PREFIXES=conf\n",
+            0o644,
+        ),
+    );
+    conf.insert(
+        "etc/systemd/system/conf.service",
+        E::File("[Service]\nExecStart=/bin/sh\n", 0o644),
+    );
+    let confs = vec![("conf.raw", conf)];
+    refused(
+        &base(),
+        &confs,
+        &["--prefix", "conf", "--systemd", "252"],
+        "lacks extension-release data",
+    );
+    let (ok, report) = check(&base(), &confs, &["--prefix", "conf"]);
+    assert!(ok, "{report}");
+    assert!(
+        report.contains("confext, /etc/extension-release.d/extension-release.conf"),
+        "{report}"
+    );
+}
+
+#[test]
+fn json_says_the_same() {
+    let mut t = base();
+    t.remove("dev");
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path(), "svc_1.raw", &t);
+    let out = Command::new(env!("CARGO_BIN_EXE_portable-service-builder"))
+        .args(["check", "--json"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["accepted"], false);
+    assert_eq!(v["missing_mount_points"], serde_json::json!(["/dev"]));
+    assert_eq!(v["units"][0]["name"], "svc.service");
+    assert_eq!(v["dissect"]["portable_service"], true);
+    assert_eq!(v["errors"][0]["stage"], "run");
+}
