@@ -8,8 +8,6 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const TOOL: &str = "/nix/store/0c7wkdmgpqnch9f84clfdjqxn7hznv2z-tool";
-
 #[derive(Clone)]
 enum E {
     Dir,
