@@ -320,17 +320,12 @@ let
   reservedPaths =
     (
       if extension == null then
-        [
+        hiddenBelow
+        ++ [
           "etc/os-release"
           "etc/machine-id"
           "etc/resolv.conf"
           "etc/systemd/system"
-          "dev"
-          "proc"
-          "sys"
-          "run"
-          "tmp"
-          "var/tmp"
           "var/lib"
           "var/cache"
           "var/log"

@@ -130,30 +130,7 @@ fn a_configuration_extension_gives_its_unit_its_files(systemd: Systemd) {
     match systemd {
         // Configuration extensions came after 252: it looks for the extension-release file
         // below /usr only.
-        Systemd::V252 => {
-            let out = c.run(&[
-                "portablectl",
-                "attach",
-                "--runtime",
-                "--extension",
-                &conf,
-                &base,
-                "democonf",
-            ]);
-            let said = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "252 attached a confext: {said}");
-            assert!(said.contains("lacks extension-release data"), "{said}");
-            // check refuses it too, for the same reason
-            let (accepted, report) = c.check(&base, &[&conf], &["democonf"]);
-            assert!(!accepted, "{report}");
-            assert!(
-                report.contains(&format!(
-                    "error (attach): Image '{}",
-                    c.root().join("images/democonf.raw").display()
-                )) && report.contains("lacks extension-release data, refusing"),
-                "{report}"
-            );
-        }
+        Systemd::V252 => refused_by_252_and_check(&c, &base, &conf, "democonf"),
         Systemd::V257 => {
             portablectl(&c, "attach", &[&conf], &[&base, "democonf"]);
             c.assert_active("democonf.service");
@@ -171,30 +148,38 @@ fn a_versioned_extension_file_name_is_taken_by_257_only(systemd: Systemd) {
     let app = c.add_image(&image("ext.app { }"), "app_1.0.raw");
     match systemd {
         // 252 looks for extension-release.app_1.0 only
-        Systemd::V252 => {
-            let out = c.run(&[
-                "portablectl",
-                "attach",
-                "--runtime",
-                "--extension",
-                &app,
-                &base,
-                "app",
-            ]);
-            let said = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "252 took a versioned name: {said}");
-            assert!(said.contains("lacks extension-release data"), "{said}");
-            let (accepted, report) = c.check(&base, &[&app], &["app"]);
-            assert!(!accepted, "{report}");
-            assert!(
-                report.contains("lacks extension-release data, refusing"),
-                "{report}"
-            );
-        }
+        Systemd::V252 => refused_by_252_and_check(&c, &base, &app, "app"),
         Systemd::V257 => {
             portablectl(&c, "attach", &[&app], &[&base, "app"]);
             c.assert_active("app.service");
             c.wait_for_journal(&["-u", "app.service"], "app 1.0 runs with BusyBox");
         }
     }
+}
+
+/// systemd 252 refuses to attach `ext` over `base` ("lacks extension-release data"), and check
+/// with 252's rules refuses it for the same reason.
+fn refused_by_252_and_check(c: &Container, base: &str, ext: &str, prefix: &str) {
+    let out = c.run(&[
+        "portablectl",
+        "attach",
+        "--runtime",
+        "--extension",
+        ext,
+        base,
+        prefix,
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "252 attached {ext}: {said}");
+    assert!(said.contains("lacks extension-release data"), "{said}");
+    let (accepted, report) = c.check(base, &[ext], &[prefix]);
+    assert!(!accepted, "{report}");
+    let host = c.root().join(ext.trim_start_matches('/'));
+    assert!(
+        report.contains(&format!(
+            "error (attach): Image '{}' lacks extension-release data, refusing",
+            host.display()
+        )),
+        "{report}"
+    );
 }
