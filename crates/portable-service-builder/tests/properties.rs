@@ -91,11 +91,19 @@ fn well_formed(plan: &Plan) {
             );
         }
     }
-    assert!(plan.entries.contains_key(Utf8Path::new("etc/os-release")));
-    assert!(plan
-        .entries
-        .keys()
-        .any(|k| k.starts_with("etc/systemd/system/") && k.as_str().len() > 19));
+    let release = plan.entries.keys().any(|k| {
+        k == "etc/os-release"
+            || k.parent()
+                .is_some_and(|p| p.ends_with("extension-release.d"))
+                && k.file_name()
+                    .is_some_and(|n| n.starts_with("extension-release."))
+    });
+    assert!(release, "a release file in {:?}", plan.entries.keys());
+    assert!(plan.entries.keys().any(|k| {
+        ["etc/systemd/system", "usr/lib/systemd/system"]
+            .iter()
+            .any(|d| k.parent() == Some(Utf8Path::new(d)))
+    }));
 }
 
 fn check(value: &Value, unit: Vec<u8>) {
@@ -122,7 +130,8 @@ proptest! {
             (prop::sample::select(vec![
                 "pname", "version", "description", "homepage", "units", "symlinks", "contents",
                 "squash-compression", "squash-block-size", "storeDir", "outputs", "closure",
-                "mksquashfs",
+                "mksquashfs", "portablePrefixes", "osRelease", "osReleaseOverrides", "files",
+                "extension", "baseClosure",
             ]), any_json()),
             1..4,
         ),
@@ -155,7 +164,14 @@ proptest! {
         value["squash-block-size"] = s(9);
         value["contents"][0] = s(10);
         value["units"][2]["file"] = s(11);
+        value["portablePrefixes"] = json!([strings[0].clone(), "demo"]);
+        value["osRelease"] = json!({ strings[1].clone(): strings[2].clone() });
+        value["osReleaseOverrides"] = json!({ "ID": strings[3].clone() });
         check(&value, unit);
+        // the same strings in an extension's fields
+        value["extension"] = json!({ "kind": "sysext", "base": { "osRelease": { "ID": strings[4].clone() }, "units": [strings[5].clone()] } });
+        value["files"] = json!([{ "path": strings[6].clone(), "file": value["units"][0]["file"].clone() }]);
+        check(&value, b"[Service]\n".to_vec());
     }
 
     #[test]
