@@ -22,6 +22,17 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
+    if std::env::args().nth(1).as_deref() == Some("check") {
+        // 0: accepted, 1: refused, 2: the check itself failed (an unreadable image, say)
+        return match check_command(CheckArgs::parse_from(std::env::args().skip(1))) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -32,9 +43,6 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("check") {
-        return check_command(CheckArgs::parse_from(std::env::args().skip(1)));
-    }
     let path = match std::env::args().nth(1) {
         Some(arg) => Utf8PathBuf::from(arg),
         None => attrs::locate(
@@ -54,7 +62,8 @@ fn run() -> Result<()> {
 }
 
 /// What systemd-portabled and systemd-dissect will say about an image, without systemd and
-/// without root. Exit status 0 when systemd would attach the image and its units can start.
+/// without root. Exit status 0 when systemd would attach the image and its units can start, 1
+/// when it would not, 2 when the images can't be read.
 #[derive(clap::Parser)]
 #[command(name = "portable-service-builder check")]
 struct CheckArgs {
@@ -80,7 +89,8 @@ struct CheckArgs {
     report: Option<Utf8PathBuf>,
 }
 
-fn check_command(args: CheckArgs) -> Result<()> {
+/// Runs the check and prints the report; whether systemd would accept the image.
+fn check_command(args: CheckArgs) -> Result<bool> {
     use portable_service_builder::check::{self, tree::Image};
     let base = Image::open(&args.image)?;
     let extensions = args
@@ -103,8 +113,5 @@ fn check_command(args: CheckArgs) -> Result<()> {
     if let Some(file) = &args.report {
         std::fs::write(file, &text).with_context(|| format!("cannot write {file}"))?;
     }
-    if !report.accepted {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(report.accepted)
 }

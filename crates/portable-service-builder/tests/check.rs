@@ -385,3 +385,18 @@ fn json_says_the_same() {
     assert_eq!(v["dissect"]["portable_service"], true);
     assert_eq!(v["errors"][0]["stage"], "run");
 }
+
+#[test]
+fn a_file_that_is_no_image_is_an_error_not_a_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_an_image = dir.path().join("svc_1.raw");
+    fs::write(&not_an_image, "not squashfs").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portable-service-builder"))
+        .arg("check")
+        .arg(&not_an_image)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("is not a squashfs image"), "{said}");
+}
