@@ -164,12 +164,11 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
 
     // extensions
     let mut valid_prefixes = image_prefixes.clone();
-    let mut view = View::new(base);
+    // the extensions systemd takes, in order
     let mut layered = Vec::new();
     for ext in extensions {
         let (report, kind, prefixes) = check_extension(ext, &fields, options.systemd);
-        if let Some(kind) = kind {
-            view.overlay(ext, kind.overlaid_on());
+        if kind.is_some() {
             layered.push(ext);
         }
         if let Some(p) = prefixes {
@@ -238,12 +237,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                     });
                     continue;
                 }
-                let mut inner = View::new(base);
-                if !std::ptr::eq(image, base) {
-                    // a unit of an extension gets every extension (ExtensionImages=)
-                    inner = view_of(base, &layered);
-                }
-                let content = inner.read(&Path::new(dir).join(&name));
+                let content = unit_view(base, image, &layered).read(&Path::new(dir).join(&name));
                 match content {
                     Ok(c) if c.iter().all(u8::is_ascii_whitespace) => {
                         r.skipped_units.push(SkippedUnit {
@@ -289,11 +283,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
         }
     }
     for (unit, image) in &units {
-        let uview = if std::ptr::eq(*image, base) {
-            View::new(base)
-        } else {
-            view_of(base, &layered)
-        };
+        let uview = unit_view(base, image, &layered);
         for dir in plan::unit_directories(unit.content.as_bytes()) {
             if !matches!(
                 uview.resolve(dir.as_std_path()),
@@ -348,6 +338,17 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
     r
 }
 
+/// What a unit of `from` sees: a unit of the base the base alone; a unit of an extension every
+/// extension too (portabled writes `ExtensionImages=` only into those units' drop-ins).
+fn unit_view<'a>(base: &'a Image, from: &Image, layered: &[&'a Image]) -> View<'a> {
+    if std::ptr::eq(from, base) {
+        View::new(base)
+    } else {
+        view_of(base, layered)
+    }
+}
+
+/// The base with every extension overlaid.
 fn view_of<'a>(base: &'a Image, layered: &[&'a Image]) -> View<'a> {
     let mut v = View::new(base);
     for ext in layered {
