@@ -1,9 +1,12 @@
-//! A real systemd in an nspawn container, for attaching images with portablectl.
+//! A real systemd in an nspawn container, for attaching images with portablectl: Debian 12's
+//! systemd 252 or Debian 13's 257 ([`Systemd`]).
 //!
-//! The root file system is made from Debian's packages by debootstrap once and cached; every
-//! container boots a fresh copy of it and is killed by its own process id when dropped, pass or
-//! fail. Commands run inside with `nsenter`; a failing command panics with what the container
-//! said (the command's output and the end of the journal).
+//! Each root file system is made from Debian's packages by debootstrap once (from the mirror
+//! the machine's apt uses) and cached; every container boots a fresh copy of it and is killed by
+//! its own process id when dropped, pass or fail. Commands run inside with `nsenter`; a failing
+//! command panics with what the container said (the command's output and the end of the
+//! journal). [`Container::check`] runs `portable-service-builder check` on the container's
+//! images with that systemd version's rules.
 
 use std::fs;
 use std::io::Read;
