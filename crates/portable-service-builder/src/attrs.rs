@@ -103,6 +103,16 @@ pub enum ExtensionKind {
     Confext,
 }
 
+impl ExtensionKind {
+    /// The kind's name, as the Nix side and systemd spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExtensionKind::Sysext => "sysext",
+            ExtensionKind::Confext => "confext",
+        }
+    }
+}
+
 /// What an extension needs to know of its base image.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]

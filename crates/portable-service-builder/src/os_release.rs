@@ -11,28 +11,10 @@ use crate::attrs::{Attrs, ExtensionKind};
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 
-/// The fields a portable service image's `/etc/os-release` owns. `ID=` is what portabled
-/// requires, `PORTABLE_PREFIXES=` what makes systemd-dissect call the image a portable service;
-/// `IMAGE_ID`/`IMAGE_VERSION` name the image as os-release(5) asks.
-pub const IMAGE_FIELDS: [&str; 9] = [
-    "ID",
-    "PRETTY_NAME",
-    "BUILD_ID",
-    "PORTABLE_ID",
-    "PORTABLE_PREFIXES",
-    "IMAGE_ID",
-    "IMAGE_VERSION",
-    "PORTABLE_PRETTY_NAME",
-    "HOME_URL",
-];
-
 /// The fields an extension-release file owns: those systemd matches against the base's
 /// os-release (`ID`, `VERSION_ID`, the level), the scope, and the prefixes.
 pub fn extension_fields(kind: ExtensionKind) -> [&'static str; 7] {
-    let (scope, level) = match kind {
-        ExtensionKind::Sysext => ("SYSEXT_SCOPE", "SYSEXT_LEVEL"),
-        ExtensionKind::Confext => ("CONFEXT_SCOPE", "CONFEXT_LEVEL"),
-    };
+    let (scope, level) = scope_and_level(kind);
     [
         "ID",
         scope,
@@ -42,6 +24,15 @@ pub fn extension_fields(kind: ExtensionKind) -> [&'static str; 7] {
         "PORTABLE_PRETTY_NAME",
         "HOME_URL",
     ]
+}
+
+/// The keys of an extension-release file that say where it applies (`SYSEXT_SCOPE`) and which
+/// API level of the base it needs (`SYSEXT_LEVEL`); `CONFEXT_` for a configuration extension.
+pub fn scope_and_level(kind: ExtensionKind) -> (&'static str, &'static str) {
+    match kind {
+        ExtensionKind::Sysext => ("SYSEXT_SCOPE", "SYSEXT_LEVEL"),
+        ExtensionKind::Confext => ("CONFEXT_SCOPE", "CONFEXT_LEVEL"),
+    }
 }
 
 /// Builds the os-release (or extension-release) text of `attrs`: the fields the image owns,

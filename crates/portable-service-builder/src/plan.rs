@@ -442,10 +442,8 @@ impl Layout {
         // The store below usr/: systemd overlays system extensions on /usr, so an extension's
         // store paths join the base's there; a portable image's /nix is a symlink into it.
         let store = Utf8Path::new("usr").join(attrs.store_dir.as_str().trim_start_matches('/'));
-        let release = |dir: &str| {
-            Utf8Path::new(dir)
-                .join("extension-release.d")
-                .join(format!("extension-release.{}", attrs.pname))
+        let release_file = |kind: ExtensionKind| {
+            Utf8Path::new(kind.release_dir()).join(format!("extension-release.{}", attrs.pname))
         };
         match attrs.extension.as_ref().map(|e| e.kind) {
             None => Layout {
@@ -455,22 +453,40 @@ impl Layout {
                 store: Some(store),
                 visible_below: None,
             },
-            Some(ExtensionKind::Sysext) => Layout {
-                kind: Some(ExtensionKind::Sysext),
-                release: release("usr/lib"),
+            Some(kind @ ExtensionKind::Sysext) => Layout {
+                kind: Some(kind),
+                release: release_file(kind),
                 units: "usr/lib/systemd/system".into(),
                 store: Some(store),
-                visible_below: Some("usr"),
+                visible_below: Some(kind.overlaid_on()),
             },
             // The units go where portabled writes ExtensionImages= for them: a unit of the
             // confext itself (systemd 257, seen here).
-            Some(ExtensionKind::Confext) => Layout {
-                kind: Some(ExtensionKind::Confext),
-                release: release("etc"),
+            Some(kind @ ExtensionKind::Confext) => Layout {
+                kind: Some(kind),
+                release: release_file(kind),
                 units: "etc/systemd/system".into(),
                 store: None,
-                visible_below: Some("etc"),
+                visible_below: Some(kind.overlaid_on()),
             },
+        }
+    }
+}
+
+impl ExtensionKind {
+    /// Where an extension of this kind keeps its extension-release file.
+    pub fn release_dir(self) -> &'static str {
+        match self {
+            ExtensionKind::Sysext => "usr/lib/extension-release.d",
+            ExtensionKind::Confext => "etc/extension-release.d",
+        }
+    }
+
+    /// The one tree systemd overlays an extension of this kind on.
+    pub fn overlaid_on(self) -> &'static str {
+        match self {
+            ExtensionKind::Sysext => "usr",
+            ExtensionKind::Confext => "etc",
         }
     }
 }

@@ -11,6 +11,7 @@
 pub mod report;
 pub mod tree;
 
+use crate::attrs::ExtensionKind as Kind;
 use crate::os_release;
 use crate::plan::{self, HIDDEN_BELOW, MOUNT_POINT_FILES};
 use report::{ExtensionReport, Finding, Report, SkippedUnit, Unit};
@@ -66,40 +67,6 @@ impl Default for Options {
             prefixes: Vec::new(),
             systemd: 257,
             store_dir: PathBuf::from("/nix/store"),
-        }
-    }
-}
-
-/// The kind of an extension, from where its release file is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Sysext,
-    Confext,
-}
-
-impl Kind {
-    fn release_dir(self) -> &'static str {
-        match self {
-            Kind::Sysext => "usr/lib/extension-release.d",
-            Kind::Confext => "etc/extension-release.d",
-        }
-    }
-    fn overlaid_on(self) -> &'static str {
-        match self {
-            Kind::Sysext => "usr",
-            Kind::Confext => "etc",
-        }
-    }
-    fn fields(self) -> (&'static str, &'static str) {
-        match self {
-            Kind::Sysext => ("SYSEXT_SCOPE", "SYSEXT_LEVEL"),
-            Kind::Confext => ("CONFEXT_SCOPE", "CONFEXT_LEVEL"),
-        }
-    }
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Sysext => "sysext",
-            Kind::Confext => "confext",
         }
     }
 }
@@ -164,12 +131,12 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
 
     // extensions
     let mut valid_prefixes = image_prefixes.clone();
-    // the extensions systemd takes, in order
+    // the extensions systemd takes, in order, with their kind
     let mut layered = Vec::new();
     for ext in extensions {
         let (report, kind, prefixes) = check_extension(ext, &fields, options.systemd);
-        if kind.is_some() {
-            layered.push(ext);
+        if let Some(kind) = kind {
+            layered.push((ext, kind));
         }
         if let Some(p) = prefixes {
             valid_prefixes.get_or_insert_with(Vec::new).extend(p);
@@ -202,7 +169,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
 
     // units: the base's first, then each extension's; the first of a name wins
     let mut units: Vec<(Unit, &Image)> = Vec::new();
-    for image in std::iter::once(base).chain(layered.iter().copied()) {
+    for image in std::iter::once(base).chain(layered.iter().map(|(ext, _)| *ext)) {
         for dir in UNIT_DIRS {
             let Some(names) = children(image, dir) else {
                 continue;
@@ -303,7 +270,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
 
     // closure holes: symlinks into the store at store paths that aren't there
     let whole = view_of(base, &layered);
-    for image in std::iter::once(base).chain(layered.iter().copied()) {
+    for image in std::iter::once(base).chain(layered.iter().map(|(ext, _)| *ext)) {
         for (path, node) in &image.nodes {
             let Node::Symlink(target) = node else {
                 continue;
@@ -340,7 +307,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
 
 /// What a unit of `from` sees: a unit of the base the base alone; a unit of an extension every
 /// extension too (portabled writes `ExtensionImages=` only into those units' drop-ins).
-fn unit_view<'a>(base: &'a Image, from: &Image, layered: &[&'a Image]) -> View<'a> {
+fn unit_view<'a>(base: &'a Image, from: &Image, layered: &[(&'a Image, Kind)]) -> View<'a> {
     if std::ptr::eq(from, base) {
         View::new(base)
     } else {
@@ -349,21 +316,12 @@ fn unit_view<'a>(base: &'a Image, from: &Image, layered: &[&'a Image]) -> View<'
 }
 
 /// The base with every extension overlaid.
-fn view_of<'a>(base: &'a Image, layered: &[&'a Image]) -> View<'a> {
+fn view_of<'a>(base: &'a Image, layered: &[(&'a Image, Kind)]) -> View<'a> {
     let mut v = View::new(base);
-    for ext in layered {
-        let below = ext_kind(ext).map(Kind::overlaid_on).unwrap_or("usr");
-        v.overlay(ext, below);
+    for (ext, kind) in layered {
+        v.overlay(ext, kind.overlaid_on());
     }
     v
-}
-
-fn ext_kind(ext: &Image) -> Option<Kind> {
-    [Kind::Sysext, Kind::Confext].into_iter().find(|k| {
-        ext.nodes
-            .keys()
-            .any(|p| p.starts_with(k.release_dir()) && p != Path::new(k.release_dir()))
-    })
 }
 
 /// A suffix that reads like a unit type portabled skips (`.mount`, `.slice`, ...).
@@ -430,28 +388,12 @@ fn check_extension(
         name: ext.name.clone(),
         ..ExtensionReport::default()
     };
-    // Which release file each systemd version reads: 252 the one named after the whole file
-    // name, below /usr only; 257 also the one named without the version (`app_1.0.raw` ->
-    // `extension-release.app`), and configuration extensions below /etc.
     let found_by = |version: u32| -> Option<(Kind, PathBuf)> {
-        let mut names = vec![ext.name.clone()];
-        if version >= 257 && ext.name.contains('_') {
-            names.push(prefix_of(&ext.name).to_owned());
-        }
-        let kinds: &[Kind] = if version >= 257 {
-            &[Kind::Sysext, Kind::Confext]
-        } else {
-            &[Kind::Sysext]
-        };
-        kinds.iter().find_map(|k| {
-            names.iter().find_map(|n| {
-                let p = Path::new(k.release_dir()).join(format!("extension-release.{n}"));
-                matches!(
-                    View::new(ext).resolve(&p),
-                    Resolved::Found(_, Node::File { .. })
-                )
-                .then(|| (*k, p))
-            })
+        release_candidates(ext, version).into_iter().find(|(_, p)| {
+            matches!(
+                View::new(ext).resolve(p),
+                Resolved::Found(_, Node::File { .. })
+            )
         })
     };
     for version in SYSTEMD_VERSIONS {
@@ -465,7 +407,11 @@ fn check_extension(
         report.problems.push(format!(
             "Image '{}' lacks extension-release data, refusing. (systemd {systemd} looks for {})",
             ext.path,
-            expected_release_files(ext, systemd)
+            release_candidates(ext, systemd)
+                .iter()
+                .map(|(_, p)| format!("/{}", p.display()))
+                .collect::<Vec<_>>()
+                .join(" or ")
         ));
         return (report, None, None);
     };
@@ -476,7 +422,7 @@ fn check_extension(
         .map(|d| os_release::parse(&String::from_utf8_lossy(&d)))
         .unwrap_or_default();
     report.dissect_extension = fields
-        .get(kind.fields().0)
+        .get(os_release::scope_and_level(kind).0)
         .is_none_or(|s| s.split_whitespace().any(|w| w == "portable"));
     if let Some(why) = release_mismatch(&fields, base, kind) {
         report.matches_base = false;
@@ -494,22 +440,28 @@ fn check_extension(
     (report, Some(kind), prefixes)
 }
 
-fn expected_release_files(ext: &Image, systemd: u32) -> String {
-    let mut names = vec![format!(
-        "/usr/lib/extension-release.d/extension-release.{}",
-        ext.name
-    )];
-    if systemd >= 257 {
-        let prefix = prefix_of(&ext.name);
-        names.push(format!(
-            "/usr/lib/extension-release.d/extension-release.{prefix}"
-        ));
-        names.push(format!(
-            "/etc/extension-release.d/extension-release.{prefix}"
-        ));
+/// The extension-release files a systemd version looks for in `ext`, in its order: 252 the one
+/// named after the whole file name, below /usr only; 257 also the one named without the version
+/// (`app_1.0.raw` -> `extension-release.app`), and configuration extensions' below /etc.
+fn release_candidates(ext: &Image, version: u32) -> Vec<(Kind, PathBuf)> {
+    let mut names = vec![ext.name.as_str()];
+    if version >= 257 && ext.name.contains('_') {
+        names.push(prefix_of(&ext.name));
     }
-    names.dedup();
-    names.join(" or ")
+    let kinds: &[Kind] = if version >= 257 {
+        &[Kind::Sysext, Kind::Confext]
+    } else {
+        &[Kind::Sysext]
+    };
+    kinds
+        .iter()
+        .flat_map(|k| {
+            names.iter().map(move |n| {
+                let file = Path::new(k.release_dir()).join(format!("extension-release.{n}"));
+                (*k, file)
+            })
+        })
+        .collect()
 }
 
 /// Why an extension-release file doesn't match the base's os-release, the way systemd compares
@@ -520,7 +472,7 @@ fn release_mismatch(
     base: &BTreeMap<String, String>,
     kind: Kind,
 ) -> Option<String> {
-    let (scope_key, level_key) = kind.fields();
+    let (scope_key, level_key) = os_release::scope_and_level(kind);
     if let Some(scope) = ext.get(scope_key) {
         if !scope.split_whitespace().any(|w| w == "portable") {
             return Some(format!("{scope_key}={scope} does not include `portable`"));
