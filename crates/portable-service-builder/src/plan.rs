@@ -98,10 +98,7 @@ impl Plan {
             }
         }
         let release = os_release::render(attrs)?;
-        if let Some(parent) = layout.release.parent() {
-            plan.add_dir_with_parents(parent, "parent of the release file");
-        }
-        plan.insert(
+        plan.insert_with_parents(
             layout.release.clone(),
             FILE_MODE,
             Source::Data(release.into_bytes()),
@@ -156,6 +153,14 @@ impl Plan {
         );
     }
 
+    /// Inserts an entry and the directories it needs, named after it (`parent of ...`).
+    fn insert_with_parents(&mut self, path: Utf8PathBuf, mode: u32, source: Source, what: &str) {
+        if let Some(parent) = path.parent() {
+            self.add_dir_with_parents(parent, &format!("parent of {what}"));
+        }
+        self.insert(path, mode, source, what);
+    }
+
     fn add_dir_with_parents(&mut self, dir: &Utf8Path, what: &str) {
         for dir in dir.ancestors().filter(|d| !d.as_str().is_empty()) {
             if !self.entries.contains_key(dir) {
@@ -184,12 +189,7 @@ impl Plan {
                 );
             }
         }
-        store_path::parse(&attrs.store_dir, unit.file.as_str()).map_err(|why| {
-            anyhow::anyhow!(
-                "attribute `{attr}.file` = {:?} is not a file in the Nix store: {why}",
-                unit.file
-            )
-        })?;
+        check_store_file(attrs, &format!("{attr}.file"), &unit.file)?;
         let path = layout.units.join(&unit.name);
         if let Some(other) = self.entries.get(&path) {
             bail!(
@@ -225,18 +225,10 @@ impl Plan {
     ) -> Result<()> {
         let attr = format!("files[{i}].path");
         let path = self.free_path(layout, &attr, &file.path)?;
-        store_path::parse(&attrs.store_dir, file.file.as_str()).map_err(|why| {
-            anyhow::anyhow!(
-                "attribute `files[{i}].file` = {:?} is not a file in the Nix store: {why}",
-                file.file
-            )
-        })?;
+        check_store_file(attrs, &format!("files[{i}].file"), &file.file)?;
         let content = read(&file.file)
             .with_context(|| format!("attribute `files[{i}].file` = {:?}", file.file))?;
-        if let Some(parent) = path.parent() {
-            self.add_dir_with_parents(parent, "parent of a file");
-        }
-        self.insert(
+        self.insert_with_parents(
             path,
             FILE_MODE,
             Source::Data(content),
@@ -364,10 +356,7 @@ impl Plan {
     ) -> Result<()> {
         let attr = format!("symlinks[{i}].symlink");
         let path = self.free_path(layout, &attr, link)?;
-        if let Some(parent) = path.parent() {
-            self.add_dir_with_parents(parent, "parent of a symlink");
-        }
-        self.insert(
+        self.insert_with_parents(
             path,
             0o777,
             Source::Symlink(object.to_owned()),
@@ -489,6 +478,14 @@ impl ExtensionKind {
             ExtensionKind::Confext => "etc",
         }
     }
+}
+
+/// Fails unless `file` (attribute `attr`) is a file in the Nix store.
+fn check_store_file(attrs: &Attrs, attr: &str, file: &Utf8Path) -> Result<()> {
+    store_path::parse(&attrs.store_dir, file.as_str()).map_err(|why| {
+        anyhow::anyhow!("attribute `{attr}` = {file:?} is not a file in the Nix store: {why}")
+    })?;
+    Ok(())
 }
 
 /// The prefixes the units must match: `portablePrefixes` (or the pname), each a valid image name.
