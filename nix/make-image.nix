@@ -487,11 +487,14 @@ let
       CONFEXT_LEVEL = null;
     } (if extension == null then final else base.release or { });
 
-  roots =
+  # The store paths whose closure goes into the image (Nix 2.8's exportReferencesGraph takes
+  # only store paths, not paths inside them).
+  roots = map storePathOf (
     map (u: u.file) checkedUnits
     ++ checkedContents
     ++ map (s: s.object) checkedSymlinks
-    ++ map (f: f.file) checkedFiles;
+    ++ map (f: f.file) checkedFiles
+  );
 
   drv = derivation {
     name = "${checkedPname}-${if extension == null then "img" else extension}-${checkedVersion}";
@@ -528,9 +531,8 @@ let
     mksquashfs = "${mksquashfsPackage}/bin/mksquashfs";
     squash-compression = checkedCompression;
     squash-block-size = checkedBlockSize;
-    # Nix 2.8 takes only store paths here, not paths inside them.
     exportReferencesGraph = {
-      closure = map storePathOf roots;
+      closure = roots;
     }
     // (if base == null then { } else { baseClosure = base.roots; });
   };
@@ -573,7 +575,7 @@ drv
   # What an extension needs to know of this image (see `base`).
   portableService = {
     inherit extension release image;
-    roots = map storePathOf roots;
+    inherit roots;
     units = map (u: u.name) checkedUnits;
     prefixes = checkedPrefixes;
   };
