@@ -30,6 +30,7 @@ let
     genList
     head
     isAttrs
+    isBool
     isList
     isPath
     isString
@@ -459,6 +460,15 @@ let
     else
       s;
 
+  checkedVerity =
+    let
+      v = args.verity or false;
+    in
+    if !isBool v then
+      fail "verity" v "must be true or false: whether the image gets a dm-verity hash tree and root hash beside it"
+    else
+      v;
+
   checkedKind =
     if extension != null && !elem extension [
       "sysext"
@@ -531,12 +541,23 @@ let
     mksquashfs = "${mksquashfsPackage}/bin/mksquashfs";
     squash-compression = checkedCompression;
     squash-block-size = checkedBlockSize;
+    verity = checkedVerity;
     exportReferencesGraph = {
       closure = roots;
     }
     // (if base == null then { } else { baseClosure = base.roots; });
   };
   image = "${drv}/${fileName}";
+  # With `verity`: the hash tree and root hash systemd looks for beside the image.
+  stem = builtins.substring 0 (stringLength fileName - 4) fileName;
+  verityFiles =
+    if checkedVerity then
+      {
+        hashTree = "${drv}/${stem}.verity";
+        rootHash = "${drv}/${stem}.roothash";
+      }
+    else
+      null;
 
   # `portable-service-builder check` on the image (an extension: on its base with it), as a
   # derivation that builds only if systemd would attach the image and its units can start. Its
@@ -572,6 +593,7 @@ drv
 // {
   # The image file itself, for other Nix code: "${img.image}" is <out>/<fileName>.
   inherit image fileName check;
+  verity = verityFiles;
   # What an extension needs to know of this image (see `base`).
   portableService = {
     inherit extension release image;

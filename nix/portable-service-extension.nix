@@ -28,6 +28,7 @@
   squashfs-tools ? null,
   squash-compression ? "xz -Xdict-size 100%",
   squash-block-size ? "1M",
+  verity ? false,
 }@args:
 import ./make-image.nix tools {
   function = "portableServiceExtension";

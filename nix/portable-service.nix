@@ -32,5 +32,6 @@ in
   squashfs-tools ? null,
   squash-compression ? "xz -Xdict-size 100%",
   squash-block-size ? "1M",
+  verity ? false,
 }@args:
 make (builtins.removeAttrs args (if portablePrefixes == null then [ "portablePrefixes" ] else [ ]))

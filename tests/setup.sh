@@ -9,16 +9,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nix-bin squashfs-tools busybox-static systemd-container debootstrap)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+# Nix (with its recommended nix-setup-systemd, which makes the nixbld build users) and the
+# stand-ins' sources; then, without recommends, what the acceptance tests' virtual machines
+# need: qemu, Debian's kernel for the guests, debootstrap for their roots (tests/src/guest.rs),
+# and cryptsetup's veritysetup and openssl, which the integrity tests check our files with.
+install_missing() {
+  local missing=() p
+  for p in "${@:2}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
   echo "setup: installing ${missing[*]}" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+  [ -n "${updated:-}" ] || { apt-get update -qq; updated=1; }
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $1 "${missing[@]}" >/dev/null
+}
+install_missing "" nix-bin squashfs-tools busybox-static
+install_missing --no-install-recommends qemu-system-x86 linux-image-amd64 debootstrap kmod \
+  e2fsprogs cryptsetup-bin openssl
 
 echo "setup: building the static portable-service-builder" >&2
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --quiet --release --locked \

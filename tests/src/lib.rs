@@ -4,7 +4,8 @@
 //! It expects what `tests/setup.sh` prepares (Nix, squashfs-tools, the staged stand-ins) and
 //! says so when something is missing.
 
-pub mod container;
+pub mod guest;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -367,3 +367,56 @@ fn a_mksquashfs_that_dies_part_way_fails_the_build_naming_it() {
         assert!(!std::path::Path::new(&out).exists(), "{out} is not left");
     }
 }
+
+#[test]
+fn verity_puts_a_hash_tree_and_root_hash_beside_the_image_the_same_on_every_rebuild() {
+    let expr = "demo { version = \"verity\"; extra = { verity = true; }; }";
+    let out = build(expr);
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "demo_verity.raw",
+            "demo_verity.roothash",
+            "demo_verity.verity"
+        ]
+    );
+    let root = std::fs::read_to_string(out.join("demo_verity.roothash")).unwrap();
+    assert!(
+        root.len() == 64 && root.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{root:?}"
+    );
+    // cryptsetup's own reading of the tree accepts it
+    let verify = std::process::Command::new("veritysetup")
+        .arg("verify")
+        .arg(out.join("demo_verity.raw"))
+        .arg(out.join("demo_verity.verity"))
+        .arg(&root)
+        .output()
+        .expect("veritysetup runs (tests/setup.sh installs cryptsetup-bin)");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    // Nix code finds the files by name
+    let files = eval(&format!(
+        "let i = {expr}; in \"${{i.verity.hashTree}} ${{i.verity.rootHash}}\""
+    ))
+    .unwrap();
+    assert_eq!(
+        files,
+        format!(
+            "{0}/demo_verity.verity {0}/demo_verity.roothash",
+            out.display()
+        )
+    );
+    // Nix compares every output file of the rebuild with the stored one
+    try_build(expr, &["--rebuild"])
+        .unwrap_or_else(|log| panic!("the rebuild differs or failed:\n{log}"));
+    assert_eq!(eval("builtins.toJSON (demo { }).verity").unwrap(), "null");
+}

@@ -16,6 +16,7 @@
 //!   "mksquashfs": "/nix/store/…-squashfs-tools/bin/mksquashfs",
 //!   "squash-compression": "xz -Xdict-size 100%",
 //!   "squash-block-size": "1M",
+//!   "verity": false,
 //!   "portablePrefixes": [ "demo" ],
 //!   "osRelease": { "VARIANT_ID": "prod" }, "osReleaseOverrides": { "ID": "acme" },
 //!   "files": [ { "path": "/etc/demo/config", "file": "/nix/store/…-config" } ],
@@ -59,6 +60,9 @@ pub struct Attrs {
     pub squash_compression: String,
     #[serde(rename = "squash-block-size")]
     pub squash_block_size: String,
+    /// Whether the image gets a dm-verity hash tree and root hash beside it.
+    #[serde(default)]
+    pub verity: bool,
     pub closure: Vec<ClosureEntry>,
     /// The unit prefixes of `PORTABLE_PREFIXES`; absent: the pname alone.
     #[serde(default)]

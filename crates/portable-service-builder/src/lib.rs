@@ -3,7 +3,7 @@
 //!
 //! One image goes: [`attrs`] (the input schema) → [`plan`] (every entry of the image root,
 //! checked) → [`tar_stream`] (the root as a tar stream, read straight from the store) →
-//! [`mksquashfs`] (the squashfs image). [`store_path`] and [`os_release`] hold the rules for
+//! [`mksquashfs`] (the squashfs image) → [`verity`] (its hash tree, if asked). [`store_path`] and [`os_release`] hold the rules for
 //! store paths and for the os-release file. [`check`] is the other command: reading an image
 //! back and saying what systemd will do with it.
 
@@ -14,6 +14,7 @@ pub mod os_release;
 pub mod plan;
 pub mod store_path;
 pub mod tar_stream;
+pub mod verity;
 
 use anyhow::{bail, Context, Result};
 use attrs::Attrs;
@@ -37,7 +38,13 @@ pub fn build_image(attrs: &Attrs, processors: Option<u32>) -> Result<Utf8PathBuf
         attrs.units.len(),
         plan.store_paths.len()
     );
-    match mksquashfs::build(&attrs.mksquashfs, &options, &plan, &image) {
+    let built = mksquashfs::build(&attrs.mksquashfs, &options, &plan, &image).and_then(|stats| {
+        if attrs.verity {
+            write_verity(&image)?;
+        }
+        Ok(stats)
+    });
+    match built {
         Ok(stats) => {
             let size = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
             tracing::info!(
@@ -53,7 +60,9 @@ pub fn build_image(attrs: &Attrs, processors: Option<u32>) -> Result<Utf8PathBuf
             Ok(image)
         }
         Err(e) => {
-            let _ = std::fs::remove_file(&image);
+            for file in [image.clone()].into_iter().chain(sidecars(&image)) {
+                let _ = std::fs::remove_file(file);
+            }
             if created_out {
                 let _ = std::fs::remove_dir_all(out);
             }
@@ -71,6 +80,27 @@ pub fn prepare(
     let options = mksquashfs::Options::new(&attrs.squash_compression, &attrs.squash_block_size)?;
     let plan = Plan::new(attrs, read_unit)?;
     Ok((options, plan))
+}
+
+/// The files systemd looks for beside `NAME.raw`: `NAME.verity`, `NAME.roothash` and
+/// `NAME.roothash.p7s`.
+pub fn sidecars(image: &Utf8Path) -> [Utf8PathBuf; 3] {
+    let stem = image.with_extension("");
+    ["verity", "roothash", "roothash.p7s"].map(|ext| Utf8PathBuf::from(format!("{stem}.{ext}")))
+}
+
+/// Writes the image's hash tree and root hash beside it.
+fn write_verity(image: &Utf8Path) -> Result<()> {
+    let [tree_file, root_file, _] = sidecars(image);
+    let tree = verity::format(image, &tree_file)?;
+    std::fs::write(&root_file, tree.root_hash_hex())
+        .with_context(|| format!("cannot write {root_file}"))?;
+    tracing::info!(
+        "wrote {tree_file} ({} data blocks) and {root_file}: {}",
+        tree.data_blocks,
+        tree.root_hash_hex()
+    );
+    Ok(())
 }
 
 /// The builder's own peak resident memory (mksquashfs is a separate process), from /proc.

@@ -3,7 +3,7 @@
 //!
 //! Nix runs this as the derivation's `builder` with no arguments. Run by hand, it takes the path of
 //! an attrs file as its one argument. `portable-service-builder check IMAGE ...` is the other
-//! command (`check --help`).
+//! job; `--help` lists them.
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -22,29 +22,55 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    if std::env::args().nth(1).as_deref() == Some("check") {
+    let cli = Cli::parse();
+    match cli.command {
         // 0: accepted, 1: refused, 2: the check itself failed (an unreadable image, say)
-        return match check_command(CheckArgs::parse_from(std::env::args().skip(1))) {
+        Some(Job::Check(args)) => match check_command(args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(2)
             }
-        };
-    }
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        },
+        None => match build(cli.attrs) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
-fn run() -> Result<()> {
-    let path = match std::env::args().nth(1) {
-        Some(arg) => Utf8PathBuf::from(arg),
+/// Builds systemd Portable Service images for Nix, and checks them.
+///
+/// Nix runs it with no arguments as the builder of a `portableService` derivation: it reads
+/// the structured attrs file Nix wrote ($NIX_ATTRS_JSON_FILE) and writes the image to $out.
+#[derive(clap::Parser)]
+#[command(
+    name = "portable-service-builder",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Job>,
+    /// Build from this structured attrs file instead of the one Nix names (a build by hand).
+    #[arg(value_name = "ATTRS.json")]
+    attrs: Option<Utf8PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+enum Job {
+    /// Say what systemd-portabled and systemd-dissect will do with an image (exit 0: accepted,
+    /// 1: refused, 2: unreadable).
+    Check(CheckArgs),
+}
+
+fn build(attrs: Option<Utf8PathBuf>) -> Result<()> {
+    let path = match attrs {
+        Some(path) => path,
         None => attrs::locate(
             std::env::var("NIX_ATTRS_JSON_FILE").ok().as_deref(),
             std::env::var("NIX_BUILD_TOP").ok().as_deref(),
@@ -64,8 +90,7 @@ fn run() -> Result<()> {
 /// What systemd-portabled and systemd-dissect will say about an image, without systemd and
 /// without root. Exit status 0 when systemd would attach the image and its units can start, 1
 /// when it would not, 2 when the images can't be read.
-#[derive(clap::Parser)]
-#[command(name = "portable-service-builder check")]
+#[derive(clap::Args)]
 struct CheckArgs {
     /// The portable service image (a squashfs file).
     image: Utf8PathBuf,
@@ -75,8 +100,9 @@ struct CheckArgs {
     /// A match to attach with (default: the image's PORTABLE_PREFIXES, else its name).
     #[arg(long = "prefix", value_name = "P")]
     prefixes: Vec<String>,
-    /// The systemd version whose rules decide (252 or 257).
-    #[arg(long, default_value_t = 257, value_parser = clap::value_parser!(u32).range(252..=257))]
+    /// The systemd version whose rules decide: those measured (252, 254, 257, 262) as
+    /// measured, another by the rules of the newest measured version not above it.
+    #[arg(long, default_value_t = portable_service_builder::check::NEWEST, value_parser = clap::value_parser!(u32).range(252..))]
     systemd: u32,
     /// The store directory the image's symlinks point into.
     #[arg(long, default_value = "/nix/store")]

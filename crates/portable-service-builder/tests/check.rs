@@ -400,3 +400,63 @@ fn a_file_that_is_no_image_is_an_error_not_a_verdict() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("is not a squashfs image"), "{said}");
 }
+
+/// `check` on an image with dm-verity files beside it.
+fn check_path(image: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portable-service-builder"))
+        .arg("check")
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn the_verity_files_beside_an_image_must_match_it() {
+    use camino::Utf8PathBuf;
+    use portable_service_builder::verity;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = image(dir.path(), "svc_1.raw", &base());
+    let raw8 = Utf8PathBuf::from_path_buf(raw.clone()).unwrap();
+    let tree = verity::format(&raw8, &raw8.with_extension("verity")).unwrap();
+    let root_file = dir.path().join("svc_1.roothash");
+    fs::write(&root_file, tree.root_hash_hex()).unwrap();
+
+    let (ok, report) = check_path(&raw);
+    assert!(ok, "{report}");
+    assert!(
+        report.contains(&format!(
+            "matches the image and the root hash {}",
+            tree.root_hash_hex()
+        )),
+        "{report}"
+    );
+    assert!(report.contains("not signed"), "{report}");
+
+    // 8 bytes of the image changed: the kernel would fail the read, check refuses (a
+    // one-block image has no tree level: the root hash itself no longer matches)
+    let mut bytes = fs::read(&raw).unwrap();
+    for b in &mut bytes[100..108] {
+        *b ^= 0xff;
+    }
+    fs::write(&raw, &bytes).unwrap();
+    let (ok, report) = check_path(&raw);
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains("does not match") && report.contains("was changed"),
+        "{report}"
+    );
+
+    // a hash tree without its root hash
+    fs::remove_file(&root_file).unwrap();
+    let (ok, report) = check_path(&raw);
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains(&format!("cannot read {}", root_file.display())),
+        "{report}"
+    );
+}

@@ -22,6 +22,8 @@ pub struct Report {
     pub missing_programs: Vec<Program>,
     pub store_holes: Vec<Hole>,
     pub extensions: Vec<ExtensionReport>,
+    /// What the dm-verity files beside the images say, when there are any.
+    pub verity: Vec<String>,
     pub errors: Vec<Finding>,
     pub advice: Vec<String>,
 }
@@ -117,6 +119,7 @@ impl Report {
             missing_programs: Vec::new(),
             store_holes: Vec::new(),
             extensions: Vec::new(),
+            verity: Vec::new(),
             errors: Vec::new(),
             advice: Vec::new(),
         }
@@ -177,6 +180,9 @@ impl Report {
             for (v, verdict) in &e.by_systemd {
                 let _ = writeln!(t, "  systemd {v}: {verdict}");
             }
+        }
+        for v in &self.verity {
+            let _ = writeln!(t, "verity: {v}");
         }
         for e in &self.errors {
             let _ = writeln!(t, "error ({}): {}", e.stage, e.message);

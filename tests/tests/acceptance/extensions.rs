@@ -3,8 +3,9 @@
 //! a test). The images are tests/nix/extensions.nix's: `app`, a system extension whose service
 //! runs its own program with the base's busybox, and `democonf`, a configuration extension.
 
-use portable_service_tests::container::{Container, Systemd};
+use portable_service_tests::guest::Systemd;
 use portable_service_tests::on_every_systemd;
+use portable_service_tests::vm::Host;
 use portable_service_tests::*;
 
 on_every_systemd!(
@@ -18,21 +19,14 @@ fn image(expr: &str) -> std::path::PathBuf {
     raw_file(&build(expr))
 }
 
-/// `portablectl VERB --runtime --profile P --extension EXT... IMAGE MATCHES...`: its output.
+/// `portablectl VERB --runtime --extension EXT... IMAGE MATCHES...`: its output.
 /// An attach or reattach is first checked by `portable-service-builder check`, which must accept
 /// what portabled accepts.
-fn portablectl(c: &Container, verb: &str, extensions: &[&str], rest: &[&str]) -> String {
+fn portablectl(c: &Host, verb: &str, extensions: &[&str], rest: &[&str]) -> String {
     if matches!(verb, "attach" | "reattach") {
         c.assert_check_accepts(rest[0], extensions, &rest[1..]);
     }
-    let mut args = vec![
-        "portablectl",
-        verb,
-        "--now",
-        "--runtime",
-        "--profile",
-        c.profile(),
-    ];
+    let mut args = vec!["portablectl", verb, "--now", "--runtime"];
     for ext in extensions {
         args.extend(["--extension", ext]);
     }
@@ -41,7 +35,7 @@ fn portablectl(c: &Container, verb: &str, extensions: &[&str], rest: &[&str]) ->
 }
 
 fn an_extension_runs_over_its_base_and_a_new_version_replaces_it(systemd: Systemd) {
-    let c = Container::boot("ps-ext", systemd);
+    let c = Host::open(systemd);
     let base = c.add_image(&image("ext.base"), "demo_1.0.raw");
     let v1 = c.add_image(&image("ext.app { }"), "v1/app.raw");
     let v2 = c.add_image(&image("ext.app { version = \"2.0\"; }"), "v2/app.raw");
@@ -94,15 +88,15 @@ fn an_extension_runs_over_its_base_and_a_new_version_replaces_it(systemd: System
 }
 
 fn systemd_dissect_recognises_every_image(systemd: Systemd) {
-    let c = Container::boot("ps-dissect", systemd);
+    let c = Host::open(systemd);
     // 252 says "extension" for a system extension and knows no configuration extensions;
     // 257 names both kinds.
-    let (sysext, confext) = match systemd {
-        Systemd::V252 => (
+    let (sysext, confext) = match c.rules() {
+        252 => (
             "✓ extension for portable service",
             "✗ extension for portable service",
         ),
-        Systemd::V257 => (
+        _ => (
             "✓ sysext for portable service",
             "✓ confext for portable service",
         ),
@@ -124,14 +118,14 @@ fn systemd_dissect_recognises_every_image(systemd: Systemd) {
 }
 
 fn a_configuration_extension_gives_its_unit_its_files(systemd: Systemd) {
-    let c = Container::boot("ps-confext", systemd);
+    let c = Host::open(systemd);
     let base = c.add_image(&image("ext.base"), "demo_1.0.raw");
     let conf = c.add_image(&image("ext.conf { }"), "democonf.raw");
-    match systemd {
+    match c.rules() {
         // Configuration extensions came after 252: it looks for the extension-release file
         // below /usr only.
-        Systemd::V252 => refused_by_252_and_check(&c, &base, &conf, "democonf"),
-        Systemd::V257 => {
+        252 => refused_by_252_and_check(&c, &base, &conf, "democonf"),
+        _ => {
             portablectl(&c, "attach", &[&conf], &[&base, "democonf"]);
             c.assert_active("democonf.service");
             c.wait_for_journal(&["-u", "democonf.service"], "hello from the confext");
@@ -142,14 +136,14 @@ fn a_configuration_extension_gives_its_unit_its_files(systemd: Systemd) {
 }
 
 fn a_versioned_extension_file_name_is_taken_by_257_only(systemd: Systemd) {
-    let c = Container::boot("ps-extname", systemd);
+    let c = Host::open(systemd);
     let base = c.add_image(&image("ext.base"), "demo_1.0.raw");
     // the same extension, its file named with its version (its release file stays .app)
     let app = c.add_image(&image("ext.app { }"), "app_1.0.raw");
-    match systemd {
+    match c.rules() {
         // 252 looks for extension-release.app_1.0 only
-        Systemd::V252 => refused_by_252_and_check(&c, &base, &app, "app"),
-        Systemd::V257 => {
+        252 => refused_by_252_and_check(&c, &base, &app, "app"),
+        _ => {
             portablectl(&c, "attach", &[&app], &[&base, "app"]);
             c.assert_active("app.service");
             c.wait_for_journal(&["-u", "app.service"], "app 1.0 runs with BusyBox");
@@ -159,7 +153,7 @@ fn a_versioned_extension_file_name_is_taken_by_257_only(systemd: Systemd) {
 
 /// systemd 252 refuses to attach `ext` over `base` ("lacks extension-release data"), and check
 /// with 252's rules refuses it for the same reason.
-fn refused_by_252_and_check(c: &Container, base: &str, ext: &str, prefix: &str) {
+fn refused_by_252_and_check(c: &Host, base: &str, ext: &str, prefix: &str) {
     let out = c.run(&[
         "portablectl",
         "attach",
@@ -174,7 +168,7 @@ fn refused_by_252_and_check(c: &Container, base: &str, ext: &str, prefix: &str) 
     assert!(said.contains("lacks extension-release data"), "{said}");
     let (accepted, report) = c.check(base, &[ext], &[prefix]);
     assert!(!accepted, "{report}");
-    let host = c.root().join(ext.trim_start_matches('/'));
+    let host = c.host_copy(ext);
     assert!(
         report.contains(&format!(
             "error (attach): Image '{}' lacks extension-release data, refusing",

@@ -1,0 +1,241 @@
+//! dm-verity for an image: the hash tree (`NAME.verity`) and root hash (`NAME.roothash`) that
+//! systemd finds beside `NAME.raw` and hands to the kernel, which then checks every block it
+//! reads.
+//!
+//! The format is dm-verity's own as `veritysetup format` writes it (cryptsetup's
+//! docs/on-disk-format and lib/verity): version 1, sha256, 4096-byte data and hash blocks, a
+//! 512-byte superblock in the first hash block, then the tree's levels from the top one down,
+//! each digest `sha256(salt || block)` and each hash block padded with zeros. It is computed here
+//! over the `sha2` crate rather than by running veritysetup: it is a few dozen lines, needs no
+//! cryptsetup in the build's closure, and its salt and UUID come from the image itself (not
+//! from /dev/urandom), so a rebuild gives the same bytes. `veritysetup verify` accepts it (the
+//! tests run it).
+
+use anyhow::{bail, ensure, Context, Result};
+use camino::Utf8Path;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+
+/// Data and hash block size: squashfs pads images to 4096 bytes, and 4096 is a page.
+pub const BLOCK: usize = 4096;
+const DIGEST: usize = 32;
+const PER_BLOCK: usize = BLOCK / DIGEST;
+const SUPERBLOCK_SIZE: usize = 512;
+const SIGNATURE: &[u8; 8] = b"verity\0\0";
+
+/// What `format` made: the root hash and the parameters in the superblock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tree {
+    pub root_hash: [u8; DIGEST],
+    pub salt: [u8; DIGEST],
+    pub uuid: [u8; 16],
+    pub data_blocks: u64,
+}
+
+impl Tree {
+    pub fn root_hash_hex(&self) -> String {
+        hex(&self.root_hash)
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads the hex root hash of a `.roothash` file (surrounding white space allowed).
+pub fn parse_root_hash(text: &str) -> Result<[u8; DIGEST]> {
+    let text = text.trim();
+    ensure!(
+        text.len() == 2 * DIGEST && text.bytes().all(|b| b.is_ascii_hexdigit()),
+        "not a sha256 root hash in hex: {text:?}"
+    );
+    let mut out = [0u8; DIGEST];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap();
+    }
+    Ok(out)
+}
+
+fn salted(salt: &[u8], block: &[u8]) -> [u8; DIGEST] {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(block);
+    h.finalize().into()
+}
+
+/// Calls `each` with every 4096-byte block of `image`, in order; their number. An image whose
+/// size is not a whole number of blocks is refused (dm-verity maps whole blocks only).
+fn for_each_block(image: &Utf8Path, mut each: impl FnMut(&[u8])) -> Result<u64> {
+    let mut file = std::fs::File::open(image).with_context(|| format!("cannot read {image}"))?;
+    let size = file
+        .metadata()
+        .with_context(|| format!("cannot read {image}"))?
+        .len();
+    ensure!(
+        size > 0 && size % BLOCK as u64 == 0,
+        "{image} is {size} bytes, not a whole number of {BLOCK}-byte blocks: dm-verity can't \
+         cover it (mksquashfs pads to 4096 unless told -nopad)"
+    );
+    let mut chunk = vec![0u8; BLOCK * 256];
+    let mut blocks = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < chunk.len() {
+            let n = file
+                .read(&mut chunk[filled..])
+                .with_context(|| format!("cannot read {image}"))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        for block in chunk[..filled].chunks(BLOCK) {
+            each(block);
+            blocks += 1;
+        }
+        if filled < chunk.len() {
+            break;
+        }
+    }
+    ensure!(
+        blocks * BLOCK as u64 == size,
+        "{image} changed while it was read"
+    );
+    Ok(blocks)
+}
+
+/// The tree over `image`'s blocks with `salt`: its levels from the top one down (each a run of
+/// hash blocks) and the root hash.
+fn levels(image: &Utf8Path, salt: &[u8]) -> Result<(Vec<Vec<u8>>, [u8; DIGEST], u64)> {
+    let mut digests = Vec::new();
+    let blocks = for_each_block(image, |block| digests.push(salted(salt, block)))?;
+    // one data block: the root hash is its digest, and there is no level (as veritysetup does)
+    let mut levels = Vec::new();
+    while digests.len() > 1 {
+        let mut level = Vec::with_capacity(digests.len().div_ceil(PER_BLOCK) * BLOCK);
+        for group in digests.chunks(PER_BLOCK) {
+            let start = level.len();
+            for d in group {
+                level.extend_from_slice(d);
+            }
+            level.resize(start + BLOCK, 0);
+        }
+        digests = level.chunks(BLOCK).map(|b| salted(salt, b)).collect();
+        levels.push(level);
+    }
+    levels.reverse();
+    Ok((levels, digests[0], blocks))
+}
+
+/// The superblock veritysetup writes (struct verity_sb, little-endian), padded to a block.
+fn superblock(tree: &Tree) -> Vec<u8> {
+    let mut sb = Vec::with_capacity(BLOCK);
+    sb.extend_from_slice(SIGNATURE);
+    sb.extend_from_slice(&1u32.to_le_bytes()); // version
+    sb.extend_from_slice(&1u32.to_le_bytes()); // hash type: salt first
+    sb.extend_from_slice(&tree.uuid);
+    let mut algorithm = [0u8; 32];
+    algorithm[..6].copy_from_slice(b"sha256");
+    sb.extend_from_slice(&algorithm);
+    sb.extend_from_slice(&(BLOCK as u32).to_le_bytes()); // data block size
+    sb.extend_from_slice(&(BLOCK as u32).to_le_bytes()); // hash block size
+    sb.extend_from_slice(&tree.data_blocks.to_le_bytes());
+    sb.extend_from_slice(&(DIGEST as u16).to_le_bytes());
+    sb.extend_from_slice(&[0u8; 6]);
+    let mut salt = [0u8; 256];
+    salt[..DIGEST].copy_from_slice(&tree.salt);
+    sb.extend_from_slice(&salt);
+    sb.resize(SUPERBLOCK_SIZE, 0);
+    sb.resize(BLOCK, 0);
+    sb
+}
+
+/// Salt and UUID from the image's own bytes: the same image gets the same tree.
+fn salt_and_uuid(image: &Utf8Path) -> Result<([u8; DIGEST], [u8; 16])> {
+    let mut h = Sha256::new();
+    h.update(b"portable-service-builder verity salt\0");
+    for_each_block(image, |block| h.update(block))?;
+    let salt: [u8; DIGEST] = h.finalize().into();
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&salted(b"portable-service-builder verity uuid\0", &salt)[..16]);
+    uuid[6] = (uuid[6] & 0x0f) | 0x80; // RFC 9562 version 8: made by its own rule
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    Ok((salt, uuid))
+}
+
+/// Writes `image`'s hash tree to `hash_file`; the tree's root hash and parameters.
+pub fn format(image: &Utf8Path, hash_file: &Utf8Path) -> Result<Tree> {
+    let (salt, uuid) = salt_and_uuid(image)?;
+    let (levels, root_hash, data_blocks) = levels(image, &salt)?;
+    let tree = Tree {
+        root_hash,
+        salt,
+        uuid,
+        data_blocks,
+    };
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(hash_file).with_context(|| format!("cannot create {hash_file}"))?,
+    );
+    out.write_all(&superblock(&tree))
+        .and_then(|()| levels.iter().try_for_each(|l| out.write_all(l)))
+        .and_then(|()| out.flush())
+        .with_context(|| format!("cannot write {hash_file}"))?;
+    Ok(tree)
+}
+
+/// Checks `image` against its hash tree and root hash as the kernel would, block by block:
+/// the superblock's parameters, every digest of every level, and the root.
+pub fn verify(image: &Utf8Path, hash_file: &Utf8Path, root_hash: &[u8; DIGEST]) -> Result<Tree> {
+    let stored = std::fs::read(hash_file).with_context(|| format!("cannot read {hash_file}"))?;
+    ensure!(
+        stored.len() >= BLOCK && stored.starts_with(SIGNATURE),
+        "{hash_file} is not a dm-verity hash tree (no superblock)"
+    );
+    let u32_at = |o: usize| u32::from_le_bytes(stored[o..o + 4].try_into().unwrap());
+    let (version, hash_type) = (u32_at(8), u32_at(12));
+    let algorithm = &stored[32..64];
+    let (data_size, hash_size) = (u32_at(64), u32_at(68));
+    let data_blocks = u64::from_le_bytes(stored[72..80].try_into().unwrap());
+    let salt_size = u16::from_le_bytes(stored[80..82].try_into().unwrap()) as usize;
+    if version != 1 || hash_type != 1 || !algorithm.starts_with(b"sha256\0") {
+        bail!("{hash_file}: only version 1, hash type 1 and sha256 are read here");
+    }
+    ensure!(
+        data_size as usize == BLOCK && hash_size as usize == BLOCK && salt_size <= 256,
+        "{hash_file}: block sizes {data_size}/{hash_size} (only {BLOCK} is read here)"
+    );
+    let salt = stored[88..88 + salt_size].to_vec();
+    let (levels, computed_root, blocks) = levels(image, &salt)?;
+    ensure!(
+        blocks == data_blocks,
+        "{image} has {blocks} blocks, its hash tree {hash_file} covers {data_blocks}"
+    );
+    let expected: Vec<u8> = levels.concat();
+    if stored[BLOCK..] != expected[..] {
+        let at = stored[BLOCK..]
+            .iter()
+            .zip(&expected)
+            .position(|(a, b)| a != b)
+            .map(|i| i + BLOCK)
+            .unwrap_or(expected.len().min(stored.len() - BLOCK) + BLOCK);
+        bail!(
+            "{image} does not match its hash tree {hash_file} (first difference at byte {at} \
+             of the tree): the image or the tree was changed"
+        );
+    }
+    ensure!(
+        computed_root == *root_hash,
+        "{image} does not match the root hash {} (its blocks and hash tree give {}): the image, \
+         its tree or the root hash was changed",
+        hex(root_hash),
+        hex(&computed_root)
+    );
+    let mut tree = Tree {
+        root_hash: computed_root,
+        salt: [0; DIGEST],
+        uuid: stored[16..32].try_into().unwrap(),
+        data_blocks,
+    };
+    tree.salt[..salt_size.min(DIGEST)].copy_from_slice(&salt[..salt_size.min(DIGEST)]);
+    Ok(tree)
+}
