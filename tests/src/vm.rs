@@ -80,6 +80,12 @@ pub struct Vm {
     _lock: fs::File,
 }
 
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// `'...'` for the guest's shell.
 fn quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
@@ -343,9 +349,10 @@ impl Vm {
     }
 
     fn console_tail(&self) -> String {
-        let console = fs::read_to_string(self.dir.join("console.log")).unwrap_or_default();
-        let lines: Vec<&str> = console.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        tail(
+            &fs::read_to_string(self.dir.join("console.log")).unwrap_or_default(),
+            40,
+        )
     }
 }
 
@@ -395,8 +402,8 @@ attached=$(ls /etc/systemd/system.attached /run/systemd/system.attached 2>/dev/n
 /// is dropped, which resets the guest (also when the scenario failed).
 pub struct Host {
     vm: MutexGuard<'static, Vm>,
-    /// Where the scenario's journal begins.
-    cursor: String,
+    /// Where the scenario's journal begins (see [`Host::journal_from_now`]).
+    cursor: RefCell<String>,
 }
 
 impl Host {
@@ -421,17 +428,27 @@ impl Host {
                 vm.version_line
             );
         }
-        let mut host = Host {
+        let host = Host {
             vm,
-            cursor: String::new(),
+            cursor: RefCell::new(String::new()),
         };
-        let cursor = host.ok(&["journalctl", "-q", "-n", "0", "--show-cursor"]);
-        host.cursor = cursor
+        host.journal_from_now();
+        host
+    }
+
+    /// From now on, [`Host::wait_for_journal`] and the diagnostics read only what the journal
+    /// gets from now on (a scenario starts so; a part of a scenario may too).
+    pub fn journal_from_now(&self) {
+        let cursor = self.ok(&["journalctl", "-q", "-n", "0", "--show-cursor"]);
+        *self.cursor.borrow_mut() = cursor
             .trim()
             .strip_prefix("-- cursor: ")
             .unwrap_or_else(|| panic!("journalctl --show-cursor said {cursor:?}"))
             .to_owned();
-        host
+    }
+
+    fn after_cursor(&self) -> String {
+        format!("--after-cursor={}", self.cursor.borrow())
     }
 
     pub fn systemd(&self) -> Systemd {
@@ -560,24 +577,59 @@ impl Host {
         }
     }
 
-    /// Waits until the journal entries of this scenario matching `filter` (journalctl
-    /// arguments) hold `needle`.
+    /// The messages of this scenario's journal entries that match `filter`: `FIELD=value`,
+    /// `-u UNIT` (the unit's own lines and systemd's about it) and `--grep TEXT` (a plain
+    /// substring of the message). The filtering is done here: systemd 252's journalctl finds
+    /// nothing when `--after-cursor` is combined with a field match.
+    pub fn journal(&self, filter: &[&str]) -> Vec<String> {
+        let after = self.after_cursor();
+        let out = self.ok(&["journalctl", "--no-pager", "-o", "json", &after]);
+        let mut fields: Vec<(&str, &str)> = Vec::new();
+        let mut units: Vec<&str> = Vec::new();
+        let mut grep: Option<&str> = None;
+        let mut args = filter.iter();
+        while let Some(arg) = args.next() {
+            match *arg {
+                "-u" => units.push(args.next().expect("-u UNIT")),
+                "--grep" => grep = Some(args.next().expect("--grep TEXT")),
+                other => fields.push(
+                    other
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("not a journal filter: {other}")),
+                ),
+            }
+        }
+        out.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|e| {
+                let field = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+                fields.iter().all(|(k, v)| field(k) == *v)
+                    && (units.is_empty()
+                        || units
+                            .iter()
+                            .any(|u| field("_SYSTEMD_UNIT") == *u || field("UNIT") == *u))
+                    && grep.is_none_or(|g| field("MESSAGE").contains(g))
+            })
+            .map(|e| e["MESSAGE"].as_str().unwrap_or("").to_owned())
+            .collect()
+    }
+
+    /// Waits until the journal entries of this scenario matching `filter` (see
+    /// [`Host::journal`]) hold `needle`.
     pub fn wait_for_journal(&self, filter: &[&str], needle: &str) {
-        let after = format!("--after-cursor={}", self.cursor);
-        let mut args = vec!["journalctl", "--no-pager", "-o", "cat", &after];
-        args.extend(filter);
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = String::new();
+        let mut seen = Vec::new();
         while Instant::now() < deadline {
-            seen = text(&self.run(&args));
-            if seen.contains(needle) {
+            seen = self.journal(filter);
+            if seen.iter().any(|m| m.contains(needle)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(300));
         }
         panic!(
-            "the journal ({}) never said {needle:?}; it said:\n{seen}\n{}",
+            "the journal ({}) never said {needle:?}; it said:\n{}\n{}",
             filter.join(" "),
+            seen.join("\n"),
             self.diagnostics()
         );
     }
@@ -602,16 +654,16 @@ impl Host {
     pub fn diagnostics(&self) -> String {
         let list = self.run(&["portablectl", "list", "--no-pager"]);
         let failed = self.run(&["systemctl", "--failed", "--no-pager"]);
-        let after = format!("--after-cursor={}", self.cursor);
-        let journal = self.run(&["journalctl", "--no-pager", &after, "-n", "80"]);
+        let after = self.after_cursor();
+        let journal = self.run(&["journalctl", "--no-pager", &after]);
         format!(
             "--- guest: {} ({})\n--- portablectl list\n{}--- systemctl --failed\n{}\
-             --- journal of the scenario (last 80 lines)\n{}",
+             --- journal of the scenario (its last 80 lines)\n{}",
             self.vm.version_line,
             self.vm.systemd.suite(),
             text(&list),
             text(&failed),
-            text(&journal)
+            tail(&text(&journal), 80)
         )
     }
 }

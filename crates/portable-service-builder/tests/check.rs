@@ -364,6 +364,36 @@ fn extensions_must_match_their_base_and_be_named_as_each_systemd_reads_them() {
         report.contains("confext, /etc/extension-release.d/extension-release.conf"),
         "{report}"
     );
+
+    // 254 (measured): a versioned name is taken, a configuration extension is not
+    let (ok, report) = check(
+        &base(),
+        &versioned_name,
+        &["--prefix", "app", "--systemd", "254"],
+    );
+    assert!(ok, "{report}");
+    refused(
+        &base(),
+        &confs,
+        &["--prefix", "conf", "--systemd", "254"],
+        "lacks extension-release data, refusing. (systemd 254 looks for",
+    );
+    // a version between or after the measured ones: the rules of the newest not above it
+    let (ok, report) = check(&base(), &confs, &["--prefix", "conf", "--systemd", "255"]);
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains("(systemd 255: the rules of 254, the newest measured version"),
+        "{report}"
+    );
+    let (ok, report) = check(&base(), &confs, &["--prefix", "conf", "--systemd", "263"]);
+    assert!(ok, "{report}");
+    assert!(report.contains("the rules of 262"), "{report}");
+    for v in ["252", "254", "257", "262"] {
+        assert!(
+            report.contains(&format!("  systemd {v}: ")),
+            "{v}: {report}"
+        );
+    }
 }
 
 #[test]

@@ -1,7 +1,9 @@
-//! Acceptance: extension images (`portableServiceExtension`) layered over a portable service
-//! image by a real systemd-portabled, on systemd 252 and 257 (as in portabled.rs, one container
-//! a test). The images are tests/nix/extensions.nix's: `app`, a system extension whose service
-//! runs its own program with the base's busybox, and `democonf`, a configuration extension.
+//! Extension images (`portableServiceExtension`) layered over a portable service image by a
+//! real systemd-portabled, on every systemd version (as in portabled.rs). The images are
+//! tests/nix/extensions.nix's: `app`, a system extension whose service runs its own program with
+//! the base's busybox, and `democonf`, a configuration extension. What the versions do
+//! differently is asserted per version, as measured: confext (refused before 257), versioned
+//! extension file names (refused by 252), and the words of systemd-dissect.
 
 use portable_service_tests::guest::Systemd;
 use portable_service_tests::on_every_systemd;
@@ -12,7 +14,7 @@ on_every_systemd!(
     an_extension_runs_over_its_base_and_a_new_version_replaces_it,
     systemd_dissect_recognises_every_image,
     a_configuration_extension_gives_its_unit_its_files,
-    a_versioned_extension_file_name_is_taken_by_257_only,
+    a_versioned_extension_file_name_is_refused_by_252_only,
 );
 
 fn image(expr: &str) -> std::path::PathBuf {
@@ -89,12 +91,16 @@ fn an_extension_runs_over_its_base_and_a_new_version_replaces_it(systemd: System
 
 fn systemd_dissect_recognises_every_image(systemd: Systemd) {
     let c = Host::open(systemd);
-    // 252 says "extension" for a system extension and knows no configuration extensions;
-    // 257 names both kinds.
+    // 252 says "extension" for a system extension and knows no configuration extensions; 254
+    // names both kinds "... extension for portable service"; 257 and later drop "extension".
     let (sysext, confext) = match c.rules() {
         252 => (
             "✓ extension for portable service",
             "✗ extension for portable service",
+        ),
+        254 => (
+            "✓ sysext extension for portable service",
+            "✓ confext extension for portable service",
         ),
         _ => (
             "✓ sysext for portable service",
@@ -122,9 +128,9 @@ fn a_configuration_extension_gives_its_unit_its_files(systemd: Systemd) {
     let base = c.add_image(&image("ext.base"), "demo_1.0.raw");
     let conf = c.add_image(&image("ext.conf { }"), "democonf.raw");
     match c.rules() {
-        // Configuration extensions came after 252: it looks for the extension-release file
-        // below /usr only.
-        252 => refused_by_252_and_check(&c, &base, &conf, "democonf"),
+        // portabled takes configuration extensions from 257 on: 252 and 254 look for the
+        // extension-release file below /usr only (254's systemd-dissect knows them already).
+        252 | 254 => refused_with_check(&c, &base, &conf, "democonf"),
         _ => {
             portablectl(&c, "attach", &[&conf], &[&base, "democonf"]);
             c.assert_active("democonf.service");
@@ -135,14 +141,14 @@ fn a_configuration_extension_gives_its_unit_its_files(systemd: Systemd) {
     }
 }
 
-fn a_versioned_extension_file_name_is_taken_by_257_only(systemd: Systemd) {
+fn a_versioned_extension_file_name_is_refused_by_252_only(systemd: Systemd) {
     let c = Host::open(systemd);
     let base = c.add_image(&image("ext.base"), "demo_1.0.raw");
     // the same extension, its file named with its version (its release file stays .app)
     let app = c.add_image(&image("ext.app { }"), "app_1.0.raw");
     match c.rules() {
-        // 252 looks for extension-release.app_1.0 only
-        252 => refused_by_252_and_check(&c, &base, &app, "app"),
+        // 252 looks for extension-release.app_1.0 only; 254 and later also for .app
+        252 => refused_with_check(&c, &base, &app, "app"),
         _ => {
             portablectl(&c, "attach", &[&app], &[&base, "app"]);
             c.assert_active("app.service");
@@ -151,9 +157,9 @@ fn a_versioned_extension_file_name_is_taken_by_257_only(systemd: Systemd) {
     }
 }
 
-/// systemd 252 refuses to attach `ext` over `base` ("lacks extension-release data"), and check
-/// with 252's rules refuses it for the same reason.
-fn refused_by_252_and_check(c: &Host, base: &str, ext: &str, prefix: &str) {
+/// The guest's systemd refuses to attach `ext` over `base` ("lacks extension-release data"),
+/// and check with that version's rules refuses it for the same reason.
+fn refused_with_check(c: &Host, base: &str, ext: &str, prefix: &str) {
     let out = c.run(&[
         "portablectl",
         "attach",
@@ -164,7 +170,11 @@ fn refused_by_252_and_check(c: &Host, base: &str, ext: &str, prefix: &str) {
         prefix,
     ]);
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "252 attached {ext}: {said}");
+    assert!(
+        !out.status.success(),
+        "systemd {} attached {ext}: {said}",
+        c.version()
+    );
     assert!(said.contains("lacks extension-release data"), "{said}");
     let (accepted, report) = c.check(base, &[ext], &[prefix]);
     assert!(!accepted, "{report}");

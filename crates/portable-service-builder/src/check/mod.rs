@@ -2,7 +2,7 @@
 //! image (and its extensions), known at build time without systemd and without root.
 //!
 //! This room owns portabled's side of the rules, read from systemd's src/portable/portable.c and
-//! measured on systemd 252 and 257 (../shared/notes/systemd-portable.md): where it looks for
+//! measured on systemd 252, 254, 257 and 262 in VMs (tests/tests/acceptance): where it looks for
 //! os-release and units, which units it attaches for which matches, how it matches an extension's
 //! release file against the base. The rules an image must follow to run (unit types and names,
 //! mount points, state directories) are the build's own, from [`crate::plan`]; the release files
@@ -485,12 +485,14 @@ fn check_extension(
     (report, Some(kind), prefixes)
 }
 
-/// The extension-release files a systemd version looks for in `ext`, in its order: 252 the one
-/// named after the whole file name, below /usr only; 257 also the one named without the version
-/// (`app_1.0.raw` -> `extension-release.app`), and configuration extensions' below /etc.
+/// The extension-release files a systemd version looks for in `ext`, in its order (measured in
+/// VMs): 252 the one named after the whole file name, below /usr only; 254 also the one named
+/// without the version (`app_1.0.raw` -> `extension-release.app`); 257 and later also
+/// configuration extensions' below /etc (254's portabled refuses them, though its
+/// systemd-dissect lists them).
 fn release_candidates(ext: &Image, version: u32) -> Vec<(Kind, PathBuf)> {
     let mut names = vec![ext.name.as_str()];
-    if version >= 257 && ext.name.contains('_') {
+    if version >= 254 && ext.name.contains('_') {
         names.push(prefix_of(&ext.name));
     }
     let kinds: &[Kind] = if version >= 257 {

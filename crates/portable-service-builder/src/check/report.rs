@@ -138,7 +138,16 @@ impl Report {
     pub fn text(&self) -> String {
         let mut t = String::new();
         let mark = |b: bool| if b { "✓" } else { "✗" };
-        let _ = writeln!(t, "image {} (systemd {} rules)", self.image, self.systemd);
+        let rules = super::rules_of(self.systemd);
+        if rules == self.systemd {
+            let _ = writeln!(t, "image {} (systemd {} rules)", self.image, self.systemd);
+        } else {
+            let _ = writeln!(
+                t,
+                "image {} (systemd {}: the rules of {}, the newest measured version not above it)",
+                self.image, self.systemd, rules
+            );
+        }
         if let Some(file) = &self.os_release_file {
             let fields: Vec<String> = self
                 .os_release
