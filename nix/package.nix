@@ -1,9 +1,11 @@
 # portable-service-builder built with nixpkgs' Rust tooling from Cargo.lock. Its tests run
-# the real mksquashfs and unsquashfs, hence squashfsTools in the check inputs.
+# the real mksquashfs and unsquashfs, and compare the dm-verity hash tree with veritysetup's,
+# hence squashfsTools and cryptsetup in the check inputs.
 {
   lib,
   rustPlatform,
   squashfsTools,
+  cryptsetup,
 }:
 
 rustPlatform.buildRustPackage {
@@ -41,7 +43,10 @@ rustPlatform.buildRustPackage {
     "--skip"
     "a_store_file_that_cannot_be_read_is_named"
   ];
-  nativeCheckInputs = [ squashfsTools ];
+  nativeCheckInputs = [
+    squashfsTools
+    cryptsetup
+  ];
 
   meta = {
     description = "Nix builder that writes systemd Portable Service images without staging the closure";
