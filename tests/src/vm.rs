@@ -451,10 +451,6 @@ impl Host {
         format!("--after-cursor={}", self.cursor.borrow())
     }
 
-    pub fn systemd(&self) -> Systemd {
-        self.vm.systemd
-    }
-
     /// The systemd version the guest runs.
     pub fn version(&self) -> u32 {
         self.vm.version
