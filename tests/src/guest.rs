@@ -13,20 +13,6 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The systemd versions whose behaviour has been measured (README: what each systemd does). A
-/// guest with another version is judged by the rules of the newest of these not above it.
-pub const KNOWN: [u32; 4] = [252, 254, 257, 262];
-
-/// The rules a systemd version follows: those of the newest measured version not above it.
-pub fn rules_of(version: u32) -> u32 {
-    KNOWN
-        .iter()
-        .copied()
-        .filter(|k| *k <= version)
-        .max()
-        .unwrap_or(KNOWN[0])
-}
-
 /// The systemd versions the acceptance tests run on, each a Debian release's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Systemd {

@@ -14,8 +14,10 @@
 //! VMs by their own process id. Between scenarios, [`Host`]'s drop detaches whatever a scenario
 //! attached, so the next starts from a clean guest.
 
-use crate::guest::{self, rules_of, Systemd};
+use crate::guest::{self, Systemd};
+// One list of measured versions for check and the tests: the scenarios assert what check knows.
 use base64::Engine as _;
+use portable_service_builder::check::{rules_of, SYSTEMD_VERSIONS};
 use std::cell::RefCell;
 use std::fs;
 use std::io::{BufRead, BufReader, Write as _};
@@ -249,7 +251,7 @@ impl Vm {
         if !failed.trim().is_empty() {
             note += &format!("; failed units: {}", failed.trim());
         }
-        if self.systemd.expected().is_none() && !guest::KNOWN.contains(&self.version) {
+        if self.systemd.expected().is_none() && !SYSTEMD_VERSIONS.contains(&self.version) {
             note += &format!(
                 "; NOTE: systemd {} has not been measured: its scenarios apply the rules of {}",
                 self.version,
@@ -456,7 +458,7 @@ impl Host {
         self.vm.version
     }
 
-    /// Whose measured behaviour the guest's systemd has (see [`guest::rules_of`]): 252, 254,
+    /// Whose measured behaviour the guest's systemd has (see [`rules_of`]): 252, 254,
     /// 257 or 262.
     pub fn rules(&self) -> u32 {
         rules_of(self.vm.version)

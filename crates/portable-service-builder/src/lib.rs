@@ -3,9 +3,9 @@
 //!
 //! One image goes: [`attrs`] (the input schema) → [`plan`] (every entry of the image root,
 //! checked) → [`tar_stream`] (the root as a tar stream, read straight from the store) →
-//! [`mksquashfs`] (the squashfs image) → [`verity`] (its hash tree, if asked). [`store_path`] and [`os_release`] hold the rules for
-//! store paths and for the os-release file. [`check`] is the other command: reading an image
-//! back and saying what systemd will do with it.
+//! [`mksquashfs`] (the squashfs image) → [`verity`] (its hash tree, if asked). [`store_path`]
+//! and [`os_release`] hold the rules for store paths and for the os-release file. [`check`] is
+//! the other command: reading an image back and saying what systemd will do with it.
 
 pub mod attrs;
 pub mod check;
