@@ -571,6 +571,13 @@ let
       "--report"
       (builtins.placeholder "out")
     ]
+    # the signature is made after the build, outside the store (`portable-service-builder sign`)
+    ++ (
+      if checkedVerity || (base != null && base.portableService.verity or false) then
+        [ "--signed-later" ]
+      else
+        [ ]
+    )
     ++ (
       if extension == null then
         [ image ]
@@ -600,5 +607,6 @@ drv
     inherit roots;
     units = map (u: u.name) checkedUnits;
     prefixes = checkedPrefixes;
+    verity = checkedVerity;
   };
 }

@@ -1,11 +1,13 @@
 # portable-service-builder built with nixpkgs' Rust tooling from Cargo.lock. Its tests run
-# the real mksquashfs and unsquashfs, and compare the dm-verity hash tree with veritysetup's,
-# hence squashfsTools and cryptsetup in the check inputs.
+# the real mksquashfs and unsquashfs, compare the dm-verity hash tree with veritysetup's and the
+# root hash signature with openssl's (throwaway keys it makes), hence squashfsTools, cryptsetup
+# and openssl in the check inputs.
 {
   lib,
   rustPlatform,
   squashfsTools,
   cryptsetup,
+  openssl,
 }:
 
 rustPlatform.buildRustPackage {
@@ -46,6 +48,7 @@ rustPlatform.buildRustPackage {
   nativeCheckInputs = [
     squashfsTools
     cryptsetup
+    openssl
   ];
 
   meta = {

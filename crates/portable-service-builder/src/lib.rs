@@ -12,6 +12,7 @@ pub mod check;
 pub mod mksquashfs;
 pub mod os_release;
 pub mod plan;
+pub mod signing;
 pub mod store_path;
 pub mod tar_stream;
 pub mod verity;

@@ -2,8 +2,8 @@
 //! message in the build log and a failing exit status.
 //!
 //! Nix runs this as the derivation's `builder` with no arguments. Run by hand, it takes the path of
-//! an attrs file as its one argument. `portable-service-builder check IMAGE ...` is the other
-//! job; `--help` lists them.
+//! an attrs file as its one argument. `portable-service-builder check IMAGE ...` and
+//! `portable-service-builder sign ... IMAGE` are the other jobs; `--help` lists them.
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -31,6 +31,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(2)
+            }
+        },
+        Some(Job::Sign(args)) => match sign_command(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
             }
         },
         None => match build(cli.attrs) {
@@ -66,6 +73,31 @@ enum Job {
     /// Say what systemd-portabled and systemd-dissect will do with an image (exit 0: accepted,
     /// 1: refused, 2: unreadable).
     Check(CheckArgs),
+    /// Sign an image's root hash (IMAGE's NAME.roothash) and write NAME.roothash.p7s beside it,
+    /// the signature systemd checks against the certificates in the host's /etc/verity.d/.
+    Sign(SignArgs),
+}
+
+/// Sign the root hash of an image built with `verity = true`. The key stays outside the Nix
+/// store: copy the image out of the store first (or sign in CI after `nix build`).
+#[derive(clap::Args)]
+struct SignArgs {
+    /// The private key, unencrypted PEM (PKCS#8, PKCS#1 RSA or SEC1 EC; RSA or EC P-256).
+    #[arg(long, value_name = "KEY.pem")]
+    key: Utf8PathBuf,
+    /// The key's certificate, PEM or DER: the one the hosts trust (/etc/verity.d/).
+    #[arg(long, value_name = "CERT.pem")]
+    cert: Utf8PathBuf,
+    /// The image; NAME.roothash must be beside it, NAME.roothash.p7s is written there.
+    #[arg(value_name = "IMAGE.raw")]
+    image: Utf8PathBuf,
+}
+
+fn sign_command(args: SignArgs) -> Result<()> {
+    let p7s = portable_service_builder::signing::sign(&args.image, &args.key, &args.cert)?;
+    let cert = portable_service_builder::signing::Cert::read(&args.cert)?;
+    println!("wrote {p7s}: signed by {}", cert.subject());
+    Ok(())
 }
 
 fn build(attrs: Option<Utf8PathBuf>) -> Result<()> {
@@ -104,6 +136,14 @@ struct CheckArgs {
     /// measured, another by the rules of the newest measured version not above it.
     #[arg(long, default_value_t = portable_service_builder::check::NEWEST, value_parser = clap::value_parser!(u32).range(252..))]
     systemd: u32,
+    /// A certificate the hosts trust (as in their /etc/verity.d/): the images' root hash
+    /// signatures must have been made by one of them.
+    #[arg(long = "cert", value_name = "CERT.pem")]
+    certs: Vec<Utf8PathBuf>,
+    /// The images will be signed after this check (`sign`, after `nix build`): a hash tree
+    /// without its signature yet is reported, not refused (what an image's `.check` does).
+    #[arg(long)]
+    signed_later: bool,
     /// The store directory the image's symlinks point into.
     #[arg(long, default_value = "/nix/store")]
     store_dir: Utf8PathBuf,
@@ -124,8 +164,15 @@ fn check_command(args: CheckArgs) -> Result<bool> {
         .iter()
         .map(|e| Image::open(e))
         .collect::<Result<Vec<_>>>()?;
+    let certs = args
+        .certs
+        .iter()
+        .map(|c| portable_service_builder::signing::Cert::read(c))
+        .collect::<Result<Vec<_>>>()?;
     let options = check::Options {
         prefixes: args.prefixes,
+        certs,
+        signed_later: args.signed_later,
         systemd: args.systemd,
         store_dir: args.store_dir.into(),
     };

@@ -432,10 +432,11 @@ fn a_file_that_is_no_image_is_an_error_not_a_verdict() {
 }
 
 /// `check` on an image with dm-verity files beside it.
-fn check_path(image: &Path) -> (bool, String) {
+fn check_path(image: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_portable-service-builder"))
         .arg("check")
         .arg(image)
+        .args(args)
         .output()
         .unwrap();
     assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
@@ -456,7 +457,7 @@ fn the_verity_files_beside_an_image_must_match_it() {
     let root_file = dir.path().join("svc_1.roothash");
     fs::write(&root_file, tree.root_hash_hex()).unwrap();
 
-    let (ok, report) = check_path(&raw);
+    let (ok, report) = check_path(&raw, &["--systemd", "257"]);
     assert!(ok, "{report}");
     assert!(
         report.contains(&format!(
@@ -465,7 +466,20 @@ fn the_verity_files_beside_an_image_must_match_it() {
         )),
         "{report}"
     );
-    assert!(report.contains("not signed"), "{report}");
+    assert!(
+        report.contains("not signed: systemd 257 uses the hash tree"),
+        "{report}"
+    );
+    // 262 wants it signed
+    let (ok, report) = check_path(&raw, &[]);
+    assert!(
+        !ok && report.contains("has a hash tree but no signature"),
+        "{report}"
+    );
+    assert!(
+        report.contains("systemd 262 refuses to start its services"),
+        "{report}"
+    );
 
     // 8 bytes of the image changed: the kernel would fail the read, check refuses (a
     // one-block image has no tree level: the root hash itself no longer matches)
@@ -474,7 +488,7 @@ fn the_verity_files_beside_an_image_must_match_it() {
         *b ^= 0xff;
     }
     fs::write(&raw, &bytes).unwrap();
-    let (ok, report) = check_path(&raw);
+    let (ok, report) = check_path(&raw, &["--systemd", "257"]);
     assert!(!ok, "{report}");
     assert!(
         report.contains("does not match") && report.contains("was changed"),
@@ -483,10 +497,85 @@ fn the_verity_files_beside_an_image_must_match_it() {
 
     // a hash tree without its root hash
     fs::remove_file(&root_file).unwrap();
-    let (ok, report) = check_path(&raw);
+    let (ok, report) = check_path(&raw, &["--systemd", "257"]);
     assert!(!ok, "{report}");
     assert!(
         report.contains(&format!("cannot read {}", root_file.display())),
         "{report}"
     );
+}
+
+#[test]
+fn a_signature_is_checked_against_the_certificates_given() {
+    use camino::Utf8PathBuf;
+    use portable_service_builder::verity;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = image(dir.path(), "svc_1.raw", &base());
+    let raw8 = Utf8PathBuf::from_path_buf(raw.clone()).unwrap();
+    let tree = verity::format(&raw8, &raw8.with_extension("verity")).unwrap();
+    fs::write(dir.path().join("svc_1.roothash"), tree.root_hash_hex()).unwrap();
+    let pair = |name: &str| {
+        let (key, cert) = (
+            dir.path().join(format!("{name}.key")),
+            dir.path().join(format!("{name}.crt")),
+        );
+        let ok = Command::new("openssl")
+            .args([
+                "req", "-x509", "-nodes", "-newkey", "rsa:2048", "-days", "30",
+            ])
+            .args(["-subj", &format!("/CN={name}")])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl runs (tests/setup.sh installs it)");
+        assert!(ok.status.success());
+        (key, cert)
+    };
+    let (key, cert) = pair("fleet");
+    let (_, stranger) = pair("stranger");
+    let cert_arg = cert.to_str().unwrap();
+    let stranger_arg = stranger.to_str().unwrap();
+
+    // --cert for an image that is not signed
+    let (ok, report) = check_path(&raw, &["--cert", cert_arg]);
+    assert!(!ok && report.contains("is not signed"), "{report}");
+
+    let signed = Command::new(env!("CARGO_BIN_EXE_portable-service-builder"))
+        .arg("sign")
+        .arg("--key")
+        .arg(&key)
+        .arg("--cert")
+        .arg(&cert)
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(signed.status.success(), "{signed:?}");
+
+    let (ok, report) = check_path(&raw, &["--cert", stranger_arg, "--cert", cert_arg]);
+    assert!(ok, "{report}");
+    assert!(report.contains("verity: signed by CN=fleet"), "{report}");
+
+    let (ok, report) = check_path(&raw, &["--cert", stranger_arg]);
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains("not a signature of the root hash") && report.contains("issuer CN=fleet"),
+        "{report}"
+    );
+
+    // without --cert: signed, by whom unknown, and what a host without the certificate does
+    let (ok, report) = check_path(&raw, &[]);
+    assert!(ok, "{report}");
+    assert!(report.contains("by whom is not checked"), "{report}");
+
+    // a certificate that can't be read is the check's own failure, naming the file
+    let out = Command::new(env!("CARGO_BIN_EXE_portable-service-builder"))
+        .arg("check")
+        .arg(&raw)
+        .args(["--cert", "/nonexistent/fleet.crt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/fleet.crt"));
 }

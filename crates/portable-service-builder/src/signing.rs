@@ -1,0 +1,345 @@
+//! The signature of an image's root hash, `NAME.roothash.p7s`: made by `sign`, checked by
+//! `check --cert`.
+//!
+//! What systemd and the kernel verify (the kernel's dm-verity `root_hash_sig_key_desc`, and
+//! systemd's own check against the certificates in `/etc/verity.d/`) is a DER PKCS#7 (CMS)
+//! SignedData over the root hash as lowercase hex, without newline: detached (no content inside),
+//! no certificates inside, no signed attributes, the signer named by its certificate's issuer and
+//! serial number, digest sha256. That is what `openssl smime -sign -nocerts -noattr -binary`
+//! writes and what `systemd-repart` makes; an RSA signature here is byte-identical to openssl's
+//! (PKCS#1 v1.5 is deterministic), an ECDSA P-256 one is deterministic too (RFC 6979).
+//!
+//! The structures and their DER come from RustCrypto: `cms` (SignedData), `x509-cert`
+//! (certificates), `rsa` and `p256` (the signatures). The `cms` crate's own SignerInfo builder
+//! always adds signed attributes, so the SignerInfo is assembled here from its types instead.
+//! `rsa` 0.9 carries RUSTSEC-2023-0071 (a timing side channel): signing happens once, on the
+//! signer's own machine, with no one timing it remotely.
+
+use anyhow::{bail, ensure, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use cms::cert::IssuerAndSerialNumber;
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::signed_data::{EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo};
+use const_oid::db::{rfc5911, rfc5912};
+use der::asn1::{Any, OctetString, SetOfVec};
+use der::{Decode, DecodePem, Encode};
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use sha2::{Digest, Sha256};
+use signature::{SignatureEncoding, Signer, Verifier};
+use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use x509_cert::Certificate;
+
+/// A certificate and the file it came from (for messages).
+#[derive(Debug, Clone)]
+pub struct Cert {
+    pub path: Utf8PathBuf,
+    pub cert: Certificate,
+}
+
+impl Cert {
+    /// Reads a certificate, PEM or DER.
+    pub fn read(path: &Utf8Path) -> Result<Cert> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
+        let cert = if bytes.starts_with(b"-----BEGIN") {
+            Certificate::from_pem(&bytes)
+        } else {
+            Certificate::from_der(&bytes)
+        }
+        .map_err(|e| anyhow::anyhow!("{path} is not an X.509 certificate (PEM or DER): {e}"))?;
+        Ok(Cert {
+            path: path.to_owned(),
+            cert,
+        })
+    }
+
+    /// The certificate's subject, as openssl prints it with `-nameopt RFC2253` (`CN=...`).
+    pub fn subject(&self) -> String {
+        self.cert.tbs_certificate.subject.to_string()
+    }
+
+    fn spki(&self) -> &SubjectPublicKeyInfoOwned {
+        &self.cert.tbs_certificate.subject_public_key_info
+    }
+
+    fn public_key_der(&self) -> Result<Vec<u8>> {
+        Ok(self.spki().to_der()?)
+    }
+
+    fn issuer_and_serial(&self) -> IssuerAndSerialNumber {
+        IssuerAndSerialNumber {
+            issuer: self.cert.tbs_certificate.issuer.clone(),
+            serial_number: self.cert.tbs_certificate.serial_number.clone(),
+        }
+    }
+}
+
+/// The private keys `sign` takes.
+enum Key {
+    Rsa(Box<rsa::RsaPrivateKey>),
+    P256(p256::SecretKey),
+}
+
+impl Key {
+    /// Reads an unencrypted PEM private key: PKCS#8 (`openssl genpkey`, `openssl req -newkey`),
+    /// PKCS#1 RSA or SEC1 EC.
+    fn read(path: &Utf8Path) -> Result<Key> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+        let label = der::pem::decode_label(text.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{path} is not a PEM private key: {e}"))?;
+        let bad = |e: &dyn std::fmt::Display| anyhow::anyhow!("{path}: malformed {label}: {e}");
+        Ok(match label {
+            "PRIVATE KEY" => {
+                let (_, document) = der::Document::from_pem(&text).map_err(|e| bad(&e))?;
+                let info = rsa::pkcs8::PrivateKeyInfo::try_from(document.as_bytes())
+                    .map_err(|e| bad(&e))?;
+                match info.algorithm.oid {
+                    rfc5912::RSA_ENCRYPTION => Key::Rsa(Box::new(
+                        rsa::RsaPrivateKey::from_pkcs8_pem(&text).map_err(|e| bad(&e))?,
+                    )),
+                    rfc5912::ID_EC_PUBLIC_KEY => Key::P256(
+                        p256::SecretKey::from_pkcs8_pem(&text)
+                            .map_err(|e| bad(&format!("{e} (only P-256 EC keys are supported)")))?,
+                    ),
+                    other => bail!(
+                        "{path}: a key of algorithm {}; sign takes RSA or EC P-256 keys",
+                        oid_name(other)
+                    ),
+                }
+            }
+            "RSA PRIVATE KEY" => Key::Rsa(Box::new(
+                rsa::RsaPrivateKey::from_pkcs1_pem(&text).map_err(|e| bad(&e))?,
+            )),
+            "EC PRIVATE KEY" => Key::P256(
+                p256::SecretKey::from_sec1_pem(&text)
+                    .map_err(|e| bad(&format!("{e} (only P-256 EC keys are supported)")))?,
+            ),
+            "ENCRYPTED PRIVATE KEY" => bail!(
+                "{path} is encrypted; give sign the plain key through a pipe, never a file: \
+                 --key <(openssl pkey -in {path})"
+            ),
+            other => bail!("{path} holds a PEM {other}, not a private key"),
+        })
+    }
+
+    /// Whether `cert` carries this key's public half.
+    fn matches(&self, cert: &Cert) -> bool {
+        match self {
+            Key::Rsa(key) => cert
+                .public_key_der()
+                .and_then(|der| Ok(rsa::RsaPublicKey::from_public_key_der(&der)?))
+                .is_ok_and(|public| public == key.to_public_key()),
+            Key::P256(key) => cert
+                .public_key_der()
+                .and_then(|der| Ok(p256::PublicKey::from_public_key_der(&der)?))
+                .is_ok_and(|public| public == key.public_key()),
+        }
+    }
+
+    /// The signature over `message` and its algorithm, as a SignerInfo names it.
+    fn sign(&self, message: &[u8]) -> (AlgorithmIdentifierOwned, Vec<u8>) {
+        match self {
+            Key::Rsa(key) => {
+                let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(key.as_ref().clone());
+                let signature: rsa::pkcs1v15::Signature = signer.sign(message);
+                (algorithm(rfc5912::RSA_ENCRYPTION, true), signature.to_vec())
+            }
+            Key::P256(key) => {
+                let signer = p256::ecdsa::SigningKey::from(key);
+                let signature: p256::ecdsa::Signature = signer.sign(message);
+                (
+                    algorithm(rfc5912::ECDSA_WITH_SHA_256, false),
+                    signature.to_der().to_vec(),
+                )
+            }
+        }
+    }
+}
+
+/// An algorithm's name where the OID database knows it (`id-Ed25519`), else its numbers.
+fn oid_name(oid: const_oid::ObjectIdentifier) -> String {
+    const_oid::db::DB
+        .by_oid(&oid)
+        .map_or_else(|| oid.to_string(), str::to_owned)
+}
+
+fn algorithm(oid: const_oid::ObjectIdentifier, null_parameters: bool) -> AlgorithmIdentifierOwned {
+    AlgorithmIdentifierOwned {
+        oid,
+        parameters: null_parameters.then(|| Any::from(der::asn1::Null)),
+    }
+}
+
+/// The root hash as systemd hands it to the kernel, and as it is signed: lowercase hex.
+fn signed_root_hash(image: &Utf8Path) -> Result<(Utf8PathBuf, String)> {
+    let [_, root_file, _] = crate::sidecars(image);
+    let text = std::fs::read_to_string(&root_file).with_context(|| {
+        format!(
+            "cannot read {root_file}: the root hash beside {image} (build the image with \
+             `verity = true`)"
+        )
+    })?;
+    let root = crate::verity::parse_root_hash(&text).with_context(|| format!("{root_file}"))?;
+    Ok((root_file, crate::verity::hex(&root)))
+}
+
+/// Signs the root hash beside `image` and writes `NAME.roothash.p7s`; its path. Nothing is
+/// written when the key, the certificate or the root hash is wrong.
+pub fn sign(image: &Utf8Path, key_file: &Utf8Path, cert_file: &Utf8Path) -> Result<Utf8PathBuf> {
+    let (_, root_hash) = signed_root_hash(image)?;
+    let key = Key::read(key_file)?;
+    let cert = Cert::read(cert_file)?;
+    ensure!(
+        key.matches(&cert),
+        "the key {key_file} does not match the certificate {cert_file} ({}): its public key is \
+         another",
+        cert.subject()
+    );
+    let (signature_algorithm, signature) = key.sign(root_hash.as_bytes());
+    let signer = SignerInfo {
+        version: CmsVersion::V1,
+        sid: SignerIdentifier::IssuerAndSerialNumber(cert.issuer_and_serial()),
+        digest_alg: algorithm(rfc5912::ID_SHA_256, true),
+        signed_attrs: None,
+        signature_algorithm,
+        signature: OctetString::new(signature)?,
+        unsigned_attrs: None,
+    };
+    let signed = SignedData {
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::try_from(vec![algorithm(rfc5912::ID_SHA_256, true)])?,
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: rfc5911::ID_DATA,
+            econtent: None,
+        },
+        certificates: None,
+        crls: None,
+        signer_infos: cms::signed_data::SignerInfos(SetOfVec::try_from(vec![signer])?),
+    };
+    let der = ContentInfo {
+        content_type: rfc5911::ID_SIGNED_DATA,
+        content: Any::encode_from(&signed)?,
+    }
+    .to_der()?;
+
+    let [_, _, p7s] = crate::sidecars(image);
+    // written whole under another name first, so a failed write leaves no partial .p7s
+    let partial = Utf8PathBuf::from(format!("{p7s}.partial"));
+    std::fs::write(&partial, der)
+        .and_then(|()| std::fs::rename(&partial, &p7s))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&partial);
+        })
+        .with_context(|| format!("cannot write {p7s}"))?;
+    Ok(p7s)
+}
+
+/// Which of `certs` made the signature `p7s` over the root hash beside `image`; an error that
+/// says why none did.
+pub fn verify<'c>(image: &Utf8Path, p7s: &Utf8Path, certs: &'c [Cert]) -> Result<&'c Cert> {
+    let (root_file, root_hash) = signed_root_hash(image)?;
+    let bytes = std::fs::read(p7s).with_context(|| format!("cannot read {p7s}"))?;
+    let info = ContentInfo::from_der(&bytes)
+        .map_err(|e| anyhow::anyhow!("{p7s} is not a DER PKCS#7 signature: {e}"))?;
+    ensure!(
+        info.content_type == rfc5911::ID_SIGNED_DATA,
+        "{p7s} is PKCS#7 content of type {}, not signed data",
+        info.content_type
+    );
+    let signed: SignedData = info
+        .content
+        .decode_as()
+        .map_err(|e| anyhow::anyhow!("{p7s}: malformed signed data: {e}"))?;
+    let mut why_not = Vec::new();
+    for signer in signed.signer_infos.0.iter() {
+        let candidates: Vec<&Cert> = match &signer.sid {
+            SignerIdentifier::IssuerAndSerialNumber(id) => certs
+                .iter()
+                .filter(|c| c.issuer_and_serial() == *id)
+                .collect(),
+            SignerIdentifier::SubjectKeyIdentifier(_) => certs.iter().collect(),
+        };
+        if candidates.is_empty() {
+            why_not.push(match &signer.sid {
+                SignerIdentifier::IssuerAndSerialNumber(id) => format!(
+                    "it was made by the certificate of issuer {} and serial {}, not one given",
+                    id.issuer, id.serial_number
+                ),
+                SignerIdentifier::SubjectKeyIdentifier(_) => "no certificate given".to_owned(),
+            });
+            continue;
+        }
+        let message = match signed_message(signer, root_hash.as_bytes()) {
+            Ok(m) => m,
+            Err(e) => {
+                why_not.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        for cert in candidates {
+            match verify_with(cert, signer, &message) {
+                Ok(()) => return Ok(cert),
+                Err(e) => why_not.push(format!("{}: {e:#}", cert.path)),
+            }
+        }
+    }
+    bail!(
+        "{p7s} is not a signature of the root hash in {root_file} by any certificate given: {}",
+        if why_not.is_empty() {
+            "it holds no signer".to_owned()
+        } else {
+            why_not.join("; ")
+        }
+    )
+}
+
+/// The bytes a SignerInfo's signature covers: the content itself, or, with signed attributes,
+/// their DER (after checking their digest of the content).
+fn signed_message(signer: &SignerInfo, content: &[u8]) -> Result<Vec<u8>> {
+    ensure!(
+        signer.digest_alg.oid == rfc5912::ID_SHA_256,
+        "its digest is {}, and only sha256 is checked",
+        signer.digest_alg.oid
+    );
+    let Some(attributes) = &signer.signed_attrs else {
+        return Ok(content.to_vec());
+    };
+    let digest = attributes
+        .iter()
+        .find(|a| a.oid == rfc5911::ID_MESSAGE_DIGEST)
+        .and_then(|a| a.values.iter().next())
+        .and_then(|v| v.decode_as::<OctetString>().ok())
+        .context("its signed attributes lack the message digest")?;
+    ensure!(
+        digest.as_bytes() == Sha256::digest(content).as_slice(),
+        "it signs other content than this root hash"
+    );
+    Ok(attributes.to_der()?)
+}
+
+fn verify_with(cert: &Cert, signer: &SignerInfo, message: &[u8]) -> Result<()> {
+    let spki = cert.public_key_der()?;
+    let signature = signer.signature.as_bytes();
+    match cert.spki().algorithm.oid {
+        rfc5912::RSA_ENCRYPTION => {
+            let public = rsa::RsaPublicKey::from_public_key_der(&spki)
+                .map_err(|e| anyhow::anyhow!("its RSA public key: {e}"))?;
+            let signature = rsa::pkcs1v15::Signature::try_from(signature)?;
+            rsa::pkcs1v15::VerifyingKey::<Sha256>::new(public)
+                .verify(message, &signature)
+                .map_err(|_| anyhow::anyhow!("the signature does not verify with its key"))
+        }
+        rfc5912::ID_EC_PUBLIC_KEY => {
+            let public = p256::ecdsa::VerifyingKey::from_public_key_der(&spki)
+                .map_err(|e| anyhow::anyhow!("its EC public key (P-256 only): {e}"))?;
+            let signature = p256::ecdsa::Signature::from_der(signature)?;
+            public
+                .verify(message, &signature)
+                .map_err(|_| anyhow::anyhow!("the signature does not verify with its key"))
+        }
+        other => bail!(
+            "its key is of algorithm {}; RSA and EC P-256 are checked",
+            oid_name(other)
+        ),
+    }
+}

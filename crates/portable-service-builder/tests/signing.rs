@@ -1,0 +1,349 @@
+//! `portable-service-builder sign` against openssl: the signature is what `openssl smime -sign
+//! -nocerts -noattr -binary -outform der` makes (byte for byte with an RSA key), openssl
+//! verifies it with the certificate, and `signing::verify` names the signer or says why not.
+//! Bad keys, certificates and missing root hashes are errors that name the file and leave no
+//! `.p7s`. Keys are throwaway ones made by openssl in temporary directories.
+
+use camino::{Utf8Path, Utf8PathBuf};
+use portable_service_builder::signing::{self, Cert};
+use std::process::{Command, Output};
+
+const ROOT_HASH: &str = "2fb1c9d14f036573dcceff156be1b94ec64a6d9714a9aa05bc7ae07637bb0317";
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new() -> Dir {
+        Dir(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self, name: &str) -> Utf8PathBuf {
+        Utf8Path::from_path(self.0.path()).unwrap().join(name)
+    }
+
+    /// An image with a root hash beside it (what `sign` reads: the image itself is not).
+    fn image(&self, root_hash: &str) -> Utf8PathBuf {
+        let raw = self.path("svc_1.raw");
+        std::fs::write(&raw, "").unwrap();
+        std::fs::write(self.path("svc_1.roothash"), root_hash).unwrap();
+        raw
+    }
+
+    fn p7s(&self) -> Utf8PathBuf {
+        self.path("svc_1.roothash.p7s")
+    }
+}
+
+fn openssl(args: &[&str]) -> Output {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs (tests/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A key (`NAME.key`) and self-signed certificate (`NAME.crt`): `newkey` is openssl's
+/// `-newkey` argument (`rsa:2048`, `ec` with `-pkeyopt`).
+fn key_and_cert(
+    dir: &Dir,
+    name: &str,
+    newkey: &[&str],
+    subject: &str,
+) -> (Utf8PathBuf, Utf8PathBuf) {
+    let (key, cert) = (
+        dir.path(&format!("{name}.key")),
+        dir.path(&format!("{name}.crt")),
+    );
+    let mut args = vec!["req", "-x509", "-nodes", "-days", "30", "-subj", subject];
+    args.extend(newkey);
+    args.extend(["-keyout", key.as_str(), "-out", cert.as_str()]);
+    openssl(&args);
+    (key, cert)
+}
+
+fn rsa(dir: &Dir, name: &str) -> (Utf8PathBuf, Utf8PathBuf) {
+    key_and_cert(
+        dir,
+        name,
+        &["-newkey", "rsa:2048"],
+        &format!("/CN={name}/O=Fleet"),
+    )
+}
+
+fn p256(dir: &Dir, name: &str) -> (Utf8PathBuf, Utf8PathBuf) {
+    key_and_cert(
+        dir,
+        name,
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        &format!("/CN={name}"),
+    )
+}
+
+fn sign(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portable-service-builder"))
+        .arg("sign")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// What systemd does in userspace: the signature over the root hash file's hex, the signer's
+/// certificate given from outside (the .p7s carries none) and trusted.
+fn openssl_verifies(dir: &Dir, cert: &Utf8Path) -> bool {
+    Command::new("openssl")
+        .args(["smime", "-verify", "-binary", "-inform", "der", "-nointern"])
+        .args(["-in", dir.p7s().as_str(), "-content"])
+        .arg(dir.path("svc_1.roothash"))
+        .args(["-certfile", cert.as_str(), "-CAfile", cert.as_str()])
+        .args(["-out", "/dev/null"])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn an_rsa_signature_is_openssls_byte_for_byte() {
+    let dir = Dir::new();
+    let image = dir.image(ROOT_HASH);
+    let (key, cert) = rsa(&dir, "fleet");
+    let out = sign(&[
+        "--key",
+        key.as_str(),
+        "--cert",
+        cert.as_str(),
+        image.as_str(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("wrote {}: signed by O=Fleet,CN=fleet", dir.p7s())
+    );
+    let ours = std::fs::read(dir.p7s()).unwrap();
+    let theirs = dir.path("openssl.p7s");
+    openssl(&[
+        "smime",
+        "-sign",
+        "-nocerts",
+        "-noattr",
+        "-binary",
+        "-outform",
+        "der",
+        "-in",
+        dir.path("svc_1.roothash").as_str(),
+        "-inkey",
+        key.as_str(),
+        "-signer",
+        cert.as_str(),
+        "-out",
+        theirs.as_str(),
+    ]);
+    assert_eq!(ours, std::fs::read(&theirs).unwrap());
+    assert!(openssl_verifies(&dir, &cert));
+}
+
+#[test]
+fn an_ec_signature_verifies_and_is_the_same_every_time() {
+    let dir = Dir::new();
+    let image = dir.image(ROOT_HASH);
+    let (key, cert) = p256(&dir, "ec");
+    let signed = || {
+        let out = sign(&[
+            "--key",
+            key.as_str(),
+            "--cert",
+            cert.as_str(),
+            image.as_str(),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        std::fs::read(dir.p7s()).unwrap()
+    };
+    assert_eq!(
+        signed(),
+        signed(),
+        "RFC 6979: no randomness in the signature"
+    );
+    assert!(openssl_verifies(&dir, &cert));
+}
+
+#[test]
+fn the_root_hash_is_signed_as_systemd_hands_it_to_the_kernel() {
+    // an upper-case root hash with a newline: systemd parses it and signs/verifies lowercase hex
+    let dir = Dir::new();
+    let image = dir.image(&format!("{}\n", ROOT_HASH.to_uppercase()));
+    let (key, cert) = rsa(&dir, "fleet");
+    assert!(sign(&[
+        "--key",
+        key.as_str(),
+        "--cert",
+        cert.as_str(),
+        image.as_str()
+    ])
+    .status
+    .success());
+    std::fs::write(dir.path("svc_1.roothash"), ROOT_HASH).unwrap();
+    assert!(openssl_verifies(&dir, &cert));
+}
+
+#[test]
+fn verify_names_the_signer_or_says_why_not() {
+    let dir = Dir::new();
+    let image = dir.image(ROOT_HASH);
+    let (key, cert) = rsa(&dir, "fleet");
+    let (_, other) = p256(&dir, "other");
+    let certs = |paths: &[&Utf8PathBuf]| -> Vec<Cert> {
+        paths.iter().map(|p| Cert::read(p).unwrap()).collect()
+    };
+    assert!(sign(&[
+        "--key",
+        key.as_str(),
+        "--cert",
+        cert.as_str(),
+        image.as_str()
+    ])
+    .status
+    .success());
+
+    let given = certs(&[&other, &cert]);
+    let by = signing::verify(&image, &dir.p7s(), &given).unwrap();
+    assert_eq!((by.subject(), &by.path), ("O=Fleet,CN=fleet".into(), &cert));
+
+    let e = signing::verify(&image, &dir.p7s(), &certs(&[&other])).unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("issuer O=Fleet,CN=fleet") && e.contains("not one given"),
+        "{e}"
+    );
+
+    // another root hash: the image the signature was made for is not this one
+    std::fs::write(dir.path("svc_1.roothash"), ROOT_HASH.replace('2', "3")).unwrap();
+    let e = signing::verify(&image, &dir.p7s(), &given).unwrap_err();
+    assert!(format!("{e:#}").contains("does not verify"), "{e:#}");
+
+    // openssl's default, with signed attributes, is checked too
+    std::fs::write(dir.path("svc_1.roothash"), ROOT_HASH).unwrap();
+    openssl(&[
+        "smime",
+        "-sign",
+        "-nocerts",
+        "-binary",
+        "-outform",
+        "der",
+        "-in",
+        dir.path("svc_1.roothash").as_str(),
+        "-inkey",
+        key.as_str(),
+        "-signer",
+        cert.as_str(),
+        "-out",
+        dir.p7s().as_str(),
+    ]);
+    assert_eq!(
+        signing::verify(&image, &dir.p7s(), &given).unwrap().path,
+        cert
+    );
+}
+
+#[test]
+fn bad_keys_certificates_and_images_name_the_file_and_write_nothing() {
+    let dir = Dir::new();
+    let image = dir.image(ROOT_HASH);
+    let (key, cert) = rsa(&dir, "fleet");
+    let (ec_key, _) = p256(&dir, "ec");
+    let garbage = dir.path("garbage.pem");
+    std::fs::write(&garbage, "not a key\n").unwrap();
+    let truncated = dir.path("truncated.pem");
+    std::fs::write(
+        &truncated,
+        "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let encrypted = dir.path("encrypted.pem");
+    openssl(&[
+        "pkey",
+        "-in",
+        key.as_str(),
+        "-aes256",
+        "-passout",
+        "pass:x",
+        "-out",
+        encrypted.as_str(),
+    ]);
+    let ed25519 = dir.path("ed25519.pem");
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", ed25519.as_str()]);
+    let no_root = dir.path("other_1.raw");
+    std::fs::write(&no_root, "").unwrap();
+    let missing = dir.path("missing.pem");
+
+    let cases: [(&Utf8Path, &Utf8Path, &Utf8Path, String); 9] = [
+        (
+            &ec_key,
+            &cert,
+            &image,
+            format!("the key {ec_key} does not match the certificate {cert}"),
+        ),
+        (
+            &cert,
+            &cert,
+            &image,
+            format!("{cert} holds a PEM CERTIFICATE, not a private key"),
+        ),
+        (
+            &garbage,
+            &cert,
+            &image,
+            format!("{garbage} is not a PEM private key"),
+        ),
+        (
+            &truncated,
+            &cert,
+            &image,
+            format!("{truncated}: malformed PRIVATE KEY"),
+        ),
+        (
+            &encrypted,
+            &cert,
+            &image,
+            format!("{encrypted} is encrypted"),
+        ),
+        (
+            &ed25519,
+            &cert,
+            &image,
+            format!("{ed25519}: a key of algorithm id-Ed25519"),
+        ),
+        (&missing, &cert, &image, format!("cannot read {missing}")),
+        (
+            &key,
+            &garbage,
+            &image,
+            format!("{garbage} is not an X.509 certificate"),
+        ),
+        (
+            &key,
+            &cert,
+            &no_root,
+            format!("cannot read {}", dir.path("other_1.roothash")),
+        ),
+    ];
+    for (key, cert, image, expected) in cases {
+        let out = sign(&[
+            "--key",
+            key.as_str(),
+            "--cert",
+            cert.as_str(),
+            image.as_str(),
+        ]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(said.contains(&expected), "{expected:?} in {said}");
+        let p7s = portable_service_builder::sidecars(image)[2].clone();
+        assert!(!p7s.exists(), "{p7s} written for {said}");
+        assert!(!Utf8PathBuf::from(format!("{p7s}.partial")).exists());
+    }
+}
