@@ -115,13 +115,15 @@ pub fn eval_error(expr: &str) -> String {
     }
 }
 
-/// The one `.raw` file in an image output.
+/// The one `.raw` file in an image output (beside it, with `verity = true`, its hash tree and
+/// root hash).
 pub fn raw_file(out: &Path) -> PathBuf {
     let files: Vec<PathBuf> = std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "raw"))
         .collect();
-    assert_eq!(files.len(), 1, "one file in {}: {files:?}", out.display());
+    assert_eq!(files.len(), 1, "one image in {}: {files:?}", out.display());
     files[0].clone()
 }
 
@@ -149,4 +151,77 @@ pub fn cat(image: &Path, path: &str) -> String {
 /// `unsquashfs -s`: the superblock (compressor, block size, ...).
 pub fn superblock(image: &Path) -> String {
     text(&run(Command::new("unsquashfs").arg("-s").arg(image)).stdout)
+}
+
+/// The dm-verity files systemd looks for beside an image (see
+/// `portable_service_builder::sidecars`).
+pub fn sidecars(raw: &Path) -> [PathBuf; 3] {
+    let raw = camino::Utf8Path::from_path(raw).expect("a UTF-8 path");
+    portable_service_builder::sidecars(raw).map(PathBuf::from)
+}
+
+/// The static builder tests/setup.sh makes: the program users run as
+/// `portable-service-builder check` and `sign`.
+pub fn builder() -> PathBuf {
+    repo().join("target/offline/builder/bin/portable-service-builder")
+}
+
+/// A throwaway signing key and its self-signed certificate, made by openssl in a temporary
+/// directory (never the store, never the repository) and gone with it.
+pub struct SigningKey {
+    dir: tempfile::TempDir,
+    pub subject: String,
+}
+
+impl SigningKey {
+    /// A new RSA key whose certificate has the subject `CN=<common_name>`.
+    pub fn new(common_name: &str) -> SigningKey {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+            ])
+            .arg("-subj")
+            .arg(format!("/CN={common_name}"))
+            .arg("-keyout")
+            .arg(dir.path().join("key.pem"))
+            .arg("-out")
+            .arg(dir.path().join("cert.pem")));
+        assert!(out.status.success(), "openssl req: {}", text(&out.stderr));
+        SigningKey {
+            dir,
+            subject: format!("CN={common_name}"),
+        }
+    }
+
+    pub fn key(&self) -> PathBuf {
+        self.dir.path().join("key.pem")
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    /// Copies an image built with `verity = true` out of the store with its hash tree and root
+    /// hash, and signs it there with `portable-service-builder sign`, as a user would; the
+    /// copy's path (in `into`).
+    pub fn sign_copy(&self, raw: &Path, into: &Path) -> PathBuf {
+        let copy = into.join(raw.file_name().unwrap());
+        for (from, to) in std::iter::once((raw.to_owned(), copy.clone()))
+            .chain(sidecars(raw).into_iter().zip(sidecars(&copy)))
+        {
+            if from.exists() {
+                std::fs::copy(&from, &to).unwrap();
+            }
+        }
+        let out = run(Command::new(builder())
+            .arg("sign")
+            .arg("--key")
+            .arg(self.key())
+            .arg("--cert")
+            .arg(self.cert())
+            .arg(&copy));
+        assert!(out.status.success(), "sign: {}", text(&out.stderr));
+        copy
+    }
 }

@@ -390,7 +390,7 @@ for u in $units; do
   esac
 done
 rm -rf /etc/systemd/system.attached /run/systemd/system.attached /etc/portables \
-  /run/portables /images/*
+  /run/portables /images/* /etc/verity.d
 systemctl daemon-reload
 systemctl reset-failed
 for d in /var/lib/* /var/lib/private/*; do
@@ -406,6 +406,8 @@ pub struct Host {
     vm: MutexGuard<'static, Vm>,
     /// Where the scenario's journal begins (see [`Host::journal_from_now`]).
     cursor: RefCell<String>,
+    /// The certificates installed in the guest's /etc/verity.d/ (see [`Host::trust`]).
+    certs: RefCell<Vec<PathBuf>>,
 }
 
 impl Host {
@@ -433,6 +435,7 @@ impl Host {
         let host = Host {
             vm,
             cursor: RefCell::new(String::new()),
+            certs: RefCell::new(Vec::new()),
         };
         host.journal_from_now();
         host
@@ -468,17 +471,39 @@ impl Host {
         self.vm.dir.join("share")
     }
 
-    /// Copies an image into the guest's /images (`name` may hold a directory: `v2/app.raw`);
-    /// its path there.
+    /// Copies an image into the guest's /images (`name` may hold a directory: `v2/app.raw`),
+    /// with the dm-verity files beside it, renamed after `name`; its path there.
     pub fn add_image(&self, image: &Path, name: &str) -> String {
         let to = self.share().join(name);
         fs::create_dir_all(to.parent().unwrap()).unwrap();
-        fs::copy(image, &to).unwrap();
         let inside = format!("/images/{name}");
         let dir = Path::new(&inside).parent().unwrap().to_str().unwrap();
         self.ok(&["mkdir", "-p", dir]);
-        self.ok(&["cp", &format!("/host/{name}"), &inside]);
+        let sidecars = crate::sidecars;
+        for (from, to) in std::iter::once((image.to_owned(), to.clone()))
+            .chain(sidecars(image).into_iter().zip(sidecars(&to)))
+        {
+            if from.exists() {
+                fs::copy(&from, &to).unwrap();
+                let name = to.strip_prefix(self.share()).unwrap().to_str().unwrap();
+                self.ok(&["cp", &format!("/host/{name}"), &format!("/images/{name}")]);
+            }
+        }
         inside
+    }
+
+    /// Installs a certificate as the guest's trusted signer of root hashes
+    /// (/etc/verity.d/NAME.crt), and gives it to [`Host::check`].
+    pub fn trust(&self, cert: &Path, name: &str) {
+        let to = self.share().join(format!("{name}.crt"));
+        fs::copy(cert, &to).unwrap();
+        self.ok(&["mkdir", "-p", "/etc/verity.d"]);
+        self.ok(&[
+            "cp",
+            &format!("/host/{name}.crt"),
+            &format!("/etc/verity.d/{name}.crt"),
+        ]);
+        self.certs.borrow_mut().push(cert.to_owned());
     }
 
     /// The host's copy of an image of the guest's /images.
@@ -505,14 +530,16 @@ impl Host {
     /// the guest (`/images/...`), with the rules of the guest's systemd version:
     /// (accepted, report).
     pub fn check(&self, image: &str, extensions: &[&str], matches: &[&str]) -> (bool, String) {
-        let mut cmd =
-            Command::new(crate::repo().join("target/offline/builder/bin/portable-service-builder"));
+        let mut cmd = Command::new(crate::builder());
         cmd.arg("check").arg(self.host_copy(image));
         for ext in extensions {
             cmd.arg("--extension").arg(self.host_copy(ext));
         }
         for m in matches {
             cmd.args(["--prefix", m]);
+        }
+        for cert in self.certs.borrow().iter() {
+            cmd.arg("--cert").arg(cert);
         }
         let out = cmd
             .args(["--systemd", &self.version().to_string()])

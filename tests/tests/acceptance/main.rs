@@ -4,4 +4,5 @@
 //! so that each guest boots once per test run and serves every scenario of its version.
 
 mod extensions;
+mod integrity;
 mod portabled;
