@@ -334,15 +334,24 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
 /// must be one the hosts trust (when `options.certs` says which).
 fn check_verity(r: &mut Report, image: &camino::Utf8Path, options: &Options) {
     let [tree_file, root_file, p7s] = crate::sidecars(image);
-    if !tree_file.exists() && !root_file.exists() && !p7s.exists() {
-        return;
-    }
     let verity_error = |r: &mut Report, message: String| {
         r.error(Finding {
             stage: "verity",
             message,
         })
     };
+    if !tree_file.exists() && !root_file.exists() && !p7s.exists() {
+        if !options.certs.is_empty() {
+            verity_error(
+                r,
+                format!(
+                    "{image} has no hash tree ({tree_file}), so no signature to check against \
+                     --cert: build it with `verity = true` and sign it"
+                ),
+            );
+        }
+        return;
+    }
     let verified = std::fs::read_to_string(&root_file)
         .map_err(|e| anyhow::anyhow!("cannot read {root_file}: {e}"))
         .and_then(|text| crate::verity::parse_root_hash(&text))
