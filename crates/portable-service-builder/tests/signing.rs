@@ -84,6 +84,30 @@ fn p256(dir: &Dir, name: &str) -> (Utf8PathBuf, Utf8PathBuf) {
     )
 }
 
+/// `openssl smime -sign` of the root hash beside the image into `out`: as systemd-repart and
+/// the kernel's tools do (`-noattr`), or with openssl's default signed attributes.
+fn openssl_sign(dir: &Dir, key: &Utf8Path, cert: &Utf8Path, out: &Utf8Path, attributes: bool) {
+    let root_file = dir.path("svc_1.roothash");
+    let mut args = vec!["smime", "-sign", "-nocerts", "-binary", "-outform", "der"];
+    if !attributes {
+        args.push("-noattr");
+    }
+    args.extend(["-in", root_file.as_str(), "-inkey", key.as_str()]);
+    args.extend(["-signer", cert.as_str(), "-out", out.as_str()]);
+    openssl(&args);
+}
+
+/// `portable-service-builder sign --key KEY --cert CERT IMAGE`.
+fn sign_with(key: &Utf8Path, cert: &Utf8Path, image: &Utf8Path) -> Output {
+    sign(&[
+        "--key",
+        key.as_str(),
+        "--cert",
+        cert.as_str(),
+        image.as_str(),
+    ])
+}
+
 fn sign(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_portable-service-builder"))
         .arg("sign")
@@ -112,13 +136,7 @@ fn an_rsa_signature_is_openssls_byte_for_byte() {
     let dir = Dir::new();
     let image = dir.image(ROOT_HASH);
     let (key, cert) = rsa(&dir, "fleet");
-    let out = sign(&[
-        "--key",
-        key.as_str(),
-        "--cert",
-        cert.as_str(),
-        image.as_str(),
-    ]);
+    let out = sign_with(&key, &cert, &image);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -126,23 +144,7 @@ fn an_rsa_signature_is_openssls_byte_for_byte() {
     );
     let ours = std::fs::read(dir.p7s()).unwrap();
     let theirs = dir.path("openssl.p7s");
-    openssl(&[
-        "smime",
-        "-sign",
-        "-nocerts",
-        "-noattr",
-        "-binary",
-        "-outform",
-        "der",
-        "-in",
-        dir.path("svc_1.roothash").as_str(),
-        "-inkey",
-        key.as_str(),
-        "-signer",
-        cert.as_str(),
-        "-out",
-        theirs.as_str(),
-    ]);
+    openssl_sign(&dir, &key, &cert, &theirs, false);
     assert_eq!(ours, std::fs::read(&theirs).unwrap());
     assert!(openssl_verifies(&dir, &cert));
 }
@@ -153,13 +155,7 @@ fn an_ec_signature_verifies_and_is_the_same_every_time() {
     let image = dir.image(ROOT_HASH);
     let (key, cert) = p256(&dir, "ec");
     let signed = || {
-        let out = sign(&[
-            "--key",
-            key.as_str(),
-            "--cert",
-            cert.as_str(),
-            image.as_str(),
-        ]);
+        let out = sign_with(&key, &cert, &image);
         assert!(out.status.success(), "{out:?}");
         std::fs::read(dir.p7s()).unwrap()
     };
@@ -177,15 +173,7 @@ fn the_root_hash_is_signed_as_systemd_hands_it_to_the_kernel() {
     let dir = Dir::new();
     let image = dir.image(&format!("{}\n", ROOT_HASH.to_uppercase()));
     let (key, cert) = rsa(&dir, "fleet");
-    assert!(sign(&[
-        "--key",
-        key.as_str(),
-        "--cert",
-        cert.as_str(),
-        image.as_str()
-    ])
-    .status
-    .success());
+    assert!(sign_with(&key, &cert, &image).status.success());
     std::fs::write(dir.path("svc_1.roothash"), ROOT_HASH).unwrap();
     assert!(openssl_verifies(&dir, &cert));
 }
@@ -199,15 +187,7 @@ fn verify_names_the_signer_or_says_why_not() {
     let certs = |paths: &[&Utf8PathBuf]| -> Vec<Cert> {
         paths.iter().map(|p| Cert::read(p).unwrap()).collect()
     };
-    assert!(sign(&[
-        "--key",
-        key.as_str(),
-        "--cert",
-        cert.as_str(),
-        image.as_str()
-    ])
-    .status
-    .success());
+    assert!(sign_with(&key, &cert, &image).status.success());
 
     let given = certs(&[&other, &cert]);
     let by = signing::verify(&image, &dir.p7s(), &given).unwrap();
@@ -227,22 +207,7 @@ fn verify_names_the_signer_or_says_why_not() {
 
     // openssl's default, with signed attributes, is checked too
     std::fs::write(dir.path("svc_1.roothash"), ROOT_HASH).unwrap();
-    openssl(&[
-        "smime",
-        "-sign",
-        "-nocerts",
-        "-binary",
-        "-outform",
-        "der",
-        "-in",
-        dir.path("svc_1.roothash").as_str(),
-        "-inkey",
-        key.as_str(),
-        "-signer",
-        cert.as_str(),
-        "-out",
-        dir.p7s().as_str(),
-    ]);
+    openssl_sign(&dir, &key, &cert, &dir.p7s(), true);
     assert_eq!(
         signing::verify(&image, &dir.p7s(), &given).unwrap().path,
         cert
@@ -332,13 +297,7 @@ fn bad_keys_certificates_and_images_name_the_file_and_write_nothing() {
         ),
     ];
     for (key, cert, image, expected) in cases {
-        let out = sign(&[
-            "--key",
-            key.as_str(),
-            "--cert",
-            cert.as_str(),
-            image.as_str(),
-        ]);
+        let out = sign_with(key, cert, image);
         let said = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{said}");
         assert!(said.contains(&expected), "{expected:?} in {said}");
