@@ -36,5 +36,5 @@ in
 {
   inherit overlay;
   inherit (pkgs') portableService portableServiceExtension portable-service-builder;
-  inherit (examples) hello hello-with-ssl;
+  inherit (examples) hello hello-with-ssl hello-verity;
 }

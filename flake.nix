@@ -46,7 +46,7 @@
         {
           default = pkgs.portable-service-builder;
           inherit (pkgs) portable-service-builder;
-          inherit (examples) hello hello-with-ssl;
+          inherit (examples) hello hello-with-ssl hello-verity;
         }
       );
 
@@ -61,6 +61,7 @@
           # `nix flake check` refuses an image systemd would refuse (portable-service-builder check)
           hello-check = self.packages.${system}.hello.check;
           hello-with-ssl-check = self.packages.${system}.hello-with-ssl.check;
+          hello-verity-check = self.packages.${system}.hello-verity.check;
           clippy = builder.overrideAttrs (old: {
             pname = "portable-service-builder-clippy";
             nativeBuildInputs = old.nativeBuildInputs ++ [ pkgs.clippy ];

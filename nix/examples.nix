@@ -1,6 +1,7 @@
 # The two examples of the nixpkgs manual's portableService page, written the way the manual writes
-# them, so that they can be copied into a user's own code. The flake builds them with nixpkgs'
-# `hello` and `cacert`; the offline tests build them with stand-ins (tests/nix/offline.nix).
+# them, so that they can be copied into a user's own code, and the first one again with a dm-verity
+# hash tree (README: Integrity). The flake builds them with nixpkgs' `hello` and `cacert`; the
+# offline tests build them with stand-ins (tests/nix/offline.nix).
 {
   portableService,
   writeText,
@@ -37,5 +38,13 @@ in
         symlink = "/etc/ssl";
       }
     ];
+  };
+
+  # The hello image with a dm-verity hash tree and root hash beside it, to sign after the build.
+  hello-verity = portableService {
+    pname = "hello";
+    inherit (hello) version;
+    units = [ hello-service ];
+    verity = true;
   };
 }

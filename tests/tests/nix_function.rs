@@ -422,3 +422,55 @@ fn verity_puts_a_hash_tree_and_root_hash_beside_the_image_the_same_on_every_rebu
         .unwrap_or_else(|log| panic!("the rebuild differs or failed:\n{log}"));
     assert_eq!(eval("builtins.toJSON (demo { }).verity").unwrap(), "null");
 }
+
+/// README's signing flow, command for command, on the flake's `hello-verity` (offline): copy out
+/// of the store, sign with a throwaway key, check with the certificate.
+#[test]
+fn the_readme_signing_flow_signs_hello_verity() {
+    let out = build("t.examples.hello-verity");
+    let key = SigningKey::new("fleet");
+    let work = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&out, work.path().join("result")).unwrap();
+    let path = format!(
+        "{}:{}",
+        builder().parent().unwrap().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let script = "mkdir -p signed && cp result/hello_2.12.2.* signed/ && chmod u+w signed/*
+        portable-service-builder sign --key \"$KEY\" --cert \"$CERT\" signed/hello_2.12.2.raw
+        portable-service-builder check --cert \"$CERT\" signed/hello_2.12.2.raw";
+    let run = std::process::Command::new("bash")
+        .args(["-euc", script])
+        .current_dir(work.path())
+        .env("PATH", path)
+        .env("KEY", key.key())
+        .env("CERT", key.cert())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        said.contains("wrote signed/hello_2.12.2.roothash.p7s: signed by CN=fleet"),
+        "{said}"
+    );
+    assert!(said.contains("verity: signed by CN=fleet"), "{said}");
+    assert!(said.contains("verdict: accepted"), "{said}");
+    let mut files: Vec<String> = std::fs::read_dir(work.path().join("signed"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "hello_2.12.2.raw",
+            "hello_2.12.2.roothash",
+            "hello_2.12.2.roothash.p7s",
+            "hello_2.12.2.verity"
+        ]
+    );
+}
