@@ -55,22 +55,19 @@ fn start_and_fail(c: &Host, unit: &str) -> Vec<String> {
     c.journal(&["-u", unit])
 }
 
+/// Waits for the scenario's journal to say `why`, from any sender: the unit's process logs
+/// device-mapper's error and exits at once, and journald, reading the sender's cgroup after
+/// it is gone, may not tie the line to the unit.
+fn assert_refused_because(c: &Host, why: &str) {
+    c.wait_for_journal(&[], why);
+}
+
 /// The dm-verity devices the guest has set up.
 fn verity_devices(c: &Host) -> usize {
     c.ok(&["dmsetup", "table", "--target", "verity"])
         .lines()
         .filter(|l| l.contains(" verity "))
         .count()
-}
-
-fn assert_said(lines: &[String], needle: &str, c: &Host) {
-    assert!(
-        lines.iter().any(|l| l.contains(needle)),
-        "systemd {} never said {needle:?}:\n{}\n{}",
-        c.version(),
-        lines.join("\n"),
-        c.diagnostics()
-    );
 }
 
 fn a_signed_image_runs_where_its_certificate_is_trusted(systemd: Systemd) {
@@ -82,13 +79,15 @@ fn a_signed_image_runs_where_its_certificate_is_trusted(systemd: Systemd) {
 
     // without the certificate on the host, every version refuses to set the image up
     attach_only(&c, &image);
-    let said = start_and_fail(&c, "demo.service");
-    let why = if c.rules() >= 262 {
-        "Destination address required"
-    } else {
-        "Required key not available"
-    };
-    assert_said(&said, why, &c);
+    start_and_fail(&c, "demo.service");
+    assert_refused_because(
+        &c,
+        if c.rules() >= 262 {
+            "Destination address required"
+        } else {
+            "Required key not available"
+        },
+    );
     c.ok(&["portablectl", "detach", "--runtime", "demo_1.0"]);
     c.ok(&["systemctl", "reset-failed"]);
 
@@ -178,8 +177,8 @@ fn an_unsigned_hash_tree_runs_before_262_only(systemd: Systemd) {
         attach_only(&c, &image);
         // systemd 262's image policy for portable services wants a signed hash tree; the
         // errno it fails with reads oddly
-        let said = start_and_fail(&c, "demo.service");
-        assert_said(&said, "Operation not possible due to RF-kill", &c);
+        start_and_fail(&c, "demo.service");
+        assert_refused_because(&c, "Operation not possible due to RF-kill");
     }
 }
 
