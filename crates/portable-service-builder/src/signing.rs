@@ -6,8 +6,9 @@
 //! SignedData over the root hash as lowercase hex, without newline: detached (no content inside),
 //! no certificates inside, no signed attributes, the signer named by its certificate's issuer and
 //! serial number, digest sha256. That is what `openssl smime -sign -nocerts -noattr -binary`
-//! writes and what `systemd-repart` makes; an RSA signature here is byte-identical to openssl's
-//! (PKCS#1 v1.5 is deterministic), an ECDSA P-256 one is deterministic too (RFC 6979).
+//! writes, which systemd 252 to 262 accepted in the VMs (tests/tests/acceptance/integrity.rs);
+//! an RSA signature here is byte-identical to openssl's (PKCS#1 v1.5 is deterministic), an ECDSA
+//! P-256 one is deterministic too (RFC 6979).
 //!
 //! The structures and their DER come from RustCrypto: `cms` (SignedData), `x509-cert`
 //! (certificates), `rsa` and `p256` (the signatures). The `cms` crate's own SignerInfo builder
