@@ -88,15 +88,16 @@ const MODULES: [&str; 9] = [
 
 /// The command channel: a root shell reading commands from, and answering on, /dev/hvc0 (the
 /// VM's virtio console, a unix socket on the host). Raw mode, so the tty neither echoes nor
-/// rewrites what passes; `@@@ready` tells the host it is there.
+/// rewrites what passes; `@@@ready` tells the host it is there. It waits for the device node
+/// itself rather than for `dev-hvc0.device`: on a loaded host udev once took longer than a
+/// device job's 90 s, the job failed and the channel never started; the host's boot timeout
+/// bounds the wait instead.
 const CHANNEL_UNIT: &str = "[Unit]
 Description=Command channel of the tests: a root shell on /dev/hvc0
-Requires=dev-hvc0.device
-After=dev-hvc0.device
 
 [Service]
 Environment=LANG=C.UTF-8 SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 TERM=dumb
-ExecStart=/bin/bash --norc --noprofile -c 'exec 0<>/dev/hvc0 1>&0 2>/dev/null; stty raw -echo; echo @@@ready; exec bash --norc --noprofile'
+ExecStart=/bin/bash --norc --noprofile -c 'until [ -c /dev/hvc0 ]; do sleep 0.2; done; exec 0<>/dev/hvc0 1>&0 2>/dev/null; stty raw -echo; echo @@@ready; exec bash --norc --noprofile'
 ";
 
 /// Units that have no business in a test guest: gettys (one on hvc0 would take the channel),
