@@ -703,7 +703,10 @@ impl Host {
     /// Connects to a unix socket in the guest and returns what it answers; `None` when nothing
     /// listens there.
     pub fn try_ask(&self, socket: &str) -> Option<String> {
-        let out = self.run(&["socat", "-t", "10", "-", &format!("UNIX-CONNECT:{socket}")]);
+        // socat's stdin ends at once; -t is how long it then waits for the answer. The service
+        // closing its end ends socat sooner, so a long wait costs nothing when it answers; a
+        // loaded host once took more than 10 s to start the instance that answers.
+        let out = self.run(&["socat", "-t", "90", "-", &format!("UNIX-CONNECT:{socket}")]);
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
