@@ -160,6 +160,19 @@ pub fn sidecars(raw: &Path) -> [PathBuf; 3] {
     portable_service_builder::sidecars(raw).map(PathBuf::from)
 }
 
+/// Copies an image to `to` with whichever of its dm-verity files exist, renamed after `to`;
+/// the files written, the image first.
+pub fn copy_with_sidecars(raw: &Path, to: &Path) -> Vec<PathBuf> {
+    std::iter::once((raw.to_owned(), to.to_owned()))
+        .chain(sidecars(raw).into_iter().zip(sidecars(to)))
+        .filter(|(from, _)| from.exists())
+        .map(|(from, to)| {
+            std::fs::copy(&from, &to).unwrap();
+            to
+        })
+        .collect()
+}
+
 /// The static builder tests/setup.sh makes: the program users run as
 /// `portable-service-builder check` and `sign`.
 pub fn builder() -> PathBuf {
@@ -207,13 +220,7 @@ impl SigningKey {
     /// copy's path (in `into`).
     pub fn sign_copy(&self, raw: &Path, into: &Path) -> PathBuf {
         let copy = into.join(raw.file_name().unwrap());
-        for (from, to) in std::iter::once((raw.to_owned(), copy.clone()))
-            .chain(sidecars(raw).into_iter().zip(sidecars(&copy)))
-        {
-            if from.exists() {
-                std::fs::copy(&from, &to).unwrap();
-            }
-        }
+        copy_with_sidecars(raw, &copy);
         let out = run(Command::new(builder())
             .arg("sign")
             .arg("--key")

@@ -520,15 +520,9 @@ impl Host {
         let inside = format!("/images/{name}");
         let dir = Path::new(&inside).parent().unwrap().to_str().unwrap();
         self.ok(&["mkdir", "-p", dir]);
-        let sidecars = crate::sidecars;
-        for (from, to) in std::iter::once((image.to_owned(), to.clone()))
-            .chain(sidecars(image).into_iter().zip(sidecars(&to)))
-        {
-            if from.exists() {
-                fs::copy(&from, &to).unwrap();
-                let name = to.strip_prefix(self.share()).unwrap().to_str().unwrap();
-                self.ok(&["cp", &format!("/host/{name}"), &format!("/images/{name}")]);
-            }
+        for copied in crate::copy_with_sidecars(image, &to) {
+            let name = copied.strip_prefix(self.share()).unwrap().to_str().unwrap();
+            self.ok(&["cp", &format!("/host/{name}"), &format!("/images/{name}")]);
         }
         inside
     }
