@@ -154,10 +154,10 @@ pub fn superblock(image: &Path) -> String {
 }
 
 /// The dm-verity files systemd looks for beside an image (see
-/// `portable_service_builder::sidecars`).
+/// `portable_service_rules::verity::sidecars`).
 pub fn sidecars(raw: &Path) -> [PathBuf; 3] {
     let raw = camino::Utf8Path::from_path(raw).expect("a UTF-8 path");
-    portable_service_builder::sidecars(raw).map(PathBuf::from)
+    portable_service_rules::verity::sidecars(raw).map(PathBuf::from)
 }
 
 /// Copies an image to `to` with whichever of its dm-verity files exist, renamed after `to`;
@@ -173,10 +173,10 @@ pub fn copy_with_sidecars(raw: &Path, to: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The static builder tests/setup.sh makes: the program users run as
-/// `portable-service-builder check` and `sign`.
-pub fn builder() -> PathBuf {
-    repo().join("target/offline/builder/bin/portable-service-builder")
+/// The static `portable-service` program tests/setup.sh makes (the portable-service-tools
+/// package): what users run as `portable-service check` and `sign`.
+pub fn tools() -> PathBuf {
+    repo().join("target/offline/tools/bin/portable-service")
 }
 
 /// A throwaway signing key and its self-signed certificate, made by openssl in a temporary
@@ -216,12 +216,12 @@ impl SigningKey {
     }
 
     /// Copies an image built with `verity = true` out of the store with its hash tree and root
-    /// hash, and signs it there with `portable-service-builder sign`, as a user would; the
+    /// hash, and signs it there with `portable-service sign`, as a user would; the
     /// copy's path (in `into`).
     pub fn sign_copy(&self, raw: &Path, into: &Path) -> PathBuf {
         let copy = into.join(raw.file_name().unwrap());
         copy_with_sidecars(raw, &copy);
-        let out = run(Command::new(builder())
+        let out = run(Command::new(tools())
             .arg("sign")
             .arg("--key")
             .arg(self.key())

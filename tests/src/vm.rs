@@ -17,7 +17,7 @@
 use crate::guest::{self, Systemd};
 // One list of measured versions for check and the tests: the scenarios assert what check knows.
 use base64::Engine as _;
-use portable_service_builder::check::{rules_of, SYSTEMD_VERSIONS};
+use portable_service_tools::check::{rules_of, SYSTEMD_VERSIONS};
 use std::cell::RefCell;
 use std::fs;
 use std::io::{BufRead, BufReader, Write as _};
@@ -550,7 +550,7 @@ impl Host {
     }
 
     /// `portablectl VERB FLAGS IMAGE` in the default profile. An attach or reattach is first
-    /// checked by `portable-service-builder check`, which must accept what portabled accepts.
+    /// checked by `portable-service check`, which must accept what portabled accepts.
     pub fn portablectl(&self, verb: &str, flags: &[&str], image: &str) -> String {
         if matches!(verb, "attach" | "reattach") {
             self.assert_check_accepts(image, &[], &[]);
@@ -561,11 +561,11 @@ impl Host {
         self.ok(&args)
     }
 
-    /// `portable-service-builder check` (the static build tests/setup.sh makes) on images of
+    /// `portable-service check` (the static build tests/setup.sh makes) on images of
     /// the guest (`/images/...`), with the rules of the guest's systemd version:
     /// (accepted, report).
     pub fn check(&self, image: &str, extensions: &[&str], matches: &[&str]) -> (bool, String) {
-        let mut cmd = Command::new(crate::builder());
+        let mut cmd = Command::new(crate::tools());
         cmd.arg("check").arg(self.host_copy(image));
         for ext in extensions {
             cmd.arg("--extension").arg(self.host_copy(ext));
@@ -579,7 +579,7 @@ impl Host {
         let out = cmd
             .args(["--systemd", &self.version().to_string()])
             .output()
-            .expect("portable-service-builder check runs (tests/setup.sh builds it)");
+            .expect("portable-service check runs (tests/setup.sh builds it)");
         assert!(
             matches!(out.status.code(), Some(0 | 1)),
             "check failed to run: {}",

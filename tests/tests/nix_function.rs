@@ -433,12 +433,12 @@ fn the_readme_signing_flow_signs_hello_verity() {
     std::os::unix::fs::symlink(&out, work.path().join("result")).unwrap();
     let path = format!(
         "{}:{}",
-        builder().parent().unwrap().display(),
+        tools().parent().unwrap().display(),
         std::env::var("PATH").unwrap()
     );
     let script = "mkdir -p signed && cp result/hello_2.12.2.* signed/ && chmod u+w signed/*
-        portable-service-builder sign --key \"$KEY\" --cert \"$CERT\" signed/hello_2.12.2.raw
-        portable-service-builder check --cert \"$CERT\" signed/hello_2.12.2.raw";
+        portable-service sign --key \"$KEY\" --cert \"$CERT\" signed/hello_2.12.2.raw
+        portable-service check --cert \"$CERT\" signed/hello_2.12.2.raw";
     let run = std::process::Command::new("bash")
         .args(["-euc", script])
         .current_dir(work.path())

@@ -98,24 +98,7 @@ pub struct Extension {
     pub base: Option<Base>,
 }
 
-/// systemd-sysext's two kinds: a system extension is overlaid on `/usr` (and `/opt`), a
-/// configuration extension on `/etc`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ExtensionKind {
-    Sysext,
-    Confext,
-}
-
-impl ExtensionKind {
-    /// The kind's name, as the Nix side and systemd spell it.
-    pub fn name(self) -> &'static str {
-        match self {
-            ExtensionKind::Sysext => "sysext",
-            ExtensionKind::Confext => "confext",
-        }
-    }
-}
+pub use portable_service_rules::extension::ExtensionKind;
 
 /// What an extension needs to know of its base image.
 #[derive(Debug, Clone, Deserialize)]

@@ -3,24 +3,26 @@
 //!
 //! One image goes: [`attrs`] (the input schema) → [`plan`] (every entry of the image root,
 //! checked) → [`tar_stream`] (the root as a tar stream, read straight from the store) →
-//! [`mksquashfs`] (the squashfs image) → [`verity`] (its hash tree, if asked). [`store_path`]
-//! and [`os_release`] hold the rules for store paths and for the os-release file. [`check`] is
-//! the other command: reading an image back and saying what systemd will do with it.
+//! [`mksquashfs`] (the squashfs image) → the hash tree, if asked
+//! ([`portable_service_rules::verity`]). [`store_path`] and [`os_release`] hold the rules for
+//! store paths and for writing the os-release file.
+//!
+//! This crate is all that an image's derivation depends on, so it holds only the build: what
+//! users run by hand (`check`, `sign`) is crates/portable-service-tools, and what both must agree
+//! on is crates/portable-service-rules.
 
 pub mod attrs;
-pub mod check;
 pub mod mksquashfs;
 pub mod os_release;
 pub mod plan;
-pub mod signing;
 pub mod store_path;
 pub mod tar_stream;
-pub mod verity;
 
 use anyhow::{bail, Context, Result};
 use attrs::Attrs;
 use camino::{Utf8Path, Utf8PathBuf};
 use plan::Plan;
+use portable_service_rules::verity::{self, sidecars};
 
 /// Builds the image the attrs describe and returns its path; mksquashfs uses `processors`
 /// threads (`None`: one per CPU). On any error nothing is left behind: neither a partial image
@@ -81,13 +83,6 @@ pub fn prepare(
     let options = mksquashfs::Options::new(&attrs.squash_compression, &attrs.squash_block_size)?;
     let plan = Plan::new(attrs, read_unit)?;
     Ok((options, plan))
-}
-
-/// The files systemd looks for beside `NAME.raw`: `NAME.verity`, `NAME.roothash` and
-/// `NAME.roothash.p7s`.
-pub fn sidecars(image: &Utf8Path) -> [Utf8PathBuf; 3] {
-    let stem = image.with_extension("");
-    ["verity", "roothash", "roothash.p7s"].map(|ext| Utf8PathBuf::from(format!("{stem}.{ext}")))
 }
 
 /// Writes the image's hash tree and root hash beside it.

@@ -2,106 +2,85 @@
 //! message in the build log and a failing exit status.
 //!
 //! Nix runs this as the derivation's `builder` with no arguments. Run by hand, it takes the path of
-//! an attrs file as its one argument. `portable-service-builder check IMAGE ...` and
-//! `portable-service-builder sign ... IMAGE` are the other jobs; `--help` lists them.
+//! an attrs file as its one argument. That is its whole command line, read without a parser
+//! crate: what users run by hand (`check`, `sign`) is the `portable-service` program of
+//! crates/portable-service-tools, so that a change there never changes an image's derivation.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use clap::Parser;
 use portable_service_builder::attrs::{self, Attrs};
 use std::process::ExitCode;
 
+const HELP: &str = "\
+Builds a systemd Portable Service image: the builder of a `portableService` derivation.
+
+Usage: portable-service-builder [ATTRS.json]
+
+Nix runs it with no arguments: it reads the structured attrs file Nix wrote
+($NIX_ATTRS_JSON_FILE) and writes the image to $out. Given ATTRS.json, it builds from that
+file instead (a build by hand).
+
+Options:
+  -h, --help     Print help
+  -V, --version  Print version
+
+Environment:
+  PORTABLE_SERVICE_BUILDER_LOG  error, warn, info (default), debug or trace
+
+To check or sign an image, use `portable-service check` and `portable-service sign`
+(the portable-service-tools package).
+";
+
 fn main() -> ExitCode {
+    let level = std::env::var("PORTABLE_SERVICE_BUILDER_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .without_time()
         .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PORTABLE_SERVICE_BUILDER_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_max_level(level)
         .init();
-    let cli = Cli::parse();
-    match cli.command {
-        // 0: accepted, 1: refused, 2: the check itself failed (an unreadable image, say)
-        Some(Job::Check(args)) => match check_command(args) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        },
-        Some(Job::Sign(args)) => match sign_command(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
-        None => match build(cli.attrs) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let attrs = match args.as_slice() {
+        [] => None,
+        [flag] if flag == "-h" || flag == "--help" => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        [flag] if flag == "-V" || flag == "--version" => {
+            println!("portable-service-builder {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        [job, ..] if job == "check" || job == "sign" => {
+            eprintln!(
+                "error: `{job}` is a command of `portable-service` (the portable-service-tools \
+                 package): portable-service {job} ..."
+            );
+            return ExitCode::from(2);
+        }
+        [path] if !path.starts_with('-') => Some(Utf8PathBuf::from(path)),
+        _ => {
+            eprintln!("error: unexpected arguments {args:?}\n\nUsage: portable-service-builder [ATTRS.json] (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    match build(attrs) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
-}
-
-/// Builds systemd Portable Service images for Nix, and checks them.
-///
-/// Nix runs it with no arguments as the builder of a `portableService` derivation: it reads
-/// the structured attrs file Nix wrote ($NIX_ATTRS_JSON_FILE) and writes the image to $out.
-#[derive(clap::Parser)]
-#[command(
-    name = "portable-service-builder",
-    version,
-    args_conflicts_with_subcommands = true
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Job>,
-    /// Build from this structured attrs file instead of the one Nix names (a build by hand).
-    #[arg(value_name = "ATTRS.json")]
-    attrs: Option<Utf8PathBuf>,
-}
-
-#[derive(clap::Subcommand)]
-enum Job {
-    /// Say what systemd-portabled and systemd-dissect will do with an image (exit 0: accepted,
-    /// 1: refused, 2: unreadable).
-    Check(CheckArgs),
-    /// Sign an image's root hash (IMAGE's NAME.roothash) and write NAME.roothash.p7s beside it,
-    /// the signature systemd checks against the certificates in the host's /etc/verity.d/.
-    Sign(SignArgs),
-}
-
-/// Sign the root hash of an image built with `verity = true`. The key stays outside the Nix
-/// store: copy the image out of the store first (or sign in CI after `nix build`).
-#[derive(clap::Args)]
-struct SignArgs {
-    /// The private key, unencrypted PEM (PKCS#8, PKCS#1 RSA or SEC1 EC; RSA or EC P-256).
-    #[arg(long, value_name = "KEY.pem")]
-    key: Utf8PathBuf,
-    /// The key's certificate, PEM or DER: the one the hosts trust (/etc/verity.d/).
-    #[arg(long, value_name = "CERT.pem")]
-    cert: Utf8PathBuf,
-    /// The image; NAME.roothash must be beside it, NAME.roothash.p7s is written there.
-    #[arg(value_name = "IMAGE.raw")]
-    image: Utf8PathBuf,
-}
-
-fn sign_command(args: SignArgs) -> Result<()> {
-    let p7s = portable_service_builder::signing::sign(&args.image, &args.key, &args.cert)?;
-    let cert = portable_service_builder::signing::Cert::read(&args.cert)?;
-    println!("wrote {p7s}: signed by {}", cert.subject());
-    Ok(())
 }
 
 fn build(attrs: Option<Utf8PathBuf>) -> Result<()> {
     let path = match attrs {
+        Some(path) if !path.is_file() => {
+            bail!("{path} is not a file: give the attrs file to build from")
+        }
         Some(path) => path,
         None => attrs::locate(
             std::env::var("NIX_ATTRS_JSON_FILE").ok().as_deref(),
@@ -117,74 +96,4 @@ fn build(attrs: Option<Utf8PathBuf>) -> Result<()> {
         .filter(|n| *n > 0);
     portable_service_builder::build_image(&attrs, cores)?;
     Ok(())
-}
-
-/// What systemd-portabled and systemd-dissect will say about an image, without systemd and
-/// without root. Exit status 0 when systemd would attach the image and its units can start, 1
-/// when it would not, 2 when the images can't be read.
-#[derive(clap::Args)]
-struct CheckArgs {
-    /// The portable service image (a squashfs file).
-    image: Utf8PathBuf,
-    /// An extension image attached with it (`portablectl attach --extension`), in order.
-    #[arg(long = "extension", value_name = "EXT.raw")]
-    extensions: Vec<Utf8PathBuf>,
-    /// A match to attach with (default: the image's PORTABLE_PREFIXES, else its name).
-    #[arg(long = "prefix", value_name = "P")]
-    prefixes: Vec<String>,
-    /// The systemd version whose rules decide: those measured (252, 254, 257, 262) as
-    /// measured, another by the rules of the newest measured version not above it.
-    #[arg(long, default_value_t = portable_service_builder::check::NEWEST, value_parser = clap::value_parser!(u32).range(252..))]
-    systemd: u32,
-    /// A certificate the hosts trust (as in their /etc/verity.d/): the images' root hash
-    /// signatures must have been made by one of them.
-    #[arg(long = "cert", value_name = "CERT.pem")]
-    certs: Vec<Utf8PathBuf>,
-    /// The images will be signed after this check (`sign`, after `nix build`): a hash tree
-    /// without its signature yet is reported, not refused (what an image's `.check` does).
-    #[arg(long)]
-    signed_later: bool,
-    /// The store directory the image's symlinks point into.
-    #[arg(long, default_value = "/nix/store")]
-    store_dir: Utf8PathBuf,
-    /// The report as one JSON document.
-    #[arg(long)]
-    json: bool,
-    /// Also write the report to this file (a Nix check's output).
-    #[arg(long, value_name = "FILE")]
-    report: Option<Utf8PathBuf>,
-}
-
-/// Runs the check and prints the report; whether systemd would accept the image.
-fn check_command(args: CheckArgs) -> Result<bool> {
-    use portable_service_builder::check::{self, tree::Image};
-    let base = Image::open(&args.image)?;
-    let extensions = args
-        .extensions
-        .iter()
-        .map(|e| Image::open(e))
-        .collect::<Result<Vec<_>>>()?;
-    let certs = args
-        .certs
-        .iter()
-        .map(|c| portable_service_builder::signing::Cert::read(c))
-        .collect::<Result<Vec<_>>>()?;
-    let options = check::Options {
-        prefixes: args.prefixes,
-        certs,
-        signed_later: args.signed_later,
-        systemd: args.systemd,
-        store_dir: args.store_dir.into(),
-    };
-    let report = check::check(&base, &extensions, &options);
-    let text = if args.json {
-        serde_json::to_string_pretty(&report)? + "\n"
-    } else {
-        report.text()
-    };
-    print!("{text}");
-    if let Some(file) = &args.report {
-        std::fs::write(file, &text).with_context(|| format!("cannot write {file}"))?;
-    }
-    Ok(report.accepted)
 }

@@ -7,33 +7,8 @@
 //! writes values unquoted, so `a back\slash` comes back as `a backslash`). A value can't span lines
 //! in os-release, so a newline or other control character is an error.
 
-use crate::attrs::{Attrs, ExtensionKind};
+use crate::attrs::Attrs;
 use anyhow::{bail, Result};
-use std::collections::BTreeMap;
-
-/// The fields an extension-release file owns: those systemd matches against the base's
-/// os-release (`ID`, `VERSION_ID`, the level), the scope, and the prefixes.
-pub fn extension_fields(kind: ExtensionKind) -> [&'static str; 7] {
-    let (scope, level) = scope_and_level(kind);
-    [
-        "ID",
-        scope,
-        "PORTABLE_PREFIXES",
-        "VERSION_ID",
-        level,
-        "PORTABLE_PRETTY_NAME",
-        "HOME_URL",
-    ]
-}
-
-/// The keys of an extension-release file that say where it applies (`SYSEXT_SCOPE`) and which
-/// API level of the base it needs (`SYSEXT_LEVEL`); `CONFEXT_` for a configuration extension.
-pub fn scope_and_level(kind: ExtensionKind) -> (&'static str, &'static str) {
-    match kind {
-        ExtensionKind::Sysext => ("SYSEXT_SCOPE", "SYSEXT_LEVEL"),
-        ExtensionKind::Confext => ("CONFEXT_SCOPE", "CONFEXT_LEVEL"),
-    }
-}
 
 /// Builds the os-release (or extension-release) text of `attrs`: the fields the image owns,
 /// replaced where `osReleaseOverrides` says so, then the extra `osRelease` fields in key order.
@@ -70,7 +45,7 @@ pub fn render(attrs: &Attrs) -> Result<String> {
                     .cloned()
             };
             let [id, scope, prefixes_key, version_id, level, pretty, home] =
-                extension_fields(ext.kind);
+                ext.kind.release_fields();
             vec![
                 (
                     id,
@@ -123,45 +98,6 @@ pub fn render(attrs: &Attrs) -> Result<String> {
         push_field(&mut text, key, value, &attribute)?;
     }
     Ok(text)
-}
-
-/// Reads an os-release (or extension-release) file the way systemd's env-file parser does:
-/// `KEY=value` lines, `#` comments, values unquoted (backslash escapes the next character),
-/// in double quotes (backslash escapes `"`, `\\`, `$` and backtick) or in single quotes (literal).
-/// Lines it can't read are left out, as systemd does.
-pub fn parse(text: &str) -> BTreeMap<String, String> {
-    let mut fields = BTreeMap::new();
-    for line in text.lines() {
-        let line = line.trim_start();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        let Some((key, raw)) = line.split_once('=') else {
-            continue;
-        };
-        let mut value = String::new();
-        let mut chars = raw.trim().chars();
-        let mut quote = None;
-        while let Some(c) = chars.next() {
-            match (quote, c) {
-                (None, '"' | '\'') => quote = Some(c),
-                (Some(q), c) if c == q => quote = None,
-                (Some('\''), c) => value.push(c),
-                (Some(_), '\\') => match chars.next() {
-                    Some(n @ ('"' | '\\' | '$' | '`')) => value.push(n),
-                    Some(n) => {
-                        value.push('\\');
-                        value.push(n);
-                    }
-                    None => {}
-                },
-                (None, '\\') => value.extend(chars.next()),
-                (_, c) => value.push(c),
-            }
-        }
-        fields.insert(key.trim().to_owned(), value);
-    }
-    fields
 }
 
 fn owned_names(owned: &[(&str, Option<String>, &str)]) -> String {
@@ -220,6 +156,7 @@ fn quote(attribute: &str, value: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portable_service_rules::os_release::parse;
 
     /// Reads a value back the way systemd's env-file parser does for a double-quoted value.
     fn unquote(v: &str) -> String {

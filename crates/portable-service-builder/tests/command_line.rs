@@ -1,5 +1,5 @@
-//! The program's own command line: `--help` lists its three jobs (the Nix builder, `check`,
-//! `sign`), and a run by hand without an attrs file says what it wanted instead of a usage error.
+//! The builder's own command line: no arguments (Nix's call) or one attrs file; `--help` says
+//! so, `check` and `sign` point to the tools, anything else is a usage error.
 
 use std::process::Command;
 
@@ -18,7 +18,7 @@ fn run(args: &[&str]) -> (Option<i32>, String, String) {
 }
 
 #[test]
-fn help_lists_the_three_jobs() {
+fn help_says_how_nix_calls_it_and_where_the_tools_are() {
     let (code, help, _) = run(&["--help"]);
     assert_eq!(code, Some(0));
     assert!(
@@ -26,26 +26,38 @@ fn help_lists_the_three_jobs() {
         "{help}"
     );
     assert!(help.contains("NIX_ATTRS_JSON_FILE"), "{help}");
-    for job in ["check", "sign"] {
-        assert!(
-            help.lines()
-                .any(|l| l.trim_start().starts_with(&format!("{job} "))),
-            "{job} in {help}"
-        );
-    }
-    let (code, sign_help, _) = run(&["sign", "--help"]);
+    assert!(help.contains("portable-service check"), "{help}");
+    let (code, version, _) = run(&["--version"]);
     assert_eq!(code, Some(0));
     assert!(
-        sign_help.contains("--key <KEY.pem>") && sign_help.contains("--cert <CERT.pem>"),
-        "{sign_help}"
+        version.starts_with("portable-service-builder 0."),
+        "{version}"
     );
 }
 
 #[test]
-fn sign_without_its_arguments_is_a_usage_error_not_a_build() {
-    let (code, _, said) = run(&["sign", "image.raw"]);
-    assert_eq!(code, Some(2));
-    assert!(said.contains("--key <KEY.pem>"), "{said}");
+fn check_and_sign_point_to_the_tools() {
+    for job in ["check", "sign"] {
+        let (code, _, said) = run(&[job, "image.raw"]);
+        assert_eq!(code, Some(2), "{job}");
+        assert!(
+            said.contains(&format!("portable-service {job}"))
+                && said.contains("portable-service-tools"),
+            "{said}"
+        );
+    }
+}
+
+#[test]
+fn other_arguments_are_usage_errors_not_builds() {
+    for args in [&["--frobnicate"][..], &["a.json", "b.json"]] {
+        let (code, _, said) = run(args);
+        assert_eq!(code, Some(2), "{args:?}");
+        assert!(said.contains("Usage: portable-service-builder"), "{said}");
+    }
+    let (code, _, said) = run(&["missing.json"]);
+    assert_eq!(code, Some(1));
+    assert!(said.contains("missing.json is not a file"), "{said}");
 }
 
 #[test]

@@ -22,7 +22,7 @@ fn image(expr: &str) -> std::path::PathBuf {
 }
 
 /// `portablectl VERB --runtime --extension EXT... IMAGE MATCHES...`: its output.
-/// An attach or reattach is first checked by `portable-service-builder check`, which must accept
+/// An attach or reattach is first checked by `portable-service check`, which must accept
 /// what portabled accepts.
 fn portablectl(c: &Host, verb: &str, extensions: &[&str], rest: &[&str]) -> String {
     if matches!(verb, "attach" | "reattach") {

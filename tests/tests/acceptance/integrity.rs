@@ -1,4 +1,4 @@
-//! Images built with `verity = true` and signed with `portable-service-builder sign` (a
+//! Images built with `verity = true` and signed with `portable-service sign` (a
 //! throwaway key made per scenario) on a real kernel with dm-verity, on every systemd version
 //! (as in portabled.rs). The certificate goes where systemd looks for it, /etc/verity.d/NAME.crt:
 //! Debian's kernel refuses the signature itself on every version ("Root hash verification

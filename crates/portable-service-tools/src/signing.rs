@@ -24,6 +24,7 @@ use cms::signed_data::{EncapsulatedContentInfo, SignedData, SignerIdentifier, Si
 use const_oid::db::{rfc5911, rfc5912};
 use der::asn1::{Any, OctetString, SetOfVec};
 use der::{Decode, DecodePem, Encode};
+use portable_service_rules::verity::{self, sidecars};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use sha2::{Digest, Sha256};
@@ -173,15 +174,15 @@ fn algorithm(oid: const_oid::ObjectIdentifier, null_parameters: bool) -> Algorit
 
 /// The root hash as systemd hands it to the kernel, and as it is signed: lowercase hex.
 fn signed_root_hash(image: &Utf8Path) -> Result<(Utf8PathBuf, String)> {
-    let [_, root_file, _] = crate::sidecars(image);
+    let [_, root_file, _] = sidecars(image);
     let text = std::fs::read_to_string(&root_file).with_context(|| {
         format!(
             "cannot read {root_file}: the root hash beside {image} (build the image with \
              `verity = true`)"
         )
     })?;
-    let root = crate::verity::parse_root_hash(&text).with_context(|| format!("{root_file}"))?;
-    Ok((root_file, crate::verity::hex(&root)))
+    let root = verity::parse_root_hash(&text).with_context(|| format!("{root_file}"))?;
+    Ok((root_file, verity::hex(&root)))
 }
 
 /// Signs the root hash beside `image` and writes `NAME.roothash.p7s`; its path. Nothing is
@@ -223,7 +224,7 @@ pub fn sign(image: &Utf8Path, key_file: &Utf8Path, cert_file: &Utf8Path) -> Resu
     }
     .to_der()?;
 
-    let [_, _, p7s] = crate::sidecars(image);
+    let [_, _, p7s] = sidecars(image);
     // written whole under another name first, so a failed write leaves no partial .p7s
     let partial = Utf8PathBuf::from(format!("{p7s}.partial"));
     std::fs::write(&partial, der)

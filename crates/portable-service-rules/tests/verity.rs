@@ -3,7 +3,7 @@
 //! byte of the image or the tree is found, by veritysetup and by `verity::verify`.
 
 use camino::{Utf8Path, Utf8PathBuf};
-use portable_service_builder::verity;
+use portable_service_rules::verity;
 use std::process::Command;
 
 /// Deterministic, incompressible-looking bytes.

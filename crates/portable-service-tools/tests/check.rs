@@ -1,4 +1,4 @@
-//! `portable-service-builder check` on hand-made images (mksquashfs over small trees): a good
+//! `portable-service check` on hand-made images (mksquashfs over small trees): a good
 //! base and extension are accepted, and each rule broken alone is refused with its reason (or,
 //! for advice, reported without failing).
 
@@ -107,7 +107,7 @@ fn image(dir: &Path, name: &str, tree: &Tree) -> PathBuf {
 fn check(base_tree: &Tree, extensions: &[(&str, Tree)], args: &[&str]) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let base = image(dir.path(), "svc_1.raw", base_tree);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portable-service-builder"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portable-service"));
     cmd.arg("check").arg(&base);
     for (name, tree) in extensions {
         cmd.arg("--extension").arg(image(dir.path(), name, tree));
@@ -402,7 +402,7 @@ fn json_says_the_same() {
     t.remove("dev");
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path(), "svc_1.raw", &t);
-    let out = Command::new(env!("CARGO_BIN_EXE_portable-service-builder"))
+    let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))
         .args(["check", "--json"])
         .arg(&img)
         .output()
@@ -421,7 +421,7 @@ fn a_file_that_is_no_image_is_an_error_not_a_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let not_an_image = dir.path().join("svc_1.raw");
     fs::write(&not_an_image, "not squashfs").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_portable-service-builder"))
+    let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))
         .arg("check")
         .arg(&not_an_image)
         .output()
@@ -433,7 +433,7 @@ fn a_file_that_is_no_image_is_an_error_not_a_verdict() {
 
 /// `check` on an image with dm-verity files beside it.
 fn check_path(image: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_portable-service-builder"))
+    let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))
         .arg("check")
         .arg(image)
         .args(args)
@@ -449,7 +449,7 @@ fn check_path(image: &Path, args: &[&str]) -> (bool, String) {
 #[test]
 fn the_verity_files_beside_an_image_must_match_it() {
     use camino::Utf8PathBuf;
-    use portable_service_builder::verity;
+    use portable_service_rules::verity;
     let dir = tempfile::tempdir().unwrap();
     let raw = image(dir.path(), "svc_1.raw", &base());
     let raw8 = Utf8PathBuf::from_path_buf(raw.clone()).unwrap();
@@ -508,7 +508,7 @@ fn the_verity_files_beside_an_image_must_match_it() {
 #[test]
 fn a_signature_is_checked_against_the_certificates_given() {
     use camino::Utf8PathBuf;
-    use portable_service_builder::verity;
+    use portable_service_rules::verity;
     let dir = tempfile::tempdir().unwrap();
     let raw = image(dir.path(), "svc_1.raw", &base());
     let raw8 = Utf8PathBuf::from_path_buf(raw.clone()).unwrap();
@@ -552,7 +552,7 @@ fn a_signature_is_checked_against_the_certificates_given() {
     let (ok, report) = check_path(&raw, &["--cert", cert_arg]);
     assert!(!ok && report.contains("is not signed"), "{report}");
 
-    let signed = Command::new(env!("CARGO_BIN_EXE_portable-service-builder"))
+    let signed = Command::new(env!("CARGO_BIN_EXE_portable-service"))
         .arg("sign")
         .arg("--key")
         .arg(&key)
@@ -580,7 +580,7 @@ fn a_signature_is_checked_against_the_certificates_given() {
     assert!(report.contains("by whom is not checked"), "{report}");
 
     // a certificate that can't be read is the check's own failure, naming the file
-    let out = Command::new(env!("CARGO_BIN_EXE_portable-service-builder"))
+    let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))
         .arg("check")
         .arg(&raw)
         .args(["--cert", "/nonexistent/fleet.crt"])

@@ -1,19 +1,21 @@
-//! `portable-service-builder check`: what systemd-portabled and systemd-dissect will say about an
+//! `portable-service check`: what systemd-portabled and systemd-dissect will say about an
 //! image (and its extensions), known at build time without systemd and without root.
 //!
 //! This room owns portabled's side of the rules, read from systemd's src/portable/portable.c and
 //! measured on systemd 252, 254, 257 and 262 in VMs (tests/tests/acceptance): where it looks for
 //! os-release and units, which units it attaches for which matches, how it matches an extension's
 //! release file against the base. The rules an image must follow to run (unit types and names,
-//! mount points, state directories) are the build's own, from [`crate::plan`]; the release files
-//! are read with [`crate::os_release::parse`]. [`tree`] reads images; [`report`] says the result.
+//! mount points, state directories) are the build's own, from `portable_service_rules`, which
+//! also reads the release files. [`tree`] reads images; [`report`] says the result.
 
 pub mod report;
 pub mod tree;
 
-use crate::attrs::ExtensionKind as Kind;
-use crate::os_release;
-use crate::plan::{self, HIDDEN_BELOW, MOUNT_POINT_FILES};
+use portable_service_rules::extension::ExtensionKind as Kind;
+use portable_service_rules::mount_points::{self, HIDDEN_BELOW, MOUNT_POINT_FILES};
+use portable_service_rules::names::{unit_matches, UNIT_SUFFIXES};
+use portable_service_rules::os_release;
+use portable_service_rules::verity::{self, sidecars};
 use report::{ExtensionReport, Finding, Report, SkippedUnit, Unit};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -206,7 +208,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                     continue;
                 }
                 let suffix = &name[dot..];
-                if !plan::UNIT_SUFFIXES.contains(&suffix) {
+                if !UNIT_SUFFIXES.contains(&suffix) {
                     if looks_like_unit(suffix) {
                         r.skipped_units.push(SkippedUnit {
                             name: name.clone(),
@@ -216,7 +218,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                     }
                     continue;
                 }
-                if !matches.iter().any(|m| plan::unit_matches(m, &name)) {
+                if !matches.iter().any(|m| unit_matches(m, &name)) {
                     r.skipped_units.push(SkippedUnit {
                         name: name.clone(),
                         from,
@@ -271,7 +273,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
     }
     for (unit, image) in &units {
         let uview = unit_view(base, image, &layered);
-        for dir in plan::unit_directories(unit.content.as_bytes()) {
+        for dir in mount_points::unit_directories(unit.content.as_bytes()) {
             if !matches!(
                 uview.resolve(dir.as_std_path()),
                 Resolved::Found(_, Node::Dir)
@@ -333,7 +335,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
 /// the root hash, as the kernel will check them block by block, and the root hash's signature
 /// must be one the hosts trust (when `options.certs` says which).
 fn check_verity(r: &mut Report, image: &camino::Utf8Path, options: &Options) {
-    let [tree_file, root_file, p7s] = crate::sidecars(image);
+    let [tree_file, root_file, p7s] = sidecars(image);
     let verity_error = |r: &mut Report, message: String| {
         r.error(Finding {
             stage: "verity",
@@ -353,8 +355,8 @@ fn check_verity(r: &mut Report, image: &camino::Utf8Path, options: &Options) {
     }
     let verified = std::fs::read_to_string(&root_file)
         .map_err(|e| anyhow::anyhow!("cannot read {root_file}: {e}"))
-        .and_then(|text| crate::verity::parse_root_hash(&text))
-        .and_then(|root| crate::verity::verify(image, &tree_file, &root));
+        .and_then(|text| verity::parse_root_hash(&text))
+        .and_then(|root| verity::verify(image, &tree_file, &root));
     match verified {
         Ok(tree) => r.verity.push(format!(
             "{image}: the hash tree {tree_file} matches the image and the root hash {}",
@@ -414,7 +416,7 @@ fn unsigned_verity(systemd: u32) -> UnsignedVerity {
         _ => UnsignedVerity::Refused(
             "refuses to start its services: its image policy requires a signed hash tree \
              (226/NAMESPACE, \"Operation not possible due to RF-kill\"); sign it \
-             (portable-service-builder sign)",
+             (portable-service sign)",
         ),
     }
 }
@@ -536,7 +538,7 @@ fn check_extension(
         .map(|d| os_release::parse(&String::from_utf8_lossy(&d)))
         .unwrap_or_default();
     report.dissect_extension = fields
-        .get(os_release::scope_and_level(kind).0)
+        .get(kind.scope_and_level().0)
         .is_none_or(|s| s.split_whitespace().any(|w| w == "portable"));
     if let Some(why) = release_mismatch(&fields, base, kind) {
         report.matches_base = false;
@@ -588,7 +590,7 @@ fn release_mismatch(
     base: &BTreeMap<String, String>,
     kind: Kind,
 ) -> Option<String> {
-    let (scope_key, level_key) = os_release::scope_and_level(kind);
+    let (scope_key, level_key) = kind.scope_and_level();
     if let Some(scope) = ext.get(scope_key) {
         if !scope.split_whitespace().any(|w| w == "portable") {
             return Some(format!("{scope_key}={scope} does not include `portable`"));

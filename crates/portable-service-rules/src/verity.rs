@@ -239,3 +239,11 @@ pub fn verify(image: &Utf8Path, hash_file: &Utf8Path, root_hash: &[u8; DIGEST]) 
     tree.salt[..salt_size.min(DIGEST)].copy_from_slice(&salt[..salt_size.min(DIGEST)]);
     Ok(tree)
 }
+
+/// The files systemd looks for beside `NAME.raw`: `NAME.verity`, `NAME.roothash` and
+/// `NAME.roothash.p7s`.
+pub fn sidecars(image: &camino::Utf8Path) -> [camino::Utf8PathBuf; 3] {
+    let stem = image.with_extension("");
+    ["verity", "roothash", "roothash.p7s"]
+        .map(|ext| camino::Utf8PathBuf::from(format!("{stem}.{ext}")))
+}

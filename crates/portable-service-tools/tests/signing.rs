@@ -1,11 +1,11 @@
-//! `portable-service-builder sign` against openssl: the signature is what `openssl smime -sign
+//! `portable-service sign` against openssl: the signature is what `openssl smime -sign
 //! -nocerts -noattr -binary -outform der` makes (byte for byte with an RSA key), openssl
 //! verifies it with the certificate, and `signing::verify` names the signer or says why not.
 //! Bad keys, certificates and missing root hashes are errors that name the file and leave no
 //! `.p7s`. Keys are throwaway ones made by openssl in temporary directories.
 
 use camino::{Utf8Path, Utf8PathBuf};
-use portable_service_builder::signing::{self, Cert};
+use portable_service_tools::signing::{self, Cert};
 use std::process::{Command, Output};
 
 const ROOT_HASH: &str = "2fb1c9d14f036573dcceff156be1b94ec64a6d9714a9aa05bc7ae07637bb0317";
@@ -97,7 +97,7 @@ fn openssl_sign(dir: &Dir, key: &Utf8Path, cert: &Utf8Path, out: &Utf8Path, attr
     openssl(&args);
 }
 
-/// `portable-service-builder sign --key KEY --cert CERT IMAGE`.
+/// `portable-service sign --key KEY --cert CERT IMAGE`.
 fn sign_with(key: &Utf8Path, cert: &Utf8Path, image: &Utf8Path) -> Output {
     sign(&[
         "--key",
@@ -109,7 +109,7 @@ fn sign_with(key: &Utf8Path, cert: &Utf8Path, image: &Utf8Path) -> Output {
 }
 
 fn sign(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_portable-service-builder"))
+    Command::new(env!("CARGO_BIN_EXE_portable-service"))
         .arg("sign")
         .args(args)
         .output()
@@ -301,7 +301,7 @@ fn bad_keys_certificates_and_images_name_the_file_and_write_nothing() {
         let said = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{said}");
         assert!(said.contains(&expected), "{expected:?} in {said}");
-        let p7s = portable_service_builder::sidecars(image)[2].clone();
+        let p7s = portable_service_rules::verity::sidecars(image)[2].clone();
         assert!(!p7s.exists(), "{p7s} written for {said}");
         assert!(!Utf8PathBuf::from(format!("{p7s}.partial")).exists());
     }

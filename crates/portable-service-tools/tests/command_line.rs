@@ -1,0 +1,46 @@
+//! `portable-service`'s command line: `--help` lists its jobs, and a job without its arguments
+//! is a usage error.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_check_and_sign() {
+    let (code, help, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(help.contains("Usage: portable-service <COMMAND>"), "{help}");
+    for job in ["check", "sign"] {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{job} "))),
+            "{job} in {help}"
+        );
+    }
+    let (code, sign_help, _) = run(&["sign", "--help"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        sign_help.contains("--key <KEY.pem>") && sign_help.contains("--cert <CERT.pem>"),
+        "{sign_help}"
+    );
+}
+
+#[test]
+fn a_job_without_its_arguments_is_a_usage_error() {
+    let (code, _, said) = run(&["sign", "image.raw"]);
+    assert_eq!(code, Some(2));
+    assert!(said.contains("--key <KEY.pem>"), "{said}");
+    let (code, _, said) = run(&[]);
+    assert_eq!(code, Some(2));
+    assert!(said.contains("Usage: portable-service <COMMAND>"), "{said}");
+}
