@@ -35,6 +35,11 @@ let
 in
 {
   inherit overlay;
-  inherit (pkgs') portableService portableServiceExtension portable-service-builder;
+  inherit (pkgs')
+    portableService
+    portableServiceExtension
+    portable-service-builder
+    portable-service-tools
+    ;
   inherit (examples) hello hello-with-ssl hello-verity;
 }

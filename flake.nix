@@ -23,11 +23,12 @@
         );
     in
     {
-      # pkgs.portableService, pkgs.portableServiceExtension and pkgs.portable-service-builder.
+      # pkgs.portableService, pkgs.portableServiceExtension, pkgs.portable-service-builder and
+      # pkgs.portable-service-tools.
       overlays.default = import ./nix/overlay.nix;
 
-      # The function without nixpkgs: give it a package with bin/mksquashfs and one with
-      # bin/portable-service-builder (see README.md).
+      # The function without nixpkgs: give it a package with bin/mksquashfs, one with
+      # bin/portable-service-builder and, for `.check`, one with bin/portable-service (README.md).
       lib.mkPortableService = import ./nix/portable-service.nix;
       lib.mkPortableServiceExtension = import ./nix/portable-service-extension.nix;
 
@@ -44,8 +45,9 @@
           };
         in
         {
-          default = pkgs.portable-service-builder;
-          inherit (pkgs) portable-service-builder;
+          # `nix run` gives `portable-service` (check, sign)
+          default = pkgs.portable-service-tools;
+          inherit (pkgs) portable-service-builder portable-service-tools;
           inherit (examples) hello hello-with-ssl hello-verity;
         }
       );
@@ -54,7 +56,8 @@
         pkgs:
         let
           inherit (pkgs.stdenv.hostPlatform) system;
-          builder = pkgs.portable-service-builder;
+          # the whole workspace, whose check phase runs the builder's, rules' and tools' tests
+          tools = pkgs.portable-service-tools;
         in
         self.packages.${system}
         // {
@@ -62,8 +65,8 @@
           hello-check = self.packages.${system}.hello.check;
           hello-with-ssl-check = self.packages.${system}.hello-with-ssl.check;
           hello-verity-check = self.packages.${system}.hello-verity.check;
-          clippy = builder.overrideAttrs (old: {
-            pname = "portable-service-builder-clippy";
+          clippy = tools.overrideAttrs (old: {
+            pname = "portable-service-clippy";
             nativeBuildInputs = old.nativeBuildInputs ++ [ pkgs.clippy ];
             buildPhase = "cargo clippy --offline --all-targets -- -D warnings";
             doCheck = false;

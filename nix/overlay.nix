@@ -1,5 +1,6 @@
-# The nixpkgs overlay: `pkgs.portableService`, `pkgs.portableServiceExtension` and
-# `pkgs.portable-service-builder`.
+# The nixpkgs overlay: `pkgs.portableService`, `pkgs.portableServiceExtension`,
+# `pkgs.portable-service-builder` (what every image's derivation runs) and
+# `pkgs.portable-service-tools` (`portable-service check` and `sign`).
 final: prev:
 
 let
@@ -8,12 +9,13 @@ let
   tools = {
     # nixpkgs renamed squashfsTools to squashfs-tools in 2026; take whichever this one has.
     squashfsTools = build.squashfs-tools or build.squashfsTools;
-    inherit (build) portable-service-builder;
+    inherit (build) portable-service-builder portable-service-tools;
     system = final.stdenv.buildPlatform.system;
   };
 in
 {
-  portable-service-builder = final.callPackage ./package.nix { };
+  portable-service-builder = final.callPackage ./builder.nix { };
+  portable-service-tools = final.callPackage ./tools.nix { };
 
   portableService = import ./portable-service.nix tools;
   portableServiceExtension = import ./portable-service-extension.nix tools;

@@ -7,6 +7,8 @@
 {
   squashfsTools,
   portable-service-builder,
+  # bin/portable-service, for the image's `.check`; only that attribute needs it
+  portable-service-tools ? null,
   system ? builtins.currentSystem,
 }@tools:
 

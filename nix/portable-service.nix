@@ -2,11 +2,14 @@
 # <out>/<pname>_<version>.raw. Its arguments are those of the nixpkgs manual's page plus the
 # ones README.md lists; nix/make-image.nix checks them and makes the derivation.
 #
-# Only `builtins` is used: give it a store path with bin/mksquashfs and one with
-# bin/portable-service-builder (the overlay passes nixpkgs' packages).
+# Only `builtins` is used: give it a store path with bin/mksquashfs, one with
+# bin/portable-service-builder and, for `.check`, one with bin/portable-service (the overlay
+# passes nixpkgs' packages and this flake's).
 {
   squashfsTools,
   portable-service-builder,
+  # bin/portable-service, for the image's `.check`; only that attribute needs it
+  portable-service-tools ? null,
   system ? builtins.currentSystem,
 }@tools:
 

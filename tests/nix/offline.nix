@@ -44,11 +44,22 @@ rec {
   inherit busybox system runBusyboxWith;
   squashfsTools = bring "squashfs-tools" "squashfs-tools-host";
   portable-service-builder = bring "builder" "portable-service-builder";
+  portable-service-tools = bring "tools" "portable-service-tools";
   portableService = import ../../nix/portable-service.nix {
-    inherit squashfsTools portable-service-builder system;
+    inherit
+      squashfsTools
+      portable-service-builder
+      portable-service-tools
+      system
+      ;
   };
   portableServiceExtension = import ../../nix/portable-service-extension.nix {
-    inherit squashfsTools portable-service-builder system;
+    inherit
+      squashfsTools
+      portable-service-builder
+      portable-service-tools
+      system
+      ;
   };
 
   # Like nixpkgs' writeText: a derivation whose output is one file with that text.

@@ -52,7 +52,7 @@ fn run(cmd: &mut Command) -> Output {
 
 /// Runs a Nix command, one at a time across test threads and test binaries: without a daemon,
 /// Nix 2.8 processes sharing the store's database fail with "SQLite database ... is busy".
-fn run_nix(cmd: &mut Command) -> Output {
+pub fn run_nix(cmd: &mut Command) -> Output {
     let lock = std::fs::File::create(repo().join("target/nix.lock")).unwrap();
     lock.lock().unwrap();
     run(cmd)
@@ -91,6 +91,21 @@ pub fn nix_build(args: &[&str]) -> Result<PathBuf, String> {
     Ok(PathBuf::from(
         json[0]["outputs"]["out"].as_str().expect("an out path"),
     ))
+}
+
+/// `nix eval --raw --impure ARGS`: the value, or the error.
+pub fn nix_eval(args: &[&str]) -> Result<String, String> {
+    let out = run_nix(
+        nix("nix")
+            .env("PORTABLE_SERVICE_REPO", repo())
+            .args(["eval", "--raw", "--impure"])
+            .args(args),
+    );
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
 }
 
 /// Evaluates `expr` (over the test world) to a string.

@@ -1,9 +1,11 @@
 //! The user-facing entry points, evaluated offline against a stand-in nixpkgs
 //! (tests/nix/stand-in-nixpkgs): the flake's packages through `overlays.default`, and
-//! `default.nix` given `pkgs`. Each must give exactly the image the offline world builds.
+//! `default.nix` given `pkgs`. Each must give exactly the image the offline world builds, from a
+//! builder package whose source is the builder's own crates: a change anywhere else leaves every
+//! image's derivation as it was.
 
 use portable_service_tests::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn stand_in() -> String {
     repo()
@@ -37,6 +39,22 @@ fn tracked_files() -> tempfile::TempDir {
     dir
 }
 
+/// The bytes of an image output's files, by name.
+fn files(out: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 #[test]
 fn the_flake_builds_the_manual_examples_through_its_overlay() {
     let tracked = tracked_files();
@@ -51,14 +69,158 @@ fn the_flake_builds_the_manual_examples_through_its_overlay() {
             &stand_in,
         ]);
         let offline = build(&format!("t.examples.{example}"));
-        assert_eq!(out, offline, "{example}: the same derivation either way");
+        // the builder is another store path (a package built from the flake's sources, not
+        // the staged one), the image the same bytes
+        assert_eq!(files(&out), files(&offline), "{example}: the same files");
         assert!(raw_file(&out).ends_with("hello_2.12.2.raw"));
     }
+    let check = must_build(&[
+        &format!("{flake}#checks.x86_64-linux.hello-check"),
+        "--no-write-lock-file",
+        "--override-input",
+        "nixpkgs",
+        &stand_in,
+    ]);
+    let report = std::fs::read_to_string(check).unwrap();
+    assert!(report.contains("verdict: accepted"), "{report}");
 }
 
 #[test]
 fn default_nix_extends_the_given_pkgs() {
     let pkgs = format!("import {} {{ }}", stand_in());
     let out = must_build(&["-f", "default.nix", "hello", "--arg", "pkgs", &pkgs]);
-    assert_eq!(out, build("t.examples.hello"));
+    assert_eq!(files(&out), files(&build("t.examples.hello")));
+}
+
+/// One change to a copy of the repository, and whether it may change the hello image's
+/// derivation.
+struct Change {
+    file: &'static str,
+    edit: fn(String) -> String,
+    image_changes: bool,
+}
+
+fn append_comment(text: String) -> String {
+    text + "// a changed line\n"
+}
+
+/// A lock entry's checksum, changed: what a new version of that package does to the lock.
+fn change_checksum_of(package: &'static str) -> impl Fn(String) -> String {
+    move |text: String| {
+        let at = text
+            .find(&format!("name = \"{package}\"\n"))
+            .unwrap_or_else(|| panic!("{package} in the lock"));
+        let sum = at + text[at..].find("checksum = \"").unwrap() + "checksum = \"".len();
+        let flipped = if &text[sum..sum + 1] == "0" { "1" } else { "0" };
+        format!("{}{flipped}{}", &text[..sum], &text[sum + 1..])
+    }
+}
+
+#[test]
+fn an_image_derivation_changes_with_the_builder_s_code_alone() {
+    let stand_in = format!("path:{}", stand_in());
+    let eval_in = |dir: &Path, attr: &str| {
+        nix_eval(&[
+            &format!("path:{}#{attr}", dir.display()),
+            "--no-write-lock-file",
+            "--override-input",
+            "nixpkgs",
+            &stand_in,
+        ])
+        .unwrap_or_else(|e| panic!("nix eval {attr}: {e}"))
+    };
+    let pristine = tracked_files();
+    let image = eval_in(pristine.path(), "hello.drvPath");
+    let check = eval_in(pristine.path(), "checks.x86_64-linux.hello-check.drvPath");
+    let changes = [
+        Change {
+            file: "crates/portable-service-tools/src/check/mod.rs",
+            edit: append_comment,
+            image_changes: false,
+        },
+        Change {
+            file: "crates/portable-service-builder/tests/image.rs",
+            edit: append_comment,
+            image_changes: false,
+        },
+        Change {
+            file: "tests/src/vm.rs",
+            edit: append_comment,
+            image_changes: false,
+        },
+        Change {
+            file: "README.md",
+            edit: |t| t + "\nA changed line.\n",
+            image_changes: false,
+        },
+        Change {
+            file: "Cargo.lock",
+            edit: |t| change_checksum_of("rsa")(t),
+            image_changes: false,
+        },
+        Change {
+            file: "crates/portable-service-builder/src/plan/mod.rs",
+            edit: append_comment,
+            image_changes: true,
+        },
+        Change {
+            file: "crates/portable-service-rules/src/names.rs",
+            edit: append_comment,
+            image_changes: true,
+        },
+        Change {
+            file: "nix/builder.Cargo.lock",
+            edit: |t| change_checksum_of("walkdir")(t),
+            image_changes: true,
+        },
+    ];
+    for change in changes {
+        let copy = tracked_files();
+        let path = copy.path().join(change.file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, (change.edit)(text)).unwrap();
+        let changed = eval_in(copy.path(), "hello.drvPath");
+        assert_eq!(
+            changed != image,
+            change.image_changes,
+            "a change of {}: the image's derivation {} -> {changed}",
+            change.file,
+            image
+        );
+        if change.file.starts_with("crates/portable-service-tools/") {
+            // the image's `.check` runs the tools, so it follows them
+            let changed_check = eval_in(copy.path(), "checks.x86_64-linux.hello-check.drvPath");
+            assert_ne!(changed_check, check, "the check follows the tools");
+        }
+    }
+}
+
+#[test]
+fn the_builder_lock_is_cargo_s_cut_of_cargo_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("Cargo.lock");
+    let out = run_nix(nix("bash").arg("tests/update-builder-lock.sh").arg(&fresh));
+    assert!(
+        out.status.success(),
+        "tests/update-builder-lock.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = std::fs::read_to_string(repo().join("nix/builder.Cargo.lock")).unwrap();
+    assert!(
+        std::fs::read_to_string(&fresh).unwrap() == committed,
+        "nix/builder.Cargo.lock is not what cargo makes of Cargo.lock: run tests/update-builder-lock.sh"
+    );
+    // what the builder links and what it does not
+    for package in ["walkdir", "tar", "sha2", "serde_json"] {
+        assert!(
+            committed.contains(&format!("name = \"{package}\"\n")),
+            "{package}"
+        );
+    }
+    for package in ["clap", "backhand", "cms", "rsa", "p256", "regex"] {
+        assert!(
+            !committed.contains(&format!("name = \"{package}\"\n")),
+            "{package}"
+        );
+    }
 }

@@ -9,9 +9,25 @@
       }) names
     );
   importTOML = file: builtins.fromTOML (builtins.readFile file);
+  # lib.fileset for a union of files and directories: the source holds those and the
+  # directories leading to them, nothing else
   fileset = {
     unions = files: files;
-    toSource = { root, fileset }: root;
+    toSource =
+      { root, fileset }:
+      let
+        wanted = map toString (if builtins.isList fileset then fileset else [ fileset ]);
+        startsWith = prefix: s: builtins.substring 0 (builtins.stringLength prefix) s == prefix;
+      in
+      builtins.path {
+        name = "source";
+        path = root;
+        filter =
+          path: type:
+          builtins.any (
+            w: path == w || startsWith "${w}/" path || (type == "directory" && startsWith "${path}/" w)
+          ) wanted;
+      };
   };
   licenses.mit = "mit";
   platforms.linux = [ ];

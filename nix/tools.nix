@@ -1,7 +1,8 @@
-# portable-service-builder built with nixpkgs' Rust tooling from Cargo.lock. Its tests run
-# the real mksquashfs and unsquashfs, compare the dm-verity hash tree with veritysetup's and the
-# root hash signature with openssl's (throwaway keys it makes), hence squashfsTools, cryptsetup
-# and openssl in the check inputs.
+# portable-service-tools: the `portable-service` program (check, sign), built with nixpkgs' Rust
+# tooling from the whole workspace. Its check phase runs the tests of the builder, the rules and
+# the tools: they run the real mksquashfs and unsquashfs, compare the dm-verity hash tree with
+# veritysetup's and the root hash signature with openssl's (throwaway keys they make), hence
+# squashfsTools, cryptsetup and openssl in the check inputs.
 {
   lib,
   rustPlatform,
@@ -11,8 +12,8 @@
 }:
 
 rustPlatform.buildRustPackage {
-  pname = "portable-service-builder";
-  version = (lib.importTOML ../crates/portable-service-builder/Cargo.toml).package.version;
+  pname = "portable-service-tools";
+  version = (lib.importTOML ../crates/portable-service-tools/Cargo.toml).package.version;
 
   src = lib.fileset.toSource {
     root = ../.;
@@ -29,11 +30,15 @@ rustPlatform.buildRustPackage {
 
   cargoBuildFlags = [
     "-p"
-    "portable-service-builder"
+    "portable-service-tools"
   ];
   cargoTestFlags = [
     "-p"
+    "portable-service-rules"
+    "-p"
     "portable-service-builder"
+    "-p"
+    "portable-service-tools"
   ];
   # Kept for the project's own CI: the 9 GiB sparse-file test (it reads 9 GiB through a pipe)
   # and the tests that need root (a tmpfs mount, dropping root's capabilities).
@@ -52,9 +57,9 @@ rustPlatform.buildRustPackage {
   ];
 
   meta = {
-    description = "Nix builder that writes systemd Portable Service images without staging the closure";
+    description = "Check what systemd will do with a Portable Service image, and sign its root hash";
     license = lib.licenses.mit;
-    mainProgram = "portable-service-builder";
+    mainProgram = "portable-service";
     platforms = lib.platforms.linux;
   };
 }
