@@ -1,0 +1,184 @@
+//! The command channel: a root shell on the guest's virtio console, one command a line, each
+//! answered by one line with its exit status and its output in base64; a command that outlives
+//! its timeout is killed in the guest, a guest that stops answering is marked broken.
+
+use crate::guest::Systemd;
+use base64::Engine as _;
+use portable_service_tools::check::{rules_of, SYSTEMD_VERSIONS};
+use std::fs;
+use std::io::{BufRead, Write as _};
+use std::os::unix::process::ExitStatusExt as _;
+use std::process::{ExitStatus, Output};
+use std::time::{Duration, Instant};
+
+use super::qemu::BOOT_TIMEOUT;
+use super::{quote, tail, text, Vm};
+
+/// How long one command may run in the guest before it is killed there.
+pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
+
+impl Vm {
+    /// Waits for the command channel and the end of the boot, then readies the guest.
+    pub(super) fn come_up(&mut self, started: Instant) -> Result<(), String> {
+        let ready = self.read_line_until(started + BOOT_TIMEOUT)?;
+        if ready.trim() != "@@@ready" {
+            return Err(format!("the command channel began with {ready:?}"));
+        }
+        let channel_at = started.elapsed();
+        let state = self.exec(&["systemctl", "is-system-running", "--wait"], BOOT_TIMEOUT);
+        let state = text(&state);
+        if !(state.starts_with("running") || state.starts_with("degraded")) {
+            return Err(format!("the guest did not finish booting: {state}"));
+        }
+        let up_at = started.elapsed();
+        let line = self.exec(&["systemctl", "--version"], COMMAND_TIMEOUT);
+        self.version_line = String::from_utf8_lossy(&line.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        self.version = self
+            .version_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("systemctl --version said {:?}", self.version_line))?;
+        let setup = self.exec(
+            &[
+                "sh",
+                "-c",
+                "mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 host /host && \
+                 ls -d /var/lib/* /var/lib/private/* >/run/tests-var-lib 2>/dev/null; true",
+            ],
+            COMMAND_TIMEOUT,
+        );
+        if !setup.status.success() {
+            return Err(format!("mounting the host's share: {}", text(&setup)));
+        }
+        let failed = self.exec(&["systemctl", "--failed", "--no-legend"], COMMAND_TIMEOUT);
+        // Said on the real stderr, past the test harness's capture: how long boots take, and
+        // which systemd the moving suite has.
+        let mut note = format!(
+            "{} ({}{}) booted {} under {}: channel after {:.0?}, up after {:.0?}",
+            self.systemd.name(),
+            self.systemd.suite(),
+            if self.systemd == Systemd::V254 {
+                " with backports"
+            } else {
+                ""
+            },
+            self.version_line,
+            std::env::var("PORTABLE_SERVICE_TESTS_ACCEL").unwrap_or("tcg".into()),
+            channel_at,
+            up_at,
+        );
+        let failed = String::from_utf8_lossy(&failed.stdout);
+        if !failed.trim().is_empty() {
+            note += &format!("; failed units: {}", failed.trim());
+        }
+        if self.systemd.expected().is_none() && !SYSTEMD_VERSIONS.contains(&self.version) {
+            note += &format!(
+                "; NOTE: systemd {} has not been measured: its scenarios apply the rules of {}",
+                self.version,
+                rules_of(self.version)
+            );
+        }
+        let _ = writeln!(std::io::stderr(), "{note}");
+        Ok(())
+    }
+
+    pub(super) fn read_line_until(&self, deadline: Instant) -> Result<String, String> {
+        let mut channel = self.channel.borrow_mut();
+        let mut line = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "the guest did not answer in time (read so far: {:?})",
+                    String::from_utf8_lossy(&line)
+                ));
+            }
+            channel.get_ref().set_read_timeout(Some(left)).unwrap();
+            match channel.read_until(b'\n', &mut line) {
+                Ok(0) => return Err("the command channel closed (did the guest stop?)".into()),
+                Ok(_) if line.ends_with(b"\n") => {
+                    return Ok(String::from_utf8_lossy(&line).into_owned())
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(format!("reading the command channel: {e}")),
+            }
+        }
+    }
+
+    /// Runs `args` in the guest (as root, stdin empty) and waits for it: its status and output.
+    /// A command still running after `timeout` is killed there (status 124); a guest that
+    /// doesn't answer at all is marked broken.
+    pub(super) fn exec(&self, args: &[&str], timeout: Duration) -> Output {
+        if let Some(why) = self.broken.borrow().as_ref() {
+            panic!("the {} guest is broken: {why}", self.systemd.name());
+        }
+        let command: Vec<String> = args.iter().map(|a| quote(a)).collect();
+        let line = format!(
+            "timeout -k 5 {} {} </dev/null >/tmp/.out 2>/tmp/.err; \
+             echo \"@@@ $? $(base64 -w0 /tmp/.out) $(base64 -w0 /tmp/.err)\"\n",
+            timeout.as_secs(),
+            command.join(" ")
+        );
+        let sent = self
+            .channel
+            .borrow_mut()
+            .get_mut()
+            .write_all(line.as_bytes());
+        let answer = sent
+            .map_err(|e| format!("writing to the command channel: {e}"))
+            .and_then(|()| loop {
+                let got =
+                    self.read_line_until(Instant::now() + timeout + Duration::from_secs(60))?;
+                if let Some(rest) = got.strip_prefix("@@@ ") {
+                    break Ok(rest.trim_end_matches('\n').to_owned());
+                }
+            });
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                let why = format!("`{}`: {e}", args.join(" "));
+                *self.broken.borrow_mut() = Some(why.clone());
+                panic!(
+                    "the {} guest stopped answering: {why}\n--- console (end)\n{}",
+                    self.systemd.name(),
+                    self.console_tail()
+                );
+            }
+        };
+        let mut fields = answer.splitn(3, ' ');
+        let code: i32 = fields.next().unwrap_or("").parse().unwrap_or(255);
+        let decode = |f: Option<&str>| {
+            base64::engine::general_purpose::STANDARD
+                .decode(f.unwrap_or("").trim())
+                .unwrap_or_default()
+        };
+        let stdout = decode(fields.next());
+        let mut stderr = decode(fields.next());
+        if code == 124 {
+            stderr.extend(format!("\n(killed after {timeout:?} in the guest)\n").bytes());
+        }
+        Output {
+            status: ExitStatus::from_raw(code << 8),
+            stdout,
+            stderr,
+        }
+    }
+
+    pub(super) fn console_tail(&self) -> String {
+        tail(
+            &fs::read_to_string(self.dir.join("console.log")).unwrap_or_default(),
+            40,
+        )
+    }
+}
