@@ -61,7 +61,7 @@
         in
         self.packages.${system}
         // {
-          # `nix flake check` refuses an image systemd would refuse (portable-service-builder check)
+          # `nix flake check` refuses an image systemd would refuse (portable-service check)
           hello-check = self.packages.${system}.hello.check;
           hello-with-ssl-check = self.packages.${system}.hello-with-ssl.check;
           hello-verity-check = self.packages.${system}.hello-verity.check;

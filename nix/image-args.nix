@@ -2,8 +2,8 @@
 # `portableServiceExtension`: each bad argument fails here, naming the attribute and the value,
 # before anything is built. What it returns is what nix/make-image.nix writes into the
 # derivation, checked and normalised. The builder checks the same rules again
-# (crates/portable-service-builder/src/plan/), and one table of bad inputs tests both
-# (crates/portable-service-builder/tests/fixtures/bad-inputs.json).
+# (crates/portable-service-builder/src/plan/), and one table of inputs, refused and accepted,
+# tests both (crates/portable-service-builder/tests/fixtures/inputs.json).
 #
 # Only `builtins` is used.
 # `function`: the name errors start with. `extension`: null for a portable service image, else
@@ -30,8 +30,6 @@ let
     isString
     length
     match
-    stringLength
-    substring
     toJSON
     ;
 
@@ -70,7 +68,8 @@ let
       "1m"
     ];
 
-  # The release fields the image writes itself (os_release.rs holds the same lists).
+  # The release fields the image writes itself (the builder's src/os_release.rs and the rules'
+  # ExtensionKind::release_fields hold the same lists).
   ownedFields =
     if extension == null then
       [
@@ -287,9 +286,23 @@ let
   checkedCompression =
     let
       words = filter (w: isString w && w != "") (builtins.split "[ \t]+" squash-compression);
+      # After the compressor, only its own options (`-X...`), each with at most one value: the
+      # other mksquashfs options are the builder's, fixed so that the bytes depend on the inputs
+      # (mksquashfs.rs holds the same rule).
+      options = builtins.tail words;
+      isCompressorOption = w: match "-X.+" w != null;
+      allowed =
+        i:
+        isCompressorOption (elemAt options i)
+        || (
+          i > 0 && isCompressorOption (elemAt options (i - 1)) && match "-.*" (elemAt options i) == null
+        );
+      bad = filter (i: !allowed i) (genList (i: i) (length options));
     in
     if !isString squash-compression || words == [ ] || !elem (head words) compressors then
       fail "squash-compression" squash-compression "must start with a compressor mksquashfs knows: ${concatStringsSep ", " compressors}"
+    else if bad != [ ] then
+      fail "squash-compression" squash-compression "may hold after the compressor only its own options (`-X...`, each with its value), not `${elemAt options (head bad)}`: the builder sets mksquashfs's other options itself, so that an image's bytes depend on its inputs alone"
     else
       concatStringsSep " " words;
 

@@ -17,24 +17,19 @@ args:
 let
   inherit (builtins)
     any
-    attrNames
     concatStringsSep
     elem
     elemAt
     filter
-    foldl'
     genList
     head
     isAttrs
-    isBool
     isList
-    isPath
     isString
     length
     match
     stringLength
     substring
-    toJSON
     ;
 
 
@@ -42,7 +37,7 @@ let
   files = args.files or [ ];
   symlinks = args.symlinks or [ ];
 
-  # Where the image's parts go (the builder's plan.rs `Layout`).
+  # Where the image's parts go (the builder's src/plan/layout.rs).
   storeInImage = "usr/${substring 1 (-1) builtins.storeDir}";
   storeTop = head (match "/([^/]*).*" builtins.storeDir);
   unitDir = if extension == "sysext" then "usr/lib/systemd/system" else "etc/systemd/system";
@@ -100,6 +95,15 @@ let
     ++ map (u: "${unitDir}/${u.name}") units;
 
   isBelow = parent: p: substring 0 (stringLength parent + 1) p == parent + "/";
+  directoriesBelowFree =
+    if extension == null then
+      [
+        "var/lib"
+        "var/cache"
+        "var/log"
+      ]
+    else
+      [ ];
   hiddenBelow = [
     "dev"
     "proc"
@@ -115,7 +119,11 @@ let
     attr: given: earlier:
     let
       path = imagePath attr given;
-      clash = filter (r: r == path || isBelow path r || isBelow r path) (reservedPaths ++ earlier);
+      # below a mount point for the units' state, cache and logs, an entry is the image's own
+      # (the builder's plan allows it there too); below anything else reserved it is not
+      clash = filter (
+        r: r == path || isBelow path r || (isBelow r path && !elem r directoriesBelowFree)
+      ) (reservedPaths ++ earlier);
     in
     if any (h: isBelow h path) hiddenBelow then
       fail attr given "is below a directory systemd mounts over when the service runs"

@@ -103,6 +103,12 @@ let
       else
         [ ]
     )
+    # with the matches a host attaches with (portablectl's default, the image name, is one of
+    # them unless `portablePrefixes` leaves out the pname)
+    ++ builtins.concatMap (p: [
+      "--prefix"
+      p
+    ]) a.prefixes
     ++ (
       if extension == null then
         [ image ]
@@ -114,10 +120,6 @@ let
           "--extension"
           image
         ]
-        ++ builtins.concatMap (p: [
-          "--prefix"
-          p
-        ]) a.prefixes
     );
   };
 in

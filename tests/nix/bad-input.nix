@@ -1,4 +1,4 @@
-# One case of the bad-inputs table (crates/portable-service-builder/tests/fixtures/bad-inputs.json)
+# One case of the inputs table (crates/portable-service-builder/tests/fixtures/inputs.json)
 # as a portableService (or portableServiceExtension) call over the offline test world: the
 # table's units ({ name; text; }) and files ({ path; text; }) become store files, and "@busybox"
 # in symlink objects and contents becomes busybox's store path.

@@ -168,6 +168,33 @@ pub fn superblock(image: &Path) -> String {
     text(&run(Command::new("unsquashfs").arg("-s").arg(image)).stdout)
 }
 
+/// A squashfs image `dir/name` of text files (`(path, content)`), made by mksquashfs as another
+/// tool would make one: for images our function would not make.
+pub fn squashfs(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let root = dir.join("root");
+    for (path, content) in files {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, content).unwrap();
+    }
+    let out = dir.join(name);
+    squashfs_of(&root, &out);
+    out
+}
+
+/// mksquashfs over the tree `root`, writing `out`.
+pub fn squashfs_of(root: &Path, out: &Path) {
+    let made = run(Command::new("mksquashfs").arg(root).arg(out).args([
+        "-quiet",
+        "-no-progress",
+        "-noappend",
+        "-all-root",
+        "-comp",
+        "gzip",
+    ]));
+    assert!(made.status.success(), "mksquashfs: {}", text(&made.stderr));
+}
+
 /// The dm-verity files systemd looks for beside an image (see
 /// `portable_service_rules::verity::sidecars`).
 pub fn sidecars(raw: &Path) -> [PathBuf; 3] {

@@ -144,7 +144,7 @@ fn an_image_derivation_changes_with_the_builder_s_code_alone() {
             image_changes: false,
         },
         Change {
-            file: "tests/src/vm.rs",
+            file: "tests/src/vm/host.rs",
             edit: append_comment,
             image_changes: false,
         },

@@ -88,6 +88,38 @@ fn manual_example_hello_with_ssl_symlink() {
     ));
 }
 
+/// A store path that is itself a symlink (`ln -s ... $out`) is copied as the symlink it is, as
+/// nixpkgs' function does: never followed, so `ln -s /etc $out` doesn't bring the build
+/// machine's /etc into the image.
+#[test]
+fn a_store_path_that_is_a_symlink_is_a_symlink_in_the_image() {
+    let out = build(
+        r#"t.portableService { pname = "links"; version = "1";
+             units = [ (t.writeText "links.service" "[Service]\nExecStart=/bin/true\n") ];
+             contents = [
+               (t.runBusyboxWith "to-hello" { } "busybox ln -s ${t.hello} $out")
+               (t.runBusyboxWith "to-etc" { } "busybox ln -s /etc $out")
+             ]; }"#,
+    );
+    let list = listing(&raw_file(&out));
+    for (name, target) in [
+        ("to-hello", eval("\"${t.hello}\"").unwrap()),
+        ("to-etc", "/etc".into()),
+    ] {
+        let link = list
+            .iter()
+            .find(|l| l.starts_with("lrwxrwxrwx ") && l.contains(&format!("-{name} -> ")))
+            .unwrap_or_else(|| panic!("{name} as a symlink in {list:#?}"));
+        assert!(link.ends_with(&format!(" -> {target}")), "{link}");
+        assert!(
+            !list.iter().any(|l| l.contains(&format!("-{name}/"))),
+            "nothing below {name}: {list:#?}"
+        );
+    }
+    // hello itself is in the closure of the symlink to it (Nix sees the reference)
+    assert!(store_paths(&list).contains(&"hello-2.12.2".to_owned()));
+}
+
 #[test]
 fn units_as_derivations_store_paths_paths_and_named_sets() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,7 +181,7 @@ fn the_demo_image_keeps_its_description_exactly() {
         .any(|l| l.starts_with("lrwxrwxrwx /bin/sh -> /nix/store/")));
 }
 
-/// `tests/nix/bad-input.nix` over a case (a JSON object) of the bad-inputs table.
+/// `tests/nix/bad-input.nix` over a case (a JSON object) of the inputs table.
 fn table_call(case: &serde_json::Value) -> String {
     let case = serde_json::to_string(&case.to_string()).unwrap();
     format!(
@@ -158,21 +190,25 @@ fn table_call(case: &serde_json::Value) -> String {
     )
 }
 
-#[test]
-fn the_bad_inputs_table_fails_at_evaluation_naming_the_attribute() {
-    // The same table drives the builder's own checks (crates/portable-service-builder/tests/
-    // bad_inputs.rs): each case is refused by both, naming the same attribute.
+fn inputs_table() -> serde_json::Value {
     let table = std::fs::read_to_string(
-        repo().join("crates/portable-service-builder/tests/fixtures/bad-inputs.json"),
+        repo().join("crates/portable-service-builder/tests/fixtures/inputs.json"),
     )
     .unwrap();
-    let table: serde_json::Value = serde_json::from_str(&table).unwrap();
+    serde_json::from_str(&table).unwrap()
+}
+
+#[test]
+fn the_inputs_table_s_refused_inputs_fail_at_evaluation_naming_the_attribute() {
+    // The same table drives the builder's own checks (crates/portable-service-builder/tests/
+    // bad_inputs.rs): each case is refused by both, naming the same attribute.
+    let table = inputs_table();
     for extension in [None, Some("sysext"), Some("confext")] {
         let base = serde_json::json!({ "args": {}, "extension": extension });
         eval(&format!("({}).drvPath", table_call(&base)))
             .unwrap_or_else(|e| panic!("the table's base call evaluates ({extension:?}): {e}"));
     }
-    for case in table["cases"].as_array().unwrap() {
+    for case in table["refused"].as_array().unwrap() {
         let attribute = case["attribute"].as_str().unwrap();
         let err = eval_error(&table_call(case));
         let function = match case["extension"] {
@@ -183,6 +219,15 @@ fn the_bad_inputs_table_fails_at_evaluation_naming_the_attribute() {
             err.contains(&format!("{function}: `{attribute}` = ")),
             "{case}\nexpected it to name `{attribute}`, got: {err}"
         );
+    }
+}
+
+#[test]
+fn the_inputs_table_s_accepted_inputs_evaluate() {
+    // ... and each of these is accepted by both
+    for case in inputs_table()["accepted"].as_array().unwrap() {
+        eval(&format!("({}).drvPath", table_call(case)))
+            .unwrap_or_else(|e| panic!("refused at evaluation: {case}\n{e}"));
     }
 }
 

@@ -26,7 +26,9 @@ use portable_service_rules::verity::{self, sidecars};
 
 /// Builds the image the attrs describe and returns its path; mksquashfs uses `processors`
 /// threads (`None`: one per CPU). On any error nothing is left behind: neither a partial image
-/// nor an output directory this call created.
+/// nor an output directory this call created. The files are written under `.partial` names and
+/// renamed when all are whole, the image last, so that even a run killed part-way (by hand,
+/// outside Nix) leaves no file that looks like an image.
 pub fn build_image(attrs: &Attrs, processors: Option<u32>) -> Result<Utf8PathBuf> {
     let (mut options, plan) = prepare(attrs, read_unit_file)?;
     options.processors = processors;
@@ -36,17 +38,29 @@ pub fn build_image(attrs: &Attrs, processors: Option<u32>) -> Result<Utf8PathBuf
     let created_out = !out.exists();
     std::fs::create_dir_all(out).with_context(|| format!("cannot create the output {out}"))?;
     let image = out.join(attrs.image_file_name());
+    // the image first: renamed last
+    let mut files = vec![image.clone()];
+    if attrs.verity {
+        let [tree, root, _] = sidecars(&image);
+        files.extend([tree, root]);
+    }
+    let partial: Vec<Utf8PathBuf> = files.iter().map(|f| partial_name(f)).collect();
     tracing::info!(
         "building {image} from {} units and {} store paths",
         attrs.units.len(),
         plan.store_paths.len()
     );
-    let built = mksquashfs::build(&attrs.mksquashfs, &options, &plan, &image).and_then(|stats| {
-        if attrs.verity {
-            write_verity(&image)?;
-        }
-        Ok(stats)
-    });
+    let built =
+        mksquashfs::build(&attrs.mksquashfs, &options, &plan, &partial[0]).and_then(|stats| {
+            if attrs.verity {
+                write_verity(&partial[0], &partial[1], &partial[2])?;
+            }
+            for (from, to) in partial.iter().zip(&files).rev() {
+                std::fs::rename(from, to)
+                    .with_context(|| format!("cannot rename {from} to {to}"))?;
+            }
+            Ok(stats)
+        });
     match built {
         Ok(stats) => {
             let size = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
@@ -63,7 +77,7 @@ pub fn build_image(attrs: &Attrs, processors: Option<u32>) -> Result<Utf8PathBuf
             Ok(image)
         }
         Err(e) => {
-            for file in [image.clone()].into_iter().chain(sidecars(&image)) {
+            for file in partial.iter().chain(&files) {
                 let _ = std::fs::remove_file(file);
             }
             if created_out {
@@ -72,6 +86,11 @@ pub fn build_image(attrs: &Attrs, processors: Option<u32>) -> Result<Utf8PathBuf
             Err(e)
         }
     }
+}
+
+/// Where `file` is written until it is whole.
+fn partial_name(file: &Utf8Path) -> Utf8PathBuf {
+    Utf8PathBuf::from(format!("{file}.partial"))
 }
 
 /// Every check of the attrs, without running anything: the mksquashfs options and the image
@@ -85,14 +104,13 @@ pub fn prepare(
     Ok((options, plan))
 }
 
-/// Writes the image's hash tree and root hash beside it.
-fn write_verity(image: &Utf8Path) -> Result<()> {
-    let [tree_file, root_file, _] = sidecars(image);
-    let tree = verity::format(image, &tree_file)?;
-    std::fs::write(&root_file, tree.root_hash_hex())
+/// Writes the image's hash tree and root hash.
+fn write_verity(image: &Utf8Path, tree_file: &Utf8Path, root_file: &Utf8Path) -> Result<()> {
+    let tree = verity::format(image, tree_file)?;
+    std::fs::write(root_file, tree.root_hash_hex())
         .with_context(|| format!("cannot write {root_file}"))?;
     tracing::info!(
-        "wrote {tree_file} ({} data blocks) and {root_file}: {}",
+        "made the hash tree ({} data blocks) and the root hash {}",
         tree.data_blocks,
         tree.root_hash_hex()
     );

@@ -53,6 +53,14 @@ impl Options {
                 COMPRESSORS.join(", ")
             ),
         }
+        if let Some(word) = foreign_option(&compression[1..]) {
+            bail!(
+                "attribute `squash-compression` = {:?} may hold after the compressor only its own \
+                 options (`-X...`, each with its value), not `{word}`: the builder sets \
+                 mksquashfs's other options itself, so that an image's bytes depend on its inputs alone",
+                compression.join(" ")
+            );
+        }
         if !block_sizes().any(|s| s == block_size) {
             bail!(
                 "attribute `squash-block-size` = {block_size:?} must be a power of two from 4K to \
@@ -99,6 +107,18 @@ impl Options {
     }
 }
 
+/// The first word of a compressor's options that is not one of its own (`-X...`) or the one value
+/// after such an option: `-nopad` or `-all-time 5` would change the image's layout, times or
+/// padding behind the builder's back (the Nix function holds the same rule).
+fn foreign_option(options: &[String]) -> Option<&str> {
+    let is_compressor_option = |w: &str| w.len() > 2 && w.starts_with("-X");
+    options.iter().enumerate().find_map(|(i, word)| {
+        let value_of_previous =
+            i > 0 && is_compressor_option(&options[i - 1]) && !word.starts_with('-');
+        (!is_compressor_option(word) && !value_of_previous).then_some(word.as_str())
+    })
+}
+
 /// Reads `major.minor` from `mksquashfs -version` ("mksquashfs version 4.5.1 (2022/03/17)").
 pub fn parse_version(output: &str) -> Option<(u32, u32)> {
     let rest = output.split("version").nth(1)?.trim_start();
@@ -121,9 +141,26 @@ pub fn check_version(mksquashfs: &Utf8Path) -> Result<()> {
         .output()
         .with_context(|| format!("cannot run {mksquashfs} (attribute `mksquashfs`)"))?;
     let text = String::from_utf8_lossy(&output.stdout);
-    let version = parse_version(&text).with_context(|| {
-        format!("cannot read the version of {mksquashfs} from `mksquashfs -version`: {text:?}")
-    })?;
+    let Some(version) = parse_version(&text) else {
+        // a mksquashfs that can't start (a library missing, the wrong architecture) says why on
+        // stderr, and that is what the user needs to read
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let said: Vec<&str> = stderr
+            .lines()
+            .chain(text.lines())
+            .take(TAIL_LINES)
+            .collect();
+        bail!(
+            "cannot read the version of {mksquashfs} (attribute `mksquashfs`): \
+             `mksquashfs -version` ended with {} and said: {}",
+            output.status,
+            if said.is_empty() {
+                "nothing".to_owned()
+            } else {
+                said.join("\n")
+            }
+        );
+    };
     if version < MIN_VERSION {
         bail!(
             "{mksquashfs} is version {}.{}; the image root is streamed to it as a tar archive \
@@ -266,6 +303,33 @@ mod tests {
         }
         for good in ["4K", "4096", "128k", "131072", "1M", "1m", "1024K"] {
             Options::new("xz", good).unwrap();
+        }
+    }
+
+    #[test]
+    fn only_the_compressor_s_own_options_pass() {
+        for good in [
+            "xz -Xdict-size 100%",
+            "xz -Xbcj x86 -Xdict-size 50%",
+            "zstd -Xcompression-level 19",
+            "lz4 -Xhc",
+            "gzip",
+        ] {
+            Options::new(good, "1M").unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for (bad, word) in [
+            ("xz -nopad", "-nopad"),
+            ("xz -Xdict-size 100% -all-time 5", "-all-time"),
+            ("zstd 19", "19"),
+            ("gzip -Xcompression-level 9 9", "9"),
+            ("xz -X", "-X"),
+        ] {
+            let e = Options::new(bad, "1M").unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("`squash-compression` = {bad:?}"))
+                    && e.contains(&format!("not `{word}`")),
+                "{bad}: {e}"
+            );
         }
     }
 }

@@ -139,10 +139,14 @@ impl<W: Write + AsFd> Stream<W> {
         Ok(())
     }
 
-    /// Walks one store path without following symlinks, entries sorted by byte name.
+    /// Walks one store path without following symlinks, entries sorted by byte name. A store
+    /// path that is itself a symlink (`ln -s ... $out`) is one symlink in the image, as in the
+    /// store: following it would stream what it points to, the build machine's `/etc` for
+    /// `ln -s /etc $out`.
     fn store_path(&mut self, image_path: &Path, store_path: &Utf8Path) -> Result<()> {
         let walk = WalkDir::new(store_path)
             .follow_links(false)
+            .follow_root_links(false)
             .sort_by(|a, b| a.file_name().cmp(b.file_name()));
         for item in walk {
             let item = item.with_context(|| format!("cannot read store path {store_path}"))?;
@@ -221,6 +225,18 @@ mod tests {
             .collect()
     }
 
+    /// The plan streamed through a pipe, as into mksquashfs: its stats and the bytes.
+    fn stream(plan: &Plan) -> (Stats, Vec<u8>) {
+        let (mut reader, writer) = io::pipe().unwrap();
+        let drain = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).unwrap();
+            out
+        });
+        let stats = write(plan, writer).unwrap();
+        (stats, drain.join().unwrap())
+    }
+
     #[test]
     fn streams_small_and_spliced_files_whole_in_sorted_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -255,14 +271,7 @@ mod tests {
             entries,
             store_paths: vec![store.clone()],
         };
-        let (mut reader, writer) = io::pipe().unwrap();
-        let drain = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            reader.read_to_end(&mut out).unwrap();
-            out
-        });
-        let stats = write(&plan, writer).unwrap();
-        let out = drain.join().unwrap();
+        let (stats, out) = stream(&plan);
         assert_eq!(stats.files, 4);
         assert_eq!(stats.bytes, 9 + 5 + big.len() as u64 + 4);
 
@@ -289,5 +298,35 @@ mod tests {
         for e in &back {
             assert_eq!((e.3, e.4), (MTIME, 0), "{}: fixed time and owner", e.0);
         }
+    }
+
+    #[test]
+    fn a_store_path_that_is_a_symlink_stays_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+        std::fs::create_dir(root.join("target")).unwrap();
+        std::fs::write(root.join("target/secret"), b"of the build machine").unwrap();
+        let link = root.join("link");
+        std::os::unix::fs::symlink(root.join("target"), &link).unwrap();
+        let mut entries = BTreeMap::new();
+        entries.insert(
+            Utf8PathBuf::from("nix/store/link"),
+            Entry {
+                mode: 0,
+                source: Source::StorePath(link.clone()),
+                what: "store path".into(),
+            },
+        );
+        let plan = Plan {
+            entries,
+            store_paths: vec![link],
+        };
+        let (stats, out) = stream(&plan);
+        let back = read_back(&out);
+        assert_eq!(stats.files, 0);
+        assert_eq!(back.len(), 1, "{back:?}");
+        assert_eq!(back[0].0, "nix/store/link");
+        assert_eq!(back[0].1, 'l');
+        assert_eq!(back[0].5, root.join("target").as_str().as_bytes());
     }
 }

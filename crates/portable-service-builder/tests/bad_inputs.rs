@@ -1,14 +1,14 @@
-//! The builder's side of the bad-inputs table (tests/fixtures/bad-inputs.json): every case the
-//! Nix function refuses at evaluation time, the builder refuses too, naming the same attribute.
-//! The Nix side reads the same table (tests/tests/nix_function.rs), so the two sets of rules
-//! can't drift apart.
+//! The builder's side of the inputs table (tests/fixtures/inputs.json): every input the Nix
+//! function refuses at evaluation time, the builder refuses too, naming the same attribute, and
+//! every input the table says both accept, the builder accepts. The Nix side reads the same table
+//! (tests/tests/nix_function.rs), so the two sets of rules can't drift apart either way.
 
 use anyhow::Result;
 use camino::Utf8Path;
 use portable_service_builder::attrs::Attrs;
 use serde_json::{json, Value};
 
-const TABLE: &str = include_str!("fixtures/bad-inputs.json");
+const TABLE: &str = include_str!("fixtures/inputs.json");
 const STORE: &str = "/nix/store";
 const UNIT_TEXT: &str = "[Service]\nExecStart=/bin/true\n";
 
@@ -110,6 +110,18 @@ fn builder_checks(case: &Value) -> Result<()> {
 }
 
 #[test]
+fn every_accepted_input_of_the_table_is_accepted() {
+    let table: Value = serde_json::from_str(TABLE).unwrap();
+    let cases = table["accepted"].as_array().unwrap();
+    assert!(cases.len() > 15, "the table is read whole");
+    for case in cases {
+        if let Err(e) = builder_checks(case) {
+            panic!("refused: {case}\n{e:#}");
+        }
+    }
+}
+
+#[test]
 fn the_base_call_of_the_table_is_accepted() {
     builder_checks(&json!({ "args": {} })).unwrap();
     builder_checks(&json!({ "args": {}, "extension": "sysext" })).unwrap();
@@ -119,7 +131,7 @@ fn the_base_call_of_the_table_is_accepted() {
 #[test]
 fn every_bad_input_of_the_table_is_refused_naming_its_attribute() {
     let table: Value = serde_json::from_str(TABLE).unwrap();
-    let cases = table["cases"].as_array().unwrap();
+    let cases = table["refused"].as_array().unwrap();
     assert!(cases.len() > 60, "the table is read whole");
     for case in cases {
         let attribute = case["attribute"].as_str().unwrap();

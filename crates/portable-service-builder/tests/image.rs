@@ -31,6 +31,23 @@ fn mksquashfs() -> Utf8PathBuf {
     path.into()
 }
 
+/// Where the fixture's store goes: the target directory, unless the checkout is below a
+/// directory the image holds itself (a clone in /tmp, say), where the builder rightly refuses a
+/// store (the image links the store's top directory to `usr/`): then a cache in $HOME.
+fn store_parent() -> PathBuf {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let top = target.components().nth(1).map(|c| c.as_os_str().to_owned());
+    let taken = ["dev", "proc", "sys", "run", "tmp", "var", "etc", "usr"];
+    if top.is_some_and(|t| taken.iter().any(|n| t == OsStr::new(n))) {
+        let home = std::env::var_os("HOME").expect("HOME is set");
+        let dir = Path::new(&home).join(".cache/portable-service-tests");
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    } else {
+        target.to_owned()
+    }
+}
+
 fn hash(i: usize) -> String {
     format!("{i:0>32}")
 }
@@ -38,8 +55,7 @@ fn hash(i: usize) -> String {
 impl Fixture {
     /// A store with a unit file and a package holding every kind of entry a store can hold.
     fn new() -> Fixture {
-        // Not below /tmp: the store's place in the image would then be below a mount point.
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let dir = tempfile::tempdir_in(store_parent()).unwrap();
         let root = Utf8Path::from_path(dir.path()).unwrap();
         let store = root.join("store");
         fs::create_dir(&store).unwrap();
@@ -479,17 +495,72 @@ fn a_failing_mksquashfs_fails_the_build_with_its_message_and_no_output() {
     assert!(!f.root().join("out").exists(), "no output is left");
 }
 
+/// A script standing in for mksquashfs in `f`'s store.
+fn fake_mksquashfs(f: &mut Fixture, script: &str) {
+    let fake = f.root().join("fake-mksquashfs");
+    fs::write(&fake, script).unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    f.attrs.mksquashfs = fake;
+}
+
+#[test]
+fn a_builder_killed_after_mksquashfs_leaves_no_image() {
+    let mut f = Fixture::new();
+    f.attrs.verity = true;
+    // the real mksquashfs writes the whole image, then the builder is killed before it is done
+    let real = f.attrs.mksquashfs.clone();
+    fake_mksquashfs(
+        &mut f,
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = -version ] && exec {real} -version\n{real} \"$@\" || exit\n\
+             kill -9 $PPID\nsleep 5\n"
+        ),
+    );
+    let (ok, _) = run_binary(&f);
+    assert!(!ok, "the builder was killed");
+    let left: Vec<String> = fs::read_dir(f.root().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.ends_with(".raw") || n.ends_with(".verity") || n.ends_with(".roothash")),
+        "a killed build left {left:?}"
+    );
+    assert_eq!(
+        left,
+        ["demo_1.0.raw.partial"],
+        "the image under its partial name only"
+    );
+}
+
+#[test]
+fn a_mksquashfs_that_cannot_start_is_reported_in_its_own_words() {
+    let mut f = Fixture::new();
+    // what the dynamic loader says when a library is missing
+    fake_mksquashfs(
+        &mut f,
+        "#!/bin/sh\necho 'mksquashfs: error while loading shared libraries: liblzo2.so.2: \
+         cannot open shared object file: No such file or directory' >&2\nexit 127\n",
+    );
+    let (ok, log) = run_binary(&f);
+    assert!(!ok);
+    assert!(
+        log.contains("exit status: 127")
+            && log.contains("liblzo2.so.2: cannot open shared object file"),
+        "{log}"
+    );
+    assert!(!f.root().join("out").exists());
+}
+
 #[test]
 fn a_mksquashfs_too_old_for_tar_streams_is_refused() {
     let mut f = Fixture::new();
-    let old = f.root().join("old-mksquashfs");
-    fs::write(
-        &old,
+    fake_mksquashfs(
+        &mut f,
         "#!/bin/sh\necho 'mksquashfs version 4.4 (2019/08/29)'\nexit 0\n",
-    )
-    .unwrap();
-    fs::set_permissions(&old, fs::Permissions::from_mode(0o755)).unwrap();
-    f.attrs.mksquashfs = old;
+    );
     let (ok, log) = run_binary(&f);
     assert!(!ok);
     assert!(

@@ -5,11 +5,13 @@
 //! [`names`]: which unit names portabled attaches and what an image name may hold.
 //! [`mount_points`]: the directories and files systemd needs in a read-only image, and the unit
 //! settings that need one. [`extension`]: what each kind of extension image is and where its
-//! parts live. [`os_release`]: reading a release file as systemd does. [`verity`]: the dm-verity
-//! hash tree's format and the files systemd looks for beside an image.
+//! parts live. [`os_release`]: reading a release file as systemd does. [`unit_file`]: reading a
+//! unit file's settings as systemd does. [`verity`]: the dm-verity hash tree's format and the
+//! files systemd looks for beside an image.
 
 pub mod extension;
 pub mod mount_points;
 pub mod names;
 pub mod os_release;
+pub mod unit_file;
 pub mod verity;

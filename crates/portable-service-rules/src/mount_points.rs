@@ -26,24 +26,30 @@ pub const MOUNT_POINT_FILES: [&str; 2] = ["etc/machine-id", "etc/resolv.conf"];
 pub const HIDDEN_BELOW: [&str; 6] = ["dev", "proc", "sys", "run", "tmp", "var/tmp"];
 
 /// Unit settings whose directory systemd binds into the service from the host, so the image must
-/// hold the mount point.
-pub const UNIT_DIRECTORY_SETTINGS: [(&str, &str); 3] = [
+/// hold the mount point (without it the unit fails with 226/NAMESPACE on a read-only image:
+/// tests/tests/acceptance/portabled.rs). `RuntimeDirectory=` is below /run, which systemd
+/// mounts itself.
+pub const UNIT_DIRECTORY_SETTINGS: [(&str, &str); 4] = [
     ("StateDirectory", "var/lib"),
     ("CacheDirectory", "var/cache"),
     ("LogsDirectory", "var/log"),
+    ("ConfigurationDirectory", "etc"),
 ];
 
-/// The mount points a unit's `StateDirectory=`, `CacheDirectory=` and `LogsDirectory=` need.
+/// The mount points a service's `StateDirectory=`, `CacheDirectory=`, `LogsDirectory=` and
+/// `ConfigurationDirectory=` need (read as systemd reads them: [`crate::unit_file`]).
 /// Names with specifiers (`%i`) are only known when the unit starts, so they are left to the user.
 pub fn unit_directories(content: &[u8]) -> Vec<Utf8PathBuf> {
     let text = String::from_utf8_lossy(content);
     let mut dirs = Vec::new();
-    for (key, values) in text.lines().filter_map(|l| l.split_once('=')) {
+    // only a service's own settings: elsewhere systemd ignores them
+    let settings = crate::unit_file::settings(&text);
+    for s in settings.iter().filter(|s| s.section == "Service") {
         for (setting, base) in UNIT_DIRECTORY_SETTINGS {
-            if key.trim() != setting {
+            if s.key != setting {
                 continue;
             }
-            for value in values.split_whitespace() {
+            for value in s.value.split_whitespace() {
                 let name = value.split(':').next().unwrap_or_default();
                 if name.contains('%') {
                     tracing::warn!(

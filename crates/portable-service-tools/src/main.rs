@@ -80,7 +80,8 @@ struct CheckArgs {
     /// An extension image attached with it (`portablectl attach --extension`), in order.
     #[arg(long = "extension", value_name = "EXT.raw")]
     extensions: Vec<Utf8PathBuf>,
-    /// A match to attach with (default: the image's PORTABLE_PREFIXES, else its name).
+    /// A match to attach with (default: the image's name, the file name up to its first `_`, as
+    /// portablectl takes it).
     #[arg(long = "prefix", value_name = "P")]
     prefixes: Vec<String>,
     /// The systemd version whose rules decide: those measured (252, 254, 257, 262) as
@@ -95,6 +96,10 @@ struct CheckArgs {
     /// without its signature yet is reported, not refused (what an image's `.check` does).
     #[arg(long)]
     signed_later: bool,
+    /// The hosts' architecture as systemd names it (x86-64, arm64, ...), which an extension's
+    /// ARCHITECTURE= must match (default: this machine's).
+    #[arg(long, value_name = "ARCH", default_value_t = check::this_architecture())]
+    architecture: String,
     /// The store directory the image's symlinks point into.
     #[arg(long, default_value = "/nix/store")]
     store_dir: Utf8PathBuf,
@@ -126,6 +131,7 @@ fn check_command(args: CheckArgs) -> Result<bool> {
         signed_later: args.signed_later,
         systemd: args.systemd,
         store_dir: args.store_dir.into(),
+        architecture: args.architecture,
     };
     let report = check::check(&base, &extensions, &options);
     let text = if args.json {

@@ -13,8 +13,11 @@
 //! The structures and their DER come from RustCrypto: `cms` (SignedData), `x509-cert`
 //! (certificates), `rsa` and `p256` (the signatures). The `cms` crate's own SignerInfo builder
 //! always adds signed attributes, so the SignerInfo is assembled here from its types instead.
-//! `rsa` 0.9 carries RUSTSEC-2023-0071 (a timing side channel): signing happens once, on the
-//! signer's own machine, with no one timing it remotely.
+//! `rsa` 0.9 carries RUSTSEC-2023-0071 (a timing side channel in its private-key operation):
+//! signing happens once, on the signer's own machine, with no one timing it remotely, and it
+//! goes through the randomized (blinded) path, which gives the same bytes (PKCS#1 v1.5 is
+//! deterministic) but not the same timing for the same key. The key's text is wiped from memory
+//! when it has been read (`Zeroizing`); the parsed keys wipe themselves on drop.
 
 use anyhow::{bail, ensure, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -28,22 +31,26 @@ use portable_service_rules::verity::{self, sidecars};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use sha2::{Digest, Sha256};
-use signature::{SignatureEncoding, Signer, Verifier};
+use signature::{RandomizedSigner, SignatureEncoding, Signer, Verifier};
 use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::Certificate;
+use zeroize::Zeroizing;
 
 /// A certificate and the file it came from (for messages).
 #[derive(Debug, Clone)]
 pub struct Cert {
     pub path: Utf8PathBuf,
     pub cert: Certificate,
+    /// Whether the file is PEM, the only form systemd reads in /etc/verity.d/.
+    pub pem: bool,
 }
 
 impl Cert {
     /// Reads a certificate, PEM or DER.
     pub fn read(path: &Utf8Path) -> Result<Cert> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
-        let cert = if bytes.starts_with(b"-----BEGIN") {
+        let pem = bytes.starts_with(b"-----BEGIN");
+        let cert = if pem {
             Certificate::from_pem(&bytes)
         } else {
             Certificate::from_der(&bytes)
@@ -52,6 +59,7 @@ impl Cert {
         Ok(Cert {
             path: path.to_owned(),
             cert,
+            pem,
         })
     }
 
@@ -86,13 +94,15 @@ impl Key {
     /// Reads an unencrypted PEM private key: PKCS#8 (`openssl genpkey`, `openssl req -newkey`),
     /// PKCS#1 RSA or SEC1 EC.
     fn read(path: &Utf8Path) -> Result<Key> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?,
+        );
         let label = der::pem::decode_label(text.as_bytes())
             .map_err(|e| anyhow::anyhow!("{path} is not a PEM private key: {e}"))?;
         let bad = |e: &dyn std::fmt::Display| anyhow::anyhow!("{path}: malformed {label}: {e}");
         Ok(match label {
             "PRIVATE KEY" => {
-                let (_, document) = der::Document::from_pem(&text).map_err(|e| bad(&e))?;
+                let (_, document) = der::SecretDocument::from_pem(&text).map_err(|e| bad(&e))?;
                 let info = rsa::pkcs8::PrivateKeyInfo::try_from(document.as_bytes())
                     .map_err(|e| bad(&e))?;
                 match info.algorithm.oid {
@@ -143,7 +153,9 @@ impl Key {
         match self {
             Key::Rsa(key) => {
                 let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(key.as_ref().clone());
-                let signature: rsa::pkcs1v15::Signature = signer.sign(message);
+                // blinded: see the module comment
+                let signature: rsa::pkcs1v15::Signature =
+                    signer.sign_with_rng(&mut rsa::rand_core::OsRng, message);
                 (algorithm(rfc5912::RSA_ENCRYPTION, true), signature.to_vec())
             }
             Key::P256(key) => {
@@ -188,7 +200,14 @@ fn signed_root_hash(image: &Utf8Path) -> Result<(Utf8PathBuf, String)> {
 /// Signs the root hash beside `image` and writes `NAME.roothash.p7s`; its path. Nothing is
 /// written when the key, the certificate or the root hash is wrong.
 pub fn sign(image: &Utf8Path, key_file: &Utf8Path, cert_file: &Utf8Path) -> Result<Utf8PathBuf> {
-    let (_, root_hash) = signed_root_hash(image)?;
+    let (root_file, root_hash) = signed_root_hash(image)?;
+    // What is signed must be what hosts will check every block against: the root of the hash
+    // tree beside the image, and that tree the image's.
+    let [tree_file, _, _] = sidecars(image);
+    let root = verity::parse_root_hash(&root_hash)?;
+    verity::verify(image, &tree_file, &root).with_context(|| {
+        format!("refusing to sign {root_file}: it is not the root hash of {image} with {tree_file}")
+    })?;
     let key = Key::read(key_file)?;
     let cert = Cert::read(cert_file)?;
     ensure!(

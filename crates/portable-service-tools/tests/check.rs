@@ -177,7 +177,7 @@ fn an_image_without_prefixes_is_accepted_with_advice() {
 #[test]
 fn each_broken_rule_is_refused_with_its_reason() {
     type Change = fn(&mut Tree);
-    let cases: [(Change, &str); 12] = [
+    let cases: [(Change, &str); 13] = [
         (
             |t| {
                 t.remove("etc/os-release");
@@ -220,6 +220,18 @@ fn each_broken_rule_is_refused_with_its_reason() {
                 t.remove("var/lib/svc");
             },
             "mount point /var/lib/svc (for svc.service) is missing",
+        ),
+        (
+            |t| {
+                t.insert(
+                    "etc/systemd/system/svc.service",
+                    E::File(
+                        "[Service]\nConfigurationDirectory=svc-conf\nExecStart=/bin/sh\n",
+                        0o644,
+                    ),
+                );
+            },
+            "mount point /etc/svc-conf (for svc.service) is missing",
         ),
         (
             |t| {
@@ -539,7 +551,9 @@ fn a_signature_is_checked_against_the_certificates_given() {
     let stranger_arg = stranger.to_str().unwrap();
 
     // --cert for a plain image (reported, not refused), and for an image that is not signed
-    let plain = image(dir.path(), "plain_1.raw", &base());
+    let plain_dir = dir.path().join("plain");
+    fs::create_dir(&plain_dir).unwrap();
+    let plain = image(&plain_dir, "svc_1.raw", &base());
     let (ok, report) = check_path(&plain, &["--cert", cert_arg]);
     assert!(
         ok,

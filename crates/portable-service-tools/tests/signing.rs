@@ -1,14 +1,14 @@
 //! `portable-service sign` against openssl: the signature is what `openssl smime -sign
 //! -nocerts -noattr -binary -outform der` makes (byte for byte with an RSA key), openssl
 //! verifies it with the certificate, and `signing::verify` names the signer or says why not.
-//! Bad keys, certificates and missing root hashes are errors that name the file and leave no
-//! `.p7s`. Keys are throwaway ones made by openssl in temporary directories.
+//! Bad keys, certificates, missing root hashes and a root hash that is not the image's are errors
+//! that name the file and leave no `.p7s`. Keys are throwaway ones made by openssl in temporary
+//! directories.
 
 use camino::{Utf8Path, Utf8PathBuf};
+use portable_service_rules::verity;
 use portable_service_tools::signing::{self, Cert};
 use std::process::{Command, Output};
-
-const ROOT_HASH: &str = "2fb1c9d14f036573dcceff156be1b94ec64a6d9714a9aa05bc7ae07637bb0317";
 
 struct Dir(tempfile::TempDir);
 
@@ -21,12 +21,18 @@ impl Dir {
         Utf8Path::from_path(self.0.path()).unwrap().join(name)
     }
 
-    /// An image with a root hash beside it (what `sign` reads: the image itself is not).
-    fn image(&self, root_hash: &str) -> Utf8PathBuf {
-        let raw = self.path("svc_1.raw");
-        std::fs::write(&raw, "").unwrap();
-        std::fs::write(self.path("svc_1.roothash"), root_hash).unwrap();
-        raw
+    /// An image (two blocks of bytes standing in for a squashfs) with its hash tree and root
+    /// hash beside it; the root hash.
+    fn image(&self) -> (Utf8PathBuf, String) {
+        self.image_named("svc_1", b'x')
+    }
+
+    fn image_named(&self, stem: &str, byte: u8) -> (Utf8PathBuf, String) {
+        let raw = self.path(&format!("{stem}.raw"));
+        std::fs::write(&raw, vec![byte; 2 * verity::BLOCK]).unwrap();
+        let tree = verity::format(&raw, &self.path(&format!("{stem}.verity"))).unwrap();
+        std::fs::write(self.path(&format!("{stem}.roothash")), tree.root_hash_hex()).unwrap();
+        (raw, tree.root_hash_hex())
     }
 
     fn p7s(&self) -> Utf8PathBuf {
@@ -134,7 +140,7 @@ fn openssl_verifies(dir: &Dir, cert: &Utf8Path) -> bool {
 #[test]
 fn an_rsa_signature_is_openssls_byte_for_byte() {
     let dir = Dir::new();
-    let image = dir.image(ROOT_HASH);
+    let (image, _) = dir.image();
     let (key, cert) = rsa(&dir, "fleet");
     let out = sign_with(&key, &cert, &image);
     assert!(out.status.success(), "{out:?}");
@@ -152,7 +158,7 @@ fn an_rsa_signature_is_openssls_byte_for_byte() {
 #[test]
 fn an_ec_signature_verifies_and_is_the_same_every_time() {
     let dir = Dir::new();
-    let image = dir.image(ROOT_HASH);
+    let (image, _) = dir.image();
     let (key, cert) = p256(&dir, "ec");
     let signed = || {
         let out = sign_with(&key, &cert, &image);
@@ -171,17 +177,22 @@ fn an_ec_signature_verifies_and_is_the_same_every_time() {
 fn the_root_hash_is_signed_as_systemd_hands_it_to_the_kernel() {
     // an upper-case root hash with a newline: systemd parses it and signs/verifies lowercase hex
     let dir = Dir::new();
-    let image = dir.image(&format!("{}\n", ROOT_HASH.to_uppercase()));
+    let (image, root_hash) = dir.image();
+    std::fs::write(
+        dir.path("svc_1.roothash"),
+        format!("{}\n", root_hash.to_uppercase()),
+    )
+    .unwrap();
     let (key, cert) = rsa(&dir, "fleet");
     assert!(sign_with(&key, &cert, &image).status.success());
-    std::fs::write(dir.path("svc_1.roothash"), ROOT_HASH).unwrap();
+    std::fs::write(dir.path("svc_1.roothash"), &root_hash).unwrap();
     assert!(openssl_verifies(&dir, &cert));
 }
 
 #[test]
 fn verify_names_the_signer_or_says_why_not() {
     let dir = Dir::new();
-    let image = dir.image(ROOT_HASH);
+    let (image, root_hash) = dir.image();
     let (key, cert) = rsa(&dir, "fleet");
     let (_, other) = p256(&dir, "other");
     let certs = |paths: &[&Utf8PathBuf]| -> Vec<Cert> {
@@ -201,12 +212,13 @@ fn verify_names_the_signer_or_says_why_not() {
     );
 
     // another root hash: the image the signature was made for is not this one
-    std::fs::write(dir.path("svc_1.roothash"), ROOT_HASH.replace('2', "3")).unwrap();
+    let (_, other_root) = dir.image_named("other_1", b'y');
+    std::fs::write(dir.path("svc_1.roothash"), other_root).unwrap();
     let e = signing::verify(&image, &dir.p7s(), &given).unwrap_err();
     assert!(format!("{e:#}").contains("does not verify"), "{e:#}");
 
     // openssl's default, with signed attributes, is checked too
-    std::fs::write(dir.path("svc_1.roothash"), ROOT_HASH).unwrap();
+    std::fs::write(dir.path("svc_1.roothash"), &root_hash).unwrap();
     openssl_sign(&dir, &key, &cert, &dir.p7s(), true);
     assert_eq!(
         signing::verify(&image, &dir.p7s(), &given).unwrap().path,
@@ -217,7 +229,7 @@ fn verify_names_the_signer_or_says_why_not() {
 #[test]
 fn bad_keys_certificates_and_images_name_the_file_and_write_nothing() {
     let dir = Dir::new();
-    let image = dir.image(ROOT_HASH);
+    let (image, _) = dir.image();
     let (key, cert) = rsa(&dir, "fleet");
     let (ec_key, _) = p256(&dir, "ec");
     let garbage = dir.path("garbage.pem");
@@ -244,8 +256,15 @@ fn bad_keys_certificates_and_images_name_the_file_and_write_nothing() {
     let no_root = dir.path("other_1.raw");
     std::fs::write(&no_root, "").unwrap();
     let missing = dir.path("missing.pem");
+    // the root hash of another image beside this one
+    let (foreign, _) = dir.image_named("foreign_1", b'f');
+    let (_, third_root) = dir.image_named("third_1", b't');
+    std::fs::write(dir.path("foreign_1.roothash"), third_root).unwrap();
+    // a root hash without its tree
+    let (treeless, _) = dir.image_named("treeless_1", b'u');
+    std::fs::remove_file(dir.path("treeless_1.verity")).unwrap();
 
-    let cases: [(&Utf8Path, &Utf8Path, &Utf8Path, String); 9] = [
+    let cases: [(&Utf8Path, &Utf8Path, &Utf8Path, String); 11] = [
         (
             &ec_key,
             &cert,
@@ -294,6 +313,21 @@ fn bad_keys_certificates_and_images_name_the_file_and_write_nothing() {
             &cert,
             &no_root,
             format!("cannot read {}", dir.path("other_1.roothash")),
+        ),
+        (
+            &key,
+            &cert,
+            &foreign,
+            format!(
+                "refusing to sign {}: it is not the root hash of {foreign}",
+                dir.path("foreign_1.roothash")
+            ),
+        ),
+        (
+            &key,
+            &cert,
+            &treeless,
+            format!("cannot read {}", dir.path("treeless_1.verity")),
         ),
     ];
     for (key, cert, image, expected) in cases {

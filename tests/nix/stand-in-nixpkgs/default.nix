@@ -1,5 +1,5 @@
 # A stand-in for `import nixpkgs { system; overlays; }`: a package set with what the overlay,
-# nix/package.nix and nix/examples.nix use, applied overlays and all. Its packages are the
+# nix/builder.nix, nix/tools.nix and nix/examples.nix use, applied overlays and all. Its packages are the
 # offline ones of tests/nix/offline.nix. `rustPlatform.buildRustPackage` copies the staged static
 # build of the package's program rather than compiling (nothing here can fetch nixpkgs' Rust
 # toolchain), but as a derivation over the same `src`, lock and `postPatch` that nixpkgs' would
@@ -47,7 +47,7 @@ let
       // {
         inherit (attrs) pname version meta;
       };
-    # only check inputs of nix/package.nix, which the stand-in buildRustPackage doesn't build
+    # only check inputs of nix/tools.nix, which the stand-in buildRustPackage doesn't build
     cryptsetup = null;
     openssl = null;
     inherit (t)

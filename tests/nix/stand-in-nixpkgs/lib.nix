@@ -1,4 +1,4 @@
-# The few nixpkgs `lib` functions the flake and nix/package.nix use, for the stand-in nixpkgs.
+# The few nixpkgs `lib` functions the flake, nix/builder.nix and nix/tools.nix use, for the stand-in nixpkgs.
 {
   genAttrs =
     names: f:

@@ -137,6 +137,15 @@ impl Host {
         self.certs.borrow_mut().push(cert.to_owned());
     }
 
+    /// Takes back [`Host::trust`]: removes /etc/verity.d/NAME.crt and the certificate `check`
+    /// was given for it.
+    pub fn distrust(&self, name: &str) {
+        self.ok(&["rm", "-f", &format!("/etc/verity.d/{name}.crt")]);
+        let share = self.share().join(format!("{name}.crt"));
+        let gone = fs::read(&share).ok();
+        self.certs.borrow_mut().retain(|c| fs::read(c).ok() != gone);
+    }
+
     /// The host's copy of an image of the guest's /images.
     pub fn host_copy(&self, inside: &str) -> PathBuf {
         let name = inside

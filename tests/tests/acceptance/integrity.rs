@@ -7,7 +7,8 @@
 //!
 //! Measured: portabled attaches every one of these images; what differs is whether their
 //! services start. 252, 254 and 257 run an unsigned hash tree; 262 refuses it. A signature whose
-//! certificate the host lacks is refused by all four; a changed block fails its read on all four.
+//! certificate the host lacks, or has only in DER form, is refused by all four; a changed block
+//! fails its read on all four.
 
 use portable_service_tests::guest::Systemd;
 use portable_service_tests::on_every_systemd;
@@ -90,6 +91,30 @@ fn a_signed_image_runs_where_its_certificate_is_trusted(systemd: Systemd) {
     );
     c.ok(&["portablectl", "detach", "--runtime", "demo_1.0"]);
     c.ok(&["systemctl", "reset-failed"]);
+
+    // in DER form the certificate is not read (systemd reads PEM): refused the same, and check
+    // says why
+    let der = work.path().join("signer.der");
+    let converted = std::process::Command::new("openssl")
+        .arg("x509")
+        .arg("-in")
+        .arg(key.cert())
+        .args(["-outform", "der", "-out"])
+        .arg(&der)
+        .output()
+        .unwrap();
+    assert!(converted.status.success(), "{converted:?}");
+    c.trust(&der, SIGNER);
+    let (accepted, report) = c.check(&image, &[], &[]);
+    assert!(
+        !accepted && report.contains("is DER: systemd reads"),
+        "{report}"
+    );
+    attach_only(&c, &image);
+    start_and_fail(&c, "demo.service");
+    c.ok(&["portablectl", "detach", "--runtime", "demo_1.0"]);
+    c.ok(&["systemctl", "reset-failed"]);
+    c.distrust(SIGNER);
 
     // with it in /etc/verity.d, the service runs from a dm-verity device; check names the signer
     c.trust(&key.cert(), SIGNER);

@@ -24,6 +24,8 @@ on_every_systemd!(
     default_and_trusted_profiles,
     the_manual_examples_run,
     a_unit_check_refuses_fails_in_systemd_too,
+    every_exec_directory_needs_its_mount_point,
+    without_matches_portablectl_takes_the_image_name,
 );
 
 fn runtime_attach_starts_the_service_and_detach_removes_it(systemd: Systemd) {
@@ -207,4 +209,111 @@ fn a_unit_check_refuses_fails_in_systemd_too(systemd: Systemd) {
         "broken.service",
     ]);
     assert_eq!(status.trim(), "203", "203/EXEC");
+}
+
+/// A copy of `image` (in `dir`) without `path`: an image as another tool might make it.
+fn without(image: &std::path::Path, path: &str, dir: &std::path::Path) -> PathBuf {
+    let root = dir.join("root");
+    let unpacked = std::process::Command::new("unsquashfs")
+        .args(["-no-progress", "-d"])
+        .arg(&root)
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(unpacked.status.success(), "unsquashfs: {unpacked:?}");
+    std::fs::remove_dir(root.join(path)).unwrap();
+    let out = dir.join(image.file_name().unwrap());
+    squashfs_of(&root, &out);
+    out
+}
+
+/// Each of StateDirectory=, CacheDirectory=, LogsDirectory= and ConfigurationDirectory= binds a
+/// host directory into the service, over a mount point a read-only image must hold: our image
+/// has all four (and the one named on a continued line) and its unit runs; the same image without /etc/NAME (ConfigurationDirectory=)
+/// attaches, but its unit fails with 226/NAMESPACE, as `check` says beforehand.
+fn every_exec_directory_needs_its_mount_point(systemd: Systemd) {
+    let c = Host::open(systemd);
+    let built = raw_file(&build(
+        r#"t.portableService { pname = "dirs"; version = "1";
+             units = [ (t.writeText "dirs.service" ''
+               [Service]
+               Type=oneshot
+               StateDirectory=dirs \
+                 dirs-continued
+               CacheDirectory=dirs
+               LogsDirectory=dirs
+               ConfigurationDirectory=dirs
+               ExecStart=${t.busybox}/bin/busybox sh -c 'ls -d /var/lib/dirs /var/lib/dirs-continued /var/cache/dirs /var/log/dirs /etc/dirs && echo every-directory-is-there'
+             '') ]; }"#,
+    ));
+    c.journal_from_now();
+    let image = c.add_image(&built, "dirs_1.raw");
+    c.portablectl("attach", &["--runtime"], &image);
+    c.ok(&["systemctl", "start", "dirs.service"]);
+    c.wait_for_journal(&["-u", "dirs.service"], "every-directory-is-there");
+    c.ok(&["portablectl", "detach", "--runtime", "dirs_1"]);
+
+    let work = tempfile::tempdir().unwrap();
+    let hand_made = c.add_image(&without(&built, "etc/dirs", work.path()), "dirs_1.raw");
+    let (accepted, report) = c.check(&hand_made, &[], &[]);
+    assert!(!accepted, "{report}");
+    assert!(
+        report.contains("mount point /etc/dirs (for dirs.service) is missing"),
+        "{report}"
+    );
+    c.ok(&["portablectl", "attach", "--runtime", &hand_made]);
+    assert!(!c
+        .run(&["systemctl", "start", "dirs.service"])
+        .status
+        .success());
+    let status = c.ok(&["systemctl", "show", "-P", "ExecMainStatus", "dirs.service"]);
+    assert_eq!(
+        status.trim(),
+        "226",
+        "226/NAMESPACE on systemd {}",
+        c.version()
+    );
+    // the host's own ConfigurationDirectory=, which systemd made at the first start
+    c.ok(&["rm", "-rf", "/etc/dirs"]);
+}
+
+/// `portablectl attach IMAGE` without matches takes the image name (`app` of app_1.raw) as its
+/// match, whatever PORTABLE_PREFIXES says, and refuses an image whose PORTABLE_PREFIXES lacks it
+/// (our function makes one with `portablePrefixes = [ "web" ]`); with the matches given it
+/// attaches. `check` says the same both ways.
+fn without_matches_portablectl_takes_the_image_name(systemd: Systemd) {
+    let c = Host::open(systemd);
+    let image = c.add_image(
+        &raw_file(&build(
+            r#"t.portableService { pname = "app"; version = "1"; portablePrefixes = [ "web" ];
+                 units = [ (t.writeText "web.service" "[Service]\nType=oneshot\nExecStart=${t.busybox}/bin/busybox echo web-ran\n") ]; }"#,
+        )),
+        "app_1.raw",
+    );
+    let (accepted, report) = c.check(&image, &[], &[]);
+    assert!(!accepted, "{report}");
+    assert!(
+        report.contains("Selected matches 'app' are not compatible")
+            && report.contains("portablectl attach app_1.raw web"),
+        "{report}"
+    );
+    let refused = c.run(&["portablectl", "attach", "--runtime", &image]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "systemd {} attached it",
+        c.version()
+    );
+    assert!(
+        said.contains("Selected matches 'app' are not compatible") && said.contains("web"),
+        "systemd {}: {said}",
+        c.version()
+    );
+
+    c.journal_from_now();
+    c.assert_check_accepts(&image, &[], &["web"]);
+    c.ok(&["portablectl", "attach", "--runtime", &image, "web"]);
+    c.ok(&["systemctl", "start", "web.service"]);
+    c.wait_for_journal(&["-u", "web.service"], "web-ran");
+    // detached by the Host's reset
 }

@@ -65,10 +65,22 @@ impl Plan {
     /// Checks the attrs and lays out the image root. `read_unit` gives a unit file's content
     /// (following symlinks) or says why it can't be a unit: tests pass a fake store.
     pub fn new(attrs: &Attrs, read_unit: impl Fn(&Utf8Path) -> Result<Vec<u8>>) -> Result<Plan> {
+        names::check_store_dir(&attrs.store_dir)?;
         names::check_pname(&attrs.pname)?;
         names::check_version(&attrs.version)?;
         let prefixes = names::check_prefixes(attrs)?;
         let layout = Layout::of(attrs);
+        if layout.kind.is_none() && !prefixes.contains(&attrs.pname) {
+            tracing::warn!(
+                "`portablePrefixes` ({}) lacks the pname {:?}: `portablectl attach {}` without \
+                 matches refuses the image; attach it with them: portablectl attach {} {}",
+                prefixes.join(" "),
+                attrs.pname,
+                attrs.image_file_name(),
+                attrs.image_file_name(),
+                prefixes.join(" ")
+            );
+        }
         let mut plan = Plan::default();
 
         if layout.kind.is_none() {
@@ -101,7 +113,7 @@ impl Plan {
         match layout.kind {
             None => {
                 for dir in state_dirs {
-                    plan.add_dir_with_parents(&dir, "mount point for a unit's state directory");
+                    plan.add_dir_with_parents(&dir, "mount point for a unit's StateDirectory=, CacheDirectory=, LogsDirectory= or ConfigurationDirectory=");
                 }
             }
             // An extension reaches only /usr (or /etc): these mount points must be in the base.

@@ -15,6 +15,24 @@ pub(super) fn check_store_file(attrs: &Attrs, attr: &str, file: &Utf8Path) -> Re
     Ok(())
 }
 
+/// `storeDir` (Nix's own setting) is where the closure's paths live, and the image keeps them at
+/// the same place below `usr/`: it must be an absolute path of at least one component, written
+/// the way Nix writes it (no `.`, `..`, empty components or trailing `/`).
+pub(super) fn check_store_dir(store_dir: &Utf8Path) -> Result<()> {
+    let text = store_dir.as_str();
+    let components: Vec<&str> = text.split('/').skip(1).collect();
+    let canonical = text.starts_with('/')
+        && components
+            .iter()
+            .all(|c| !c.is_empty() && *c != "." && *c != "..");
+    if !canonical {
+        bail!(
+            "attribute `storeDir` = {text:?} must be an absolute path below the root, written              without `.`, `..`, `//` or a trailing `/`, such as \"/nix/store\""
+        );
+    }
+    Ok(())
+}
+
 /// The prefixes the units must match: `portablePrefixes` (or the pname), each a valid image name.
 pub(super) fn check_prefixes(attrs: &Attrs) -> Result<Vec<String>> {
     let prefixes = attrs.prefixes();

@@ -88,6 +88,13 @@ impl Plan {
                 entry.what
             );
         }
+        if path.starts_with(&layout.units) {
+            bail!(
+                "attribute `{attr}` = {given:?} collides with /{}, where the image's units are: \
+                 give units as `units`",
+                layout.units
+            );
+        }
         if let Some(store) = &layout.store {
             if path.starts_with(store) {
                 bail!("attribute `{attr}` = {given:?} is inside the store directory, which holds the closure");

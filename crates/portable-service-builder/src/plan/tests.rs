@@ -343,7 +343,7 @@ fn a_unit_that_cannot_be_read_or_is_empty_is_named() {
 #[test]
 fn state_directories_get_mount_points() {
     let p = Plan::new(&attrs(), |_| {
-        Ok(b"[Service]\nStateDirectory=demo demo/sub:alias\n CacheDirectory = x\nLogsDirectory=demo-log\nStateDirectory=%i\n".to_vec())
+        Ok(b"[Unit]\nStateDirectory=not-a-service-setting\n[Service]\nStateDirectory=demo demo/sub:alias\n CacheDirectory = x\nLogsDirectory=demo-log\nStateDirectory=%i\nConfigurationDirectory=demo-conf\nStateDirectory=continued \\\n on-the-next-line\n".to_vec())
     })
     .unwrap();
     for dir in [
@@ -351,6 +351,9 @@ fn state_directories_get_mount_points() {
         "var/lib/demo/sub",
         "var/cache/x",
         "var/log/demo-log",
+        "etc/demo-conf",
+        "var/lib/continued",
+        "var/lib/on-the-next-line",
     ] {
         assert_eq!(
             p.entries[Utf8Path::new(dir)].source,
@@ -359,4 +362,31 @@ fn state_directories_get_mount_points() {
         );
     }
     assert!(!p.entries.keys().any(|k| k.as_str().contains('%')));
+    assert!(!p
+        .entries
+        .contains_key(Utf8Path::new("var/lib/not-a-service-setting")));
+}
+
+#[test]
+fn a_store_directory_nix_would_not_write_is_named_not_a_panic() {
+    for store_dir in [
+        "",
+        "/",
+        "/.",
+        "//",
+        "nix/store",
+        "/nix/../store",
+        "/nix/store/",
+        "/nix//store",
+    ] {
+        let mut a = attrs();
+        a.store_dir = store_dir.into();
+        let e = err(&a);
+        assert!(
+            e.contains(&format!(
+                "attribute `storeDir` = {store_dir:?} must be an absolute path"
+            )),
+            "{store_dir:?}: {e}"
+        );
+    }
 }

@@ -15,6 +15,7 @@ use portable_service_rules::extension::ExtensionKind as Kind;
 use portable_service_rules::mount_points::{self, HIDDEN_BELOW, MOUNT_POINT_FILES};
 use portable_service_rules::names::{unit_matches, UNIT_SUFFIXES};
 use portable_service_rules::os_release;
+use portable_service_rules::unit_file;
 use portable_service_rules::verity::{self, sidecars};
 use report::{ExtensionReport, Finding, Report, SkippedUnit, Unit};
 use std::collections::BTreeMap;
@@ -68,7 +69,7 @@ const SEARCH_PATH: [&str; 6] = [
 
 /// What to check.
 pub struct Options {
-    /// Matches to attach with; empty: the image's `PORTABLE_PREFIXES`, else its name.
+    /// Matches to attach with; empty: the image's name, as portablectl takes it.
     pub prefixes: Vec<String>,
     /// Whose rules decide the verdict (see [`SYSTEMD_VERSIONS`]).
     pub systemd: u32,
@@ -79,6 +80,25 @@ pub struct Options {
     /// The images are signed after this check (`sign`, outside the store): a hash tree
     /// without a signature is not refused for it.
     pub signed_later: bool,
+    /// The host's architecture as systemd names it (`x86-64`, `arm64`), which an extension's
+    /// `ARCHITECTURE=` must match.
+    pub architecture: String,
+}
+
+/// This machine's architecture as systemd names it (its `architecture_to_string()`).
+pub fn this_architecture() -> String {
+    match std::env::consts::ARCH {
+        "x86_64" => "x86-64",
+        "aarch64" => "arm64",
+        "x86" => "x86",
+        "arm" => "arm",
+        "riscv64" => "riscv64",
+        "powerpc64" => "ppc64",
+        "s390x" => "s390x",
+        "loongarch64" => "loongarch64",
+        other => other,
+    }
+    .to_owned()
 }
 
 impl Default for Options {
@@ -89,6 +109,7 @@ impl Default for Options {
             store_dir: PathBuf::from("/nix/store"),
             certs: Vec::new(),
             signed_later: false,
+            architecture: this_architecture(),
         }
     }
 }
@@ -156,7 +177,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
     // the extensions systemd takes, in order, with their kind
     let mut layered = Vec::new();
     for ext in extensions {
-        let (report, kind, prefixes) = check_extension(ext, &fields, options.systemd);
+        let (report, kind, prefixes) = check_extension(ext, &fields, options);
         if let Some(kind) = kind {
             layered.push((ext, kind));
         }
@@ -169,23 +190,43 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
         r.extensions.push(report);
     }
 
+    // portablectl's own default: the image name, whatever PORTABLE_PREFIXES says (measured on
+    // 252 to 262: tests/tests/acceptance/portabled.rs)
     let matches = if !options.prefixes.is_empty() {
         options.prefixes.clone()
     } else {
-        image_prefixes
-            .clone()
-            .unwrap_or_else(|| vec![name_prefix.clone()])
+        vec![name_prefix.clone()]
     };
     r.matches = matches.clone();
     if let Some(valid) = &valid_prefixes {
         if let Some(bad) = matches.iter().find(|m| !valid.contains(m)) {
+            let pass = if options.prefixes.is_empty() {
+                format!(
+                    "; without matches portablectl takes the image name: attach with them, \
+                     `portablectl attach {} {}` (check: --prefix)",
+                    base.path.file_name().unwrap_or(base.name.as_str()),
+                    valid.join(" ")
+                )
+            } else {
+                String::new()
+            };
             r.error(Finding::refused(format!(
                 "Selected matches '{}' are not compatible with portable service image '{}', \
-                 refusing. (Acceptable prefix matches are: {}; `{bad}` is not one)",
+                 refusing. (Acceptable prefix matches are: {}; `{bad}` is not one{pass})",
                 matches.join("', '"),
                 base.path,
                 valid.join(", ")
             )));
+        }
+    }
+    if let Some(prefixes) = &image_prefixes {
+        if !options.prefixes.is_empty() && !prefixes.contains(&name_prefix) {
+            r.advice(&format!(
+                "the image name `{name_prefix}` is not among its PORTABLE_PREFIXES ({}): \
+                 `portablectl attach {}` without matches refuses it",
+                prefixes.join(" "),
+                base.path.file_name().unwrap_or(base.name.as_str())
+            ));
         }
     }
 
@@ -365,14 +406,33 @@ fn check_verity(r: &mut Report, image: &camino::Utf8Path, options: &Options) {
         Err(e) => return verity_error(r, format!("{e:#}")),
     }
     match (p7s.exists(), options.certs.is_empty()) {
-        (true, false) => match crate::signing::verify(image, &p7s, &options.certs) {
-            Ok(cert) => r.verity.push(format!(
-                "signed by {} ({p7s}, with {})",
-                cert.subject(),
-                cert.path
-            )),
-            Err(e) => verity_error(r, format!("{e:#}")),
-        },
+        (true, false) => {
+            // systemd reads /etc/verity.d/*.crt as PEM only: a DER file there is not used
+            // (measured: tests/tests/acceptance/integrity.rs)
+            let (pem, der): (Vec<_>, Vec<_>) = options.certs.iter().cloned().partition(|c| c.pem);
+            match crate::signing::verify(image, &p7s, &pem) {
+                Ok(cert) => r.verity.push(format!(
+                    "signed by {} ({p7s}, with {})",
+                    cert.subject(),
+                    cert.path
+                )),
+                Err(e) => match crate::signing::verify(image, &p7s, &der) {
+                    Ok(cert) => verity_error(
+                        r,
+                        format!(
+                            "{p7s} is signed by {}, whose certificate {} is DER: systemd reads \
+                             /etc/verity.d/*.crt as PEM only and refuses the image with it \
+                             (226/NAMESPACE); install it as PEM: openssl x509 -in {} -out \
+                             /etc/verity.d/NAME.crt",
+                            cert.subject(),
+                            cert.path,
+                            cert.path
+                        ),
+                    ),
+                    Err(_) => verity_error(r, format!("{e:#}")),
+                },
+            }
+        }
         (true, true) => r.verity.push(format!(
             "{p7s}: signed; by whom is not checked (give the hosts' certificates with --cert). \
              A host without the signer's certificate in /etc/verity.d/ refuses to start its \
@@ -497,8 +557,9 @@ fn store_path_of(path: &Path, store_dir: &Path) -> Option<PathBuf> {
 fn check_extension(
     ext: &Image,
     base: &BTreeMap<String, String>,
-    systemd: u32,
+    options: &Options,
 ) -> (ExtensionReport, Option<Kind>, Option<Vec<String>>) {
+    let systemd = options.systemd;
     let mut report = ExtensionReport {
         path: ext.path.to_string(),
         name: ext.name.clone(),
@@ -540,7 +601,20 @@ fn check_extension(
     report.dissect_extension = fields
         .get(kind.scope_and_level().0)
         .is_none_or(|s| s.split_whitespace().any(|w| w == "portable"));
-    if let Some(why) = release_mismatch(&fields, base, kind) {
+    // newer versions refuse an extension that would replace the base's os-release
+    if rules_of(systemd) >= FORBIDS_OS_RELEASE
+        && matches!(
+            View::new(ext).resolve(Path::new("usr/lib/os-release")),
+            Resolved::Found(..)
+        )
+    {
+        report.problems.push(format!(
+            "Image {} contains /usr/lib/os-release, which systemd {systemd} refuses in an \
+             extension (it would hide the base's)",
+            ext.path
+        ));
+    }
+    if let Some(why) = release_mismatch(&fields, base, kind, systemd, &options.architecture) {
         report.matches_base = false;
         report.problems.push(format!(
             "Image {} extension-release metadata does not match the root's: {why}",
@@ -582,26 +656,57 @@ fn release_candidates(ext: &Image, version: u32) -> Vec<(Kind, PathBuf)> {
         .collect()
 }
 
+/// From this version on, an extension's ID may be one of the base's `ID_LIKE=` (measured:
+/// tests/tests/acceptance/extensions.rs).
+const MATCHES_ID_LIKE: u32 = 257;
+/// From this version on, an extension holding /usr/lib/os-release is refused (measured there
+/// too).
+const FORBIDS_OS_RELEASE: u32 = 257;
+
 /// Why an extension-release file doesn't match the base's os-release, the way systemd compares
-/// them (`extension_release_validate()`): ID (or `_any`), then the level if both say one, else
-/// VERSION_ID if the base says one; and the scope must include `portable`.
+/// them (`extension_release_validate()`): the scope must include `portable`; `ARCHITECTURE=`,
+/// unless `_any`, the host's; ID the base's (or `_any`, or from 257 on one of its `ID_LIKE=`);
+/// then, if the base says a level or a VERSION_ID, the level if both say one, else the
+/// VERSION_ID, which the extension must then have.
 fn release_mismatch(
     ext: &BTreeMap<String, String>,
     base: &BTreeMap<String, String>,
     kind: Kind,
+    systemd: u32,
+    architecture: &str,
 ) -> Option<String> {
+    let get = |m: &BTreeMap<String, String>, k: &str| m.get(k).filter(|v| !v.is_empty()).cloned();
     let (scope_key, level_key) = kind.scope_and_level();
     if let Some(scope) = ext.get(scope_key) {
         if !scope.split_whitespace().any(|w| w == "portable") {
             return Some(format!("{scope_key}={scope} does not include `portable`"));
         }
     }
-    let id = ext.get("ID").map(String::as_str).unwrap_or("");
+    if let Some(arch) = get(ext, "ARCHITECTURE") {
+        if arch != "_any" && arch != architecture {
+            return Some(format!(
+                "ARCHITECTURE={arch}, the host's is {architecture} (check --architecture)"
+            ));
+        }
+    }
+    let Some(id) = get(ext, "ID") else {
+        return Some("no ID= (give the base's, or `_any`)".to_owned());
+    };
+    if id == "_any" {
+        return None;
+    }
     let base_id = base.get("ID").map(String::as_str).unwrap_or("");
-    if id != "_any" && id != base_id {
+    let like = base.get("ID_LIKE").map(String::as_str).unwrap_or("");
+    let in_like = like.split_whitespace().any(|l| l == id);
+    if id != base_id && !in_like {
         return Some(format!("ID={id}, the base's ID={base_id}"));
     }
-    let get = |m: &BTreeMap<String, String>, k: &str| m.get(k).filter(|v| !v.is_empty()).cloned();
+    if id != base_id && rules_of(systemd) < MATCHES_ID_LIKE {
+        return Some(format!(
+            "ID={id} is only in the base's ID_LIKE={like}, which systemd {systemd} does not \
+             match (from {MATCHES_ID_LIKE} on it does); the base's ID={base_id}"
+        ));
+    }
     let (base_version, base_level) = (get(base, "VERSION_ID"), get(base, level_key));
     if base_version.is_none() && base_level.is_none() {
         return None;
@@ -611,22 +716,20 @@ fn release_mismatch(
     }
     match (&base_version, get(ext, "VERSION_ID")) {
         (Some(b), Some(e)) if b != &e => Some(format!("VERSION_ID={e}, the base's VERSION_ID={b}")),
+        (Some(b), None) => Some(format!("no VERSION_ID=, the base's VERSION_ID={b}")),
         _ => None,
     }
 }
 
 /// Programs the unit's `Exec*=` settings run that the image lacks or can't run.
 fn check_programs(r: &mut Report, unit: &Unit, view: &View) {
-    for line in unit.content.lines() {
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let key = key.trim();
+    for setting in unit_file::settings(&unit.content) {
+        let key = setting.key.as_str();
         if !EXEC_SETTINGS.contains(&key) {
             continue;
         }
-        let value = value
-            .trim()
+        let value = setting
+            .value
             .trim_start_matches(['@', '-', ':', '+', '!', '|']);
         let program = match value.strip_prefix('"') {
             Some(rest) => rest.split('"').next().unwrap_or(""),
