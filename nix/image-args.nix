@@ -20,7 +20,6 @@ let
     elem
     elemAt
     filter
-    foldl'
     genList
     head
     isAttrs
@@ -42,60 +41,10 @@ let
     toStore
     ;
 
-  unitSuffixes = [
-    "service"
-    "socket"
-    "target"
-    "timer"
-    "path"
-  ];
-  compressors = [
-    "gzip"
-    "lzo"
-    "lz4"
-    "xz"
-    "zstd"
-    "lzma"
-  ];
-  # mksquashfs takes a block size that is a power of two from 4K to 1M.
-  blockSizes =
-    let
-      sizes = genList (i: foldl' (n: _: n * 2) 4096 (genList (x: x) i)) 9;
-      kib = map (n: toString (n / 1024) + "K") sizes;
-    in
-    map toString sizes ++ kib ++ map (s: builtins.replaceStrings [ "K" ] [ "k" ] s) kib ++ [
-      "1M"
-      "1m"
-    ];
-
-  # The release fields the image writes itself (the builder's src/os_release.rs and the rules'
-  # ExtensionKind::release_fields hold the same lists).
-  ownedFields =
-    if extension == null then
-      [
-        "ID"
-        "PRETTY_NAME"
-        "BUILD_ID"
-        "PORTABLE_ID"
-        "PORTABLE_PREFIXES"
-        "IMAGE_ID"
-        "IMAGE_VERSION"
-        "PORTABLE_PRETTY_NAME"
-        "HOME_URL"
-      ]
-    else
-      let
-        prefix = if extension == "sysext" then "SYSEXT" else "CONFEXT";
-      in
-      [
-        "ID"
-        "${prefix}_SCOPE"
-        "PORTABLE_PREFIXES"
-        "VERSION_ID"
-        "${prefix}_LEVEL"
-        "PORTABLE_PRETTY_NAME"
-        "HOME_URL"
-      ];
+  # the tables the builder holds too (nix/rules.nix; a test compares them)
+  rules = import ./rules.nix;
+  inherit (rules) unitSuffixes compressors blockSizes;
+  ownedFields = rules.ownedFields extension;
 
   show = v: if isString v || isPath v then toJSON (toString v) else toJSON v;
   fail = attr: value: why: throw "${function}: `${attr}` = ${show value} ${why}";

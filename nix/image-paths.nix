@@ -104,14 +104,7 @@ let
       ]
     else
       [ ];
-  hiddenBelow = [
-    "dev"
-    "proc"
-    "sys"
-    "run"
-    "tmp"
-    "var/tmp"
-  ];
+  inherit (import ./rules.nix) hiddenBelow;
 
   # `given` (attribute `attr`) as a place for a new entry of the image; `earlier`: the places
   # taken by the entries before it.

@@ -222,6 +222,47 @@ fn the_inputs_table_s_refused_inputs_fail_at_evaluation_naming_the_attribute() {
     }
 }
 
+/// The tables the Nix function checks against (nix/rules.nix) are the builder's and the rules
+/// crate's, entry for entry.
+#[test]
+fn the_nix_function_and_the_builder_check_against_the_same_tables() {
+    use portable_service_builder::{mksquashfs, os_release};
+    use portable_service_rules::extension::ExtensionKind;
+    use portable_service_rules::{mount_points, names};
+    let nix = |attr: &str| -> Vec<String> {
+        let json = nix_eval(&[
+            "--expr",
+            &format!(
+                "builtins.toJSON ((import {}/nix/rules.nix).{attr})",
+                repo().display()
+            ),
+        ])
+        .unwrap();
+        serde_json::from_str(&json).unwrap()
+    };
+    let rust = |list: &[&str]| -> Vec<String> { list.iter().map(|s| s.to_string()).collect() };
+    let suffixes: Vec<String> = names::UNIT_SUFFIXES
+        .iter()
+        .map(|s| s.trim_start_matches('.').to_owned())
+        .collect();
+    assert_eq!(nix("unitSuffixes"), suffixes);
+    assert_eq!(nix("compressors"), rust(&mksquashfs::COMPRESSORS));
+    let mut nix_sizes = nix("blockSizes");
+    let mut rust_sizes: Vec<String> = mksquashfs::block_sizes().collect();
+    nix_sizes.sort();
+    rust_sizes.sort();
+    assert_eq!(nix_sizes, rust_sizes);
+    assert_eq!(nix("ownedFields null"), rust(&os_release::IMAGE_FIELDS));
+    for kind in [ExtensionKind::Sysext, ExtensionKind::Confext] {
+        assert_eq!(
+            nix(&format!("ownedFields \"{}\"", kind.name())),
+            rust(&kind.release_fields()),
+            "{kind:?}"
+        );
+    }
+    assert_eq!(nix("hiddenBelow"), rust(&mount_points::HIDDEN_BELOW));
+}
+
 #[test]
 fn the_inputs_table_s_accepted_inputs_evaluate() {
     // ... and each of these is accepted by both

@@ -10,6 +10,21 @@
 use crate::attrs::Attrs;
 use anyhow::{bail, Result};
 
+/// The fields a portable service image's os-release owns, in the order it writes them
+/// (nix/rules.nix holds the same list; a test compares them). An extension's are
+/// `ExtensionKind::release_fields`.
+pub const IMAGE_FIELDS: [&str; 9] = [
+    "ID",
+    "PRETTY_NAME",
+    "BUILD_ID",
+    "PORTABLE_ID",
+    "PORTABLE_PREFIXES",
+    "IMAGE_ID",
+    "IMAGE_VERSION",
+    "PORTABLE_PRETTY_NAME",
+    "HOME_URL",
+];
+
 /// Builds the os-release (or extension-release) text of `attrs`: the fields the image owns,
 /// replaced where `osReleaseOverrides` says so, then the extra `osRelease` fields in key order.
 pub fn render(attrs: &Attrs) -> Result<String> {
@@ -21,20 +36,18 @@ pub fn render(attrs: &Attrs) -> Result<String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
                 .then_some(version);
+            let [id, pretty, build, portable_id, prefixes_key, image_id, image_version_key, pretty_name, home] =
+                IMAGE_FIELDS;
             vec![
-                ("ID", Some("nixos".into()), "pname"),
-                ("PRETTY_NAME", Some("NixOS".into()), "pname"),
-                ("BUILD_ID", Some("rolling".into()), "pname"),
-                ("PORTABLE_ID", Some(attrs.pname.clone()), "pname"),
-                ("PORTABLE_PREFIXES", Some(prefixes), "portablePrefixes"),
-                ("IMAGE_ID", Some(attrs.pname.to_lowercase()), "pname"),
-                ("IMAGE_VERSION", image_version, "version"),
-                (
-                    "PORTABLE_PRETTY_NAME",
-                    attrs.description.clone(),
-                    "description",
-                ),
-                ("HOME_URL", attrs.homepage.clone(), "homepage"),
+                (id, Some("nixos".into()), "pname"),
+                (pretty, Some("NixOS".into()), "pname"),
+                (build, Some("rolling".into()), "pname"),
+                (portable_id, Some(attrs.pname.clone()), "pname"),
+                (prefixes_key, Some(prefixes), "portablePrefixes"),
+                (image_id, Some(attrs.pname.to_lowercase()), "pname"),
+                (image_version_key, image_version, "version"),
+                (pretty_name, attrs.description.clone(), "description"),
+                (home, attrs.homepage.clone(), "homepage"),
             ]
         }
         Some(ext) => {

@@ -225,6 +225,14 @@ mod tests {
             .collect()
     }
 
+    fn store_path_entry(from: &Utf8Path) -> Entry {
+        Entry {
+            mode: 0,
+            source: Source::StorePath(from.to_owned()),
+            what: "store path".into(),
+        }
+    }
+
     /// The plan streamed through a pipe, as into mksquashfs: its stats and the bytes.
     fn stream(plan: &Plan) -> (Stats, Vec<u8>) {
         let (mut reader, writer) = io::pipe().unwrap();
@@ -259,14 +267,7 @@ mod tests {
                 what: "os-release".into(),
             },
         );
-        entries.insert(
-            Utf8PathBuf::from("nix/store/pkg"),
-            Entry {
-                mode: 0,
-                source: Source::StorePath(store.clone()),
-                what: "store path".into(),
-            },
-        );
+        entries.insert(Utf8PathBuf::from("nix/store/pkg"), store_path_entry(&store));
         let plan = Plan {
             entries,
             store_paths: vec![store.clone()],
@@ -309,14 +310,7 @@ mod tests {
         let link = root.join("link");
         std::os::unix::fs::symlink(root.join("target"), &link).unwrap();
         let mut entries = BTreeMap::new();
-        entries.insert(
-            Utf8PathBuf::from("nix/store/link"),
-            Entry {
-                mode: 0,
-                source: Source::StorePath(link.clone()),
-                what: "store path".into(),
-            },
-        );
+        entries.insert(Utf8PathBuf::from("nix/store/link"), store_path_entry(&link));
         let plan = Plan {
             entries,
             store_paths: vec![link],

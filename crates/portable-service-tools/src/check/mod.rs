@@ -601,7 +601,7 @@ fn check_extension(
     report.dissect_extension = fields
         .get(kind.scope_and_level().0)
         .is_none_or(|s| s.split_whitespace().any(|w| w == "portable"));
-    // newer versions refuse an extension that would replace the base's os-release
+    // from 254 on, an extension that would hide the base's os-release is refused
     if rules_of(systemd) >= FORBIDS_OS_RELEASE
         && matches!(
             View::new(ext).resolve(Path::new("usr/lib/os-release")),
@@ -660,8 +660,8 @@ fn release_candidates(ext: &Image, version: u32) -> Vec<(Kind, PathBuf)> {
 /// tests/tests/acceptance/extensions.rs).
 const MATCHES_ID_LIKE: u32 = 257;
 /// From this version on, an extension holding /usr/lib/os-release is refused (measured there
-/// too).
-const FORBIDS_OS_RELEASE: u32 = 257;
+/// too: 252 attaches it; 254 says it "lacks extension-release data", 257 and 262 refuse it).
+const FORBIDS_OS_RELEASE: u32 = 254;
 
 /// Why an extension-release file doesn't match the base's os-release, the way systemd compares
 /// them (`extension_release_validate()`): the scope must include `portable`; `ARCHITECTURE=`,
