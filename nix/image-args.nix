@@ -32,7 +32,6 @@ let
     toJSON
     ;
 
-
   inherit (import ./store-paths.nix)
     isDerivation
     isStorePathString
@@ -60,7 +59,6 @@ let
   osReleaseOverrides = args.osReleaseOverrides or { };
   squash-compression = args.squash-compression or "xz -Xdict-size 100%";
   squash-block-size = args.squash-block-size or "1M";
-
 
   checkedPname =
     if !isImageName pname then

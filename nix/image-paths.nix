@@ -32,7 +32,6 @@ let
     substring
     ;
 
-
   inherit (import ./store-paths.nix) isStorePathString toStore;
   files = args.files or [ ];
   symlinks = args.symlinks or [ ];
