@@ -184,8 +184,9 @@ fn algorithm(oid: const_oid::ObjectIdentifier, null_parameters: bool) -> Algorit
     }
 }
 
-/// The root hash as systemd hands it to the kernel, and as it is signed: lowercase hex.
-fn signed_root_hash(image: &Utf8Path) -> Result<(Utf8PathBuf, String)> {
+/// The root hash file beside `image`, its hash, and the hash as systemd hands it to the kernel
+/// and as it is signed: lowercase hex.
+fn signed_root_hash(image: &Utf8Path) -> Result<(Utf8PathBuf, [u8; 32], String)> {
     let [_, root_file, _] = sidecars(image);
     let text = std::fs::read_to_string(&root_file).with_context(|| {
         format!(
@@ -194,17 +195,17 @@ fn signed_root_hash(image: &Utf8Path) -> Result<(Utf8PathBuf, String)> {
         )
     })?;
     let root = verity::parse_root_hash(&text).with_context(|| format!("{root_file}"))?;
-    Ok((root_file, verity::hex(&root)))
+    let hex = verity::hex(&root);
+    Ok((root_file, root, hex))
 }
 
 /// Signs the root hash beside `image` and writes `NAME.roothash.p7s`; its path. Nothing is
 /// written when the key, the certificate or the root hash is wrong.
 pub fn sign(image: &Utf8Path, key_file: &Utf8Path, cert_file: &Utf8Path) -> Result<Utf8PathBuf> {
-    let (root_file, root_hash) = signed_root_hash(image)?;
+    let (root_file, root, root_hash) = signed_root_hash(image)?;
     // What is signed must be what hosts will check every block against: the root of the hash
     // tree beside the image, and that tree the image's.
     let [tree_file, _, _] = sidecars(image);
-    let root = verity::parse_root_hash(&root_hash)?;
     verity::verify(image, &tree_file, &root).with_context(|| {
         format!("refusing to sign {root_file}: it is not the root hash of {image} with {tree_file}")
     })?;
@@ -258,7 +259,7 @@ pub fn sign(image: &Utf8Path, key_file: &Utf8Path, cert_file: &Utf8Path) -> Resu
 /// Which of `certs` made the signature `p7s` over the root hash beside `image`; an error that
 /// says why none did.
 pub fn verify<'c>(image: &Utf8Path, p7s: &Utf8Path, certs: &'c [Cert]) -> Result<&'c Cert> {
-    let (root_file, root_hash) = signed_root_hash(image)?;
+    let (root_file, _, root_hash) = signed_root_hash(image)?;
     let bytes = std::fs::read(p7s).with_context(|| format!("cannot read {p7s}"))?;
     let info = ContentInfo::from_der(&bytes)
         .map_err(|e| anyhow::anyhow!("{p7s} is not a DER PKCS#7 signature: {e}"))?;

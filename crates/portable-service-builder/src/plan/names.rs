@@ -20,14 +20,15 @@ pub(super) fn check_store_file(attrs: &Attrs, attr: &str, file: &Utf8Path) -> Re
 /// the way Nix writes it (no `.`, `..`, empty components or trailing `/`).
 pub(super) fn check_store_dir(store_dir: &Utf8Path) -> Result<()> {
     let text = store_dir.as_str();
-    let components: Vec<&str> = text.split('/').skip(1).collect();
     let canonical = text.starts_with('/')
-        && components
-            .iter()
-            .all(|c| !c.is_empty() && *c != "." && *c != "..");
+        && text
+            .split('/')
+            .skip(1)
+            .all(|c| !c.is_empty() && c != "." && c != "..");
     if !canonical {
         bail!(
-            "attribute `storeDir` = {text:?} must be an absolute path below the root, written              without `.`, `..`, `//` or a trailing `/`, such as \"/nix/store\""
+            "attribute `storeDir` = {text:?} must be an absolute path below the root, written \
+             without `.`, `..`, `//` or a trailing `/`, such as \"/nix/store\""
         );
     }
     Ok(())

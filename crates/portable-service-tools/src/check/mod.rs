@@ -13,7 +13,7 @@ pub mod tree;
 
 use portable_service_rules::extension::ExtensionKind as Kind;
 use portable_service_rules::mount_points::{self, HIDDEN_BELOW, MOUNT_POINT_FILES};
-use portable_service_rules::names::{unit_matches, UNIT_SUFFIXES};
+use portable_service_rules::names::{is_image_name, unit_matches, UNIT_SUFFIXES};
 use portable_service_rules::os_release;
 use portable_service_rules::unit_file;
 use portable_service_rules::verity::{self, sidecars};
@@ -161,11 +161,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
 
     // the image name portablectl derives its default match from
     let name_prefix = prefix_of(&base.name).to_owned();
-    if name_prefix.is_empty()
-        || !name_prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-    {
+    if !is_image_name(&name_prefix) {
         r.error(Finding::refused(format!(
             "the image name `{name_prefix}` (the file name up to the first `_`) may hold only \
              letters, digits, `-` and `.`: portablectl can't attach it by name"
