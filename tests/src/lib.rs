@@ -4,6 +4,7 @@
 //! It expects what `tests/setup.sh` prepares (Nix, squashfs-tools, the staged stand-ins) and
 //! says so when something is missing.
 
+pub mod corpus;
 pub mod guest;
 pub mod vm;
 

@@ -31,7 +31,7 @@ fn base() -> Tree {
     t.insert(
         "etc/systemd/system/svc.service",
         E::File(
-            "[Service]\nStateDirectory=svc\nExecStart=/nix/store/0c7wkdmgpqnch9f84clfdjqxn7hznv2z-tool/bin/tool --flag\nExecStartPre=-sh -c true\n",
+            "[Service]\nStateDirectory=svc\nExecStart=/nix/store/0c7wkdmgpqnch9f84clfdjqxn7hznv2z-tool/bin/tool --flag\nExecStartPre=sh -c true\n",
             0o644,
         ),
     );
@@ -177,7 +177,7 @@ fn an_image_without_prefixes_is_accepted_with_advice() {
 #[test]
 fn each_broken_rule_is_refused_with_its_reason() {
     type Change = fn(&mut Tree);
-    let cases: [(Change, &str); 13] = [
+    let cases: [(Change, &str); 14] = [
         (
             |t| {
                 t.remove("etc/os-release");
@@ -272,12 +272,88 @@ fn each_broken_rule_is_refused_with_its_reason() {
             },
             "the image lacks the store path /nix/store/2c7wkdmgpqnch9f84clfdjqxn7hznv2z-libs",
         ),
+        (
+            |t| {
+                // the program is the image's, but a socket's run on the host
+                t.insert(
+                    "etc/systemd/system/svc.socket",
+                    E::File(
+                        "[Socket]\nListenStream=/run/svc.sock\nExecStartPre=/nix/store/0c7wkdmgpqnch9f84clfdjqxn7hznv2z-tool/bin/tool\n",
+                        0o644,
+                    ),
+                );
+            },
+            "svc.socket: ExecStartPre=/nix/store/0c7wkdmgpqnch9f84clfdjqxn7hznv2z-tool/bin/tool: \
+             systemd runs a socket's programs from the host's file system",
+        ),
     ];
     for (change, why) in cases {
         let mut t = base();
         change(&mut t);
         refused(&t, &[], &[], why);
     }
+    // a program named outside [Service] is never run, so its absence is no matter
+    let mut t = base();
+    t.insert(
+        "etc/systemd/system/svc.service",
+        E::File(
+            "[Unit]\nExecStart=/missing\n[Service]\nStateDirectory=svc\nExecStart=/bin/sh\n",
+            0o644,
+        ),
+    );
+    let (ok, report) = check(&t, &[], &[]);
+    assert!(ok, "{report}");
+    // `-` before a program: systemd ignores that it can't run
+    let mut t = base();
+    t.insert(
+        "etc/systemd/system/svc.service",
+        E::File(
+            "[Service]\nStateDirectory=svc\nExecStart=-/missing\n",
+            0o644,
+        ),
+    );
+    let (ok, report) = check(&t, &[], &[]);
+    assert!(ok, "{report}");
+    assert!(report.contains("`-` makes systemd ignore that"), "{report}");
+    // a masked unit leaves its name to the next directory's: this one lacks its program
+    for masked in [E::File("", 0o644), E::Link("/dev/null")] {
+        let mut t = base();
+        t.insert("etc/systemd/system/svc.service", masked);
+        t.insert(
+            "usr/lib/systemd/system/svc.service",
+            E::File("[Service]\nExecStart=/missing\n", 0o644),
+        );
+        refused(
+            &t,
+            &[],
+            &[],
+            "svc.service: ExecStart=/missing: the image lacks /missing",
+        );
+    }
+    // an absolute link to a unit: 252 skips it, later versions follow it
+    let mut t = base();
+    let unit = t.remove("etc/systemd/system/svc.service").unwrap();
+    t.insert("usr/share/svc/svc.service", unit);
+    t.insert(
+        "etc/systemd/system/svc.service",
+        E::Link("/usr/share/svc/svc.service"),
+    );
+    refused(
+        &t,
+        &[],
+        &["--systemd", "252"],
+        "Couldn't find any matching unit files",
+    );
+    let (ok, report) = check(&t, &[], &["--systemd", "262"]);
+    assert!(ok, "{report}");
+    // a file name that can't be portablectl's default match attaches with matches given
+    let dir = tempfile::tempdir().unwrap();
+    let odd = image(dir.path(), "svc+x_1.raw", &base());
+    let (ok, report) = check_path(&odd, &[]);
+    assert!(!ok, "{report}");
+    assert!(report.contains("the image name `svc+x`"), "{report}");
+    let (ok, report) = check_path(&odd, &["--prefix", "svc"]);
+    assert!(ok, "{report}");
     // a unit type portabled skips is reported, and the image still attaches
     let mut t = base();
     t.insert("etc/systemd/system/svc.mount", E::File("[Mount]\n", 0o644));

@@ -146,6 +146,30 @@ impl Host {
         self.certs.borrow_mut().retain(|c| fs::read(c).ok() != gone);
     }
 
+    /// A fresh directory of the share for a scenario's files (emptied if it was there): its
+    /// path here and in the guest.
+    pub fn shared_dir(&self, name: &str) -> (PathBuf, String) {
+        let dir = self.share().join(name);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        (dir, format!("/host/{name}"))
+    }
+
+    /// Runs a bash script in the guest (through the share, so it may be long), allowed to take
+    /// `timeout`; whatever it gives.
+    pub fn run_script(&self, script: &str, timeout: Duration) -> Output {
+        let name = "script.sh";
+        fs::write(self.share().join(name), script).unwrap();
+        self.vm.exec(&["bash", &format!("/host/{name}")], timeout)
+    }
+
+    /// Puts the guest back as it booted (what dropping the [`Host`] does), for a scenario that
+    /// attaches many images in batches.
+    pub fn reset(&self) {
+        let out = self.vm.exec(&["bash", "-c", RESET], COMMAND_TIMEOUT);
+        assert!(out.status.success(), "resetting the guest: {}", text(&out));
+    }
+
     /// The host's copy of an image of the guest's /images.
     pub fn host_copy(&self, inside: &str) -> PathBuf {
         let name = inside

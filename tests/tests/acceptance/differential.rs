@@ -1,16 +1,244 @@
-//! `check` against systemd itself, the way a fuzzer compares two implementations: hand-made
-//! extensions whose release files vary one field at a time (present, absent, other, `_any`,
-//! `ID_LIKE`, levels, architecture, scope, an os-release inside) over a base with `VERSION_ID=`
-//! and `ID_LIKE=`, each attached by the guest's portabled and judged by `check --systemd V`.
-//! The test fails on any case where the two verdicts differ, listing every such case, and says
-//! nothing of which verdict is right: systemd's is, by definition.
+//! `check` against systemd itself, the way a fuzzer compares two implementations:
+//! - generated base images (`portable_service_tests::corpus`: file names and prefixes,
+//!   os-release in its places, units of every form, place and program, exec directories with
+//!   and without their mount points, the matches passed), a seeded set of
+//!   `PORTABLE_SERVICE_CORPUS` of them (40 unless told; tests/differential.sh runs hundreds),
+//!   each attached by the guest's portabled and its units started by systemctl;
+//! - hand-made extensions whose release files vary one field at a time (present, absent, other,
+//!   `_any`, `ID_LIKE`, levels, architecture, scope, an os-release inside) over a base with
+//!   `VERSION_ID=` and `ID_LIKE=`, attached by portabled;
+//!
+//! each judged by `check --systemd V` too. A test fails on any case where the two verdicts
+//! differ, listing every such case, and says nothing of which verdict is right: systemd's is,
+//! by definition.
 
+use camino::Utf8Path;
+use portable_service_tests::corpus;
 use portable_service_tests::guest::Systemd;
 use portable_service_tests::on_every_systemd;
 use portable_service_tests::vm::Host;
 use portable_service_tests::*;
+use portable_service_tools::check::{self, tree::Image, Options};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::time::{Duration, Instant};
 
-on_every_systemd!(check_and_portabled_agree_on_extension_release_files);
+on_every_systemd!(
+    check_and_portabled_agree_on_generated_images,
+    check_and_portabled_agree_on_extension_release_files
+);
+
+/// What became of a base image: refused by `portablectl attach`, attached with a unit that
+/// doesn't start, or attached with every unit (not masked) started; and the units attached.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Refused,
+    Fails,
+    Runs,
+}
+
+/// Cases per guest command: each batch is attached, started and detached in one script.
+const BATCH: usize = 40;
+
+fn check_and_portabled_agree_on_generated_images(systemd: Systemd) {
+    let size: usize = std::env::var("PORTABLE_SERVICE_CORPUS")
+        .ok()
+        .map(|n| {
+            n.parse()
+                .expect("PORTABLE_SERVICE_CORPUS is a number of images")
+        })
+        .unwrap_or(40);
+    let seed: u64 = std::env::var("PORTABLE_SERVICE_CORPUS_SEED")
+        .ok()
+        .map(|n| n.parse().expect("PORTABLE_SERVICE_CORPUS_SEED is a number"))
+        .unwrap_or(20261201);
+    let c = Host::open(systemd);
+    let started = Instant::now();
+    let cases = corpus::cases(seed, size);
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut disagreements = Vec::new();
+    for batch in cases.chunks(BATCH) {
+        let (dir, inside) = c.shared_dir("corpus");
+        let mut script = String::from(ATTACH_AND_START);
+        let mut checked = BTreeMap::new();
+        for case in batch {
+            let image = case.build(&dir);
+            let report = check::check(
+                &Image::open(Utf8Path::from_path(&image).unwrap()).unwrap(),
+                &[],
+                &Options {
+                    prefixes: case.matches.clone(),
+                    systemd: c.version(),
+                    ..Options::default()
+                },
+            );
+            checked.insert(case.tag.clone(), report);
+            let mut args = vec![format!("/images/{}", case.file_name)];
+            args.extend(case.matches.iter().cloned());
+            writeln!(
+                script,
+                "cp {inside}/{} /images/ && attach {} {}",
+                case.file_name,
+                case.tag,
+                args.join(" ")
+            )
+            .unwrap();
+        }
+        script.push_str("start_attached\n");
+        let out = c.run_script(&script, Duration::from_secs(60 + 20 * batch.len() as u64));
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && said.contains("@@ done"),
+            "the corpus script failed:\n{said}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let measured = read_script_output(&said);
+        for case in batch {
+            let report = &checked[&case.tag];
+            let by_check = if report.errors.iter().any(|e| e.stage == "attach") {
+                Verdict::Refused
+            } else if report.accepted {
+                Verdict::Runs
+            } else {
+                Verdict::Fails
+            };
+            let m = measured
+                .get(&case.tag)
+                .unwrap_or_else(|| panic!("{}: the script said nothing of it:\n{said}", case.tag));
+            let check_units: BTreeSet<String> =
+                report.units.iter().map(|u| u.name.clone()).collect();
+            *counts
+                .entry(match m.verdict {
+                    Verdict::Refused => "refused",
+                    Verdict::Fails => "fails",
+                    Verdict::Runs => "runs",
+                })
+                .or_default() += 1;
+            let units_differ = m.verdict != Verdict::Refused && m.units != check_units;
+            if m.verdict != by_check || units_differ {
+                disagreements.push(format!(
+                    "{}: systemd {:?}, check {:?}\n  case: {}\n  portablectl: {}\n  \
+                     units: systemd {:?}, check {:?}\n  check: {}",
+                    case.tag,
+                    m.verdict,
+                    by_check,
+                    case.traits.join("; "),
+                    m.said,
+                    m.units,
+                    check_units,
+                    report
+                        .errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.stage, e.message))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                ));
+            }
+        }
+        c.reset();
+    }
+    let summary = format!(
+        "differential corpus: systemd {}: {} images (seed {seed}), {counts:?}, {} disagreements, \
+         {} s",
+        c.version(),
+        cases.len(),
+        disagreements.len(),
+        started.elapsed().as_secs()
+    );
+    eprintln!("{summary}");
+    let record = repo().join("target/differential");
+    std::fs::create_dir_all(&record).unwrap();
+    std::fs::write(
+        record.join(format!("{}.txt", systemd.name())),
+        format!("{summary}\n{}\n", disagreements.join("\n")),
+    )
+    .unwrap();
+    assert!(
+        counts.len() == 3,
+        "the corpus has cases of every verdict: {counts:?}"
+    );
+    assert!(
+        disagreements.is_empty(),
+        "check and systemd {} disagree on {} of {} generated images:\n{}",
+        c.version(),
+        disagreements.len(),
+        cases.len(),
+        disagreements.join("\n")
+    );
+}
+
+/// The guest's side of a batch: `attach TAG IMAGE [MATCHES]` per case, then `start_attached`
+/// reloads once and starts every attached unit (a template as instance `i`), saying
+/// `attach TAG STATUS MESSAGE` and `unit TAG NAME LOADSTATE STATUS` lines.
+const ATTACH_AND_START: &str = r#"
+mkdir -p /images
+attach() {
+  local tag=$1; shift
+  # --no-reload: one reload for the whole batch (slow under TCG)
+  said=$(portablectl attach --no-reload --runtime "$@" 2>&1)
+  echo "attach $tag $? $(echo "$said" | tr '
+' ' ')"
+}
+start_attached() {
+  systemctl daemon-reload
+  for u in $(ls /run/systemd/system.attached); do
+    case $u in *.d) continue ;; esac
+    case $u in *@.service) s=${u%@.service}@i.service ;; *) s=$u ;; esac
+    load=$(systemctl show -P LoadState "$s")
+    timeout 60 systemctl start "$s" >/dev/null 2>&1
+    echo "unit ${u:0:4} $u $load $?"
+  done
+  echo "@@ done"
+}
+"#;
+
+/// What the script measured of one case.
+struct Measured {
+    verdict: Verdict,
+    units: BTreeSet<String>,
+    said: String,
+}
+
+fn read_script_output(said: &str) -> BTreeMap<String, Measured> {
+    let mut cases: BTreeMap<String, Measured> = BTreeMap::new();
+    for line in said.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["attach", tag, status, rest @ ..] => {
+                cases.insert(
+                    tag.to_string(),
+                    Measured {
+                        verdict: if *status == "0" {
+                            Verdict::Runs
+                        } else {
+                            Verdict::Refused
+                        },
+                        units: BTreeSet::new(),
+                        said: rest.join(" "),
+                    },
+                );
+            }
+            ["unit", tag, name, load, status] => {
+                let m = cases
+                    .get_mut(*tag)
+                    .unwrap_or_else(|| panic!("a unit of {tag}, which wasn't attached: {line}"));
+                // masked (a link to /dev/null, or empty): not meant to start, and check
+                // leaves them out
+                if *load == "masked" {
+                    continue;
+                }
+                m.units.insert(name.to_string());
+                if *status != "0" {
+                    m.verdict = Verdict::Fails;
+                    m.said
+                        .push_str(&format!(" [{name} ({load}) failed to start]"));
+                }
+            }
+            _ => {}
+        }
+    }
+    cases
+}
 
 /// One case: the extension-release file and whether the extension also holds
 /// /usr/lib/os-release.

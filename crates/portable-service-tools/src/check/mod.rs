@@ -46,7 +46,7 @@ const UNIT_DIRS: [&str; 5] = [
     "lib/systemd/system",
 ];
 
-/// The settings whose first word is a program systemd runs.
+/// The settings of a service whose first word is a program systemd runs.
 const EXEC_SETTINGS: [&str; 7] = [
     "ExecCondition",
     "ExecStartPre",
@@ -54,6 +54,17 @@ const EXEC_SETTINGS: [&str; 7] = [
     "ExecStartPost",
     "ExecReload",
     "ExecStop",
+    "ExecStopPost",
+];
+
+/// A socket unit's programs. portabled gives only services the image as their root
+/// (`RootImage=`), so systemd runs these on the host, where the image's programs are not
+/// (measured: a socket whose `ExecStartPre=` is a program of the image fails to start on 252 to
+/// 262, tests/tests/acceptance/differential.rs).
+const SOCKET_EXEC_SETTINGS: [&str; 4] = [
+    "ExecStartPre",
+    "ExecStartPost",
+    "ExecStopPre",
     "ExecStopPost",
 ];
 
@@ -160,11 +171,14 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
     r.os_release = fields.clone();
 
     // the image name portablectl derives its default match from
+    // portablectl takes its default match from the name, which must then be one it can use;
+    // with matches given, any file name attaches (measured: tests/tests/acceptance/differential.rs)
     let name_prefix = prefix_of(&base.name).to_owned();
-    if !is_image_name(&name_prefix) {
+    if options.prefixes.is_empty() && !is_image_name(&name_prefix) {
         r.error(Finding::refused(format!(
             "the image name `{name_prefix}` (the file name up to the first `_`) may hold only \
-             letters, digits, `-` and `.`: portablectl can't attach it by name"
+             letters, digits, `-` and `.` to be portablectl's default match: attach it with \
+             matches (check: --prefix)"
         )));
     }
 
@@ -239,8 +253,10 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                     continue;
                 }
                 let Some(dot) = name.rfind('.') else { continue };
+                // a masked one doesn't take its name: a later directory's unit of that name is
+                // attached instead (measured on 252 and 262)
                 if units.iter().any(|(u, _)| u.name == name)
-                    || r.skipped_units.iter().any(|s| s.name == name)
+                    || r.skipped_units.iter().any(|s| s.name == name && !s.masked)
                 {
                     continue;
                 }
@@ -251,6 +267,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                             name: name.clone(),
                             from,
                             why: format!("portabled never attaches a {suffix} unit"),
+                            masked: false,
                         });
                     }
                     continue;
@@ -260,8 +277,36 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                         name: name.clone(),
                         from,
                         why: format!("no match: the matches are {}", matches.join(", ")),
+                        masked: false,
                     });
                     continue;
+                }
+                if let Node::Symlink(target) = node {
+                    if target == Path::new("/dev/null") {
+                        r.skipped_units.push(SkippedUnit {
+                            name: name.clone(),
+                            from,
+                            why: "masked (a link to /dev/null)".into(),
+                            masked: true,
+                        });
+                        continue;
+                    }
+                    if target.is_absolute()
+                        && rules_of(options.systemd) < FOLLOWS_ABSOLUTE_UNIT_LINKS
+                    {
+                        r.skipped_units.push(SkippedUnit {
+                            name: name.clone(),
+                            from,
+                            why: format!(
+                                "a link to {}: systemd {} follows no absolute link to a unit \
+                                 (from {FOLLOWS_ABSOLUTE_UNIT_LINKS} on it does); make it relative",
+                                target.display(),
+                                options.systemd
+                            ),
+                            masked: false,
+                        });
+                        continue;
+                    }
                 }
                 let content = unit_view(base, image, &layered).read(&Path::new(dir).join(&name));
                 match content {
@@ -270,6 +315,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                             name: name.clone(),
                             from,
                             why: "empty: systemd takes an empty unit file for a masked unit".into(),
+                            masked: true,
                         });
                     }
                     Ok(c) => units.push((
@@ -284,6 +330,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                         name: name.clone(),
                         from,
                         why: format!("can't be read: {e:#}"),
+                        masked: false,
                     }),
                 }
             }
@@ -652,6 +699,9 @@ fn release_candidates(ext: &Image, version: u32) -> Vec<(Kind, PathBuf)> {
         .collect()
 }
 
+/// From this version on, portabled follows a unit that is an absolute symlink inside the image
+/// (measured: 252 skips it silently, 262 attaches it; tests/tests/acceptance/differential.rs).
+const FOLLOWS_ABSOLUTE_UNIT_LINKS: u32 = 254;
 /// From this version on, an extension's ID may be one of the base's `ID_LIKE=` (measured:
 /// tests/tests/acceptance/extensions.rs).
 const MATCHES_ID_LIKE: u32 = 257;
@@ -721,12 +771,23 @@ fn release_mismatch(
 fn check_programs(r: &mut Report, unit: &Unit, view: &View) {
     for setting in unit_file::settings(&unit.content) {
         let key = setting.key.as_str();
-        if !EXEC_SETTINGS.contains(&key) {
+        if setting.section == "Socket" && SOCKET_EXEC_SETTINGS.contains(&key) {
+            r.error(Finding::runs(format!(
+                "{}: {key}={}: systemd runs a socket's programs from the host's file system, \
+                 not the image's (portabled makes only services run in the image), so this \
+                 fails unless the host has it; run it from the service instead",
+                unit.name, setting.value
+            )));
+            continue;
+        }
+        if setting.section != "Service" || !EXEC_SETTINGS.contains(&key) {
             continue;
         }
         let value = setting
             .value
             .trim_start_matches(['@', '-', ':', '+', '!', '|']);
+        // `-`: systemd records the failure (203/EXEC too) and goes on (measured)
+        let ignored = setting.value[..setting.value.len() - value.len()].contains('-');
         let program = match value.strip_prefix('"') {
             Some(rest) => rest.split('"').next().unwrap_or(""),
             None => value.split_whitespace().next().unwrap_or(""),
@@ -748,6 +809,14 @@ fn check_programs(r: &mut Report, unit: &Unit, view: &View) {
             .find(|res| matches!(res, Resolved::Found(..)));
         let problem = match found {
             Some(Resolved::Found(_, Node::File { mode })) if mode & 0o111 != 0 => continue,
+            _ if ignored => {
+                r.advice(&format!(
+                    "{}: {key}={}: the program can't run from the image, and `-` makes systemd \
+                     ignore that",
+                    unit.name, setting.value
+                ));
+                continue;
+            }
             Some(Resolved::Found(p, Node::File { .. })) => {
                 format!("/{} is not executable", p.display())
             }

@@ -48,6 +48,8 @@ pub struct SkippedUnit {
     pub name: String,
     pub from: String,
     pub why: String,
+    /// Empty or a link to /dev/null: it leaves its name to a later directory's unit.
+    pub masked: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
