@@ -12,6 +12,25 @@ pub struct Setting {
     pub value: String,
 }
 
+/// A socket unit's settings that name programs. portabled gives only services the image as
+/// their root (`RootImage=`), so systemd runs these from the host's file system, where the
+/// image's programs are not (measured: a socket whose `ExecStartPre=` is a program of the image
+/// fails to start on 252 to 262, tests/tests/acceptance/differential.rs).
+pub const SOCKET_EXEC_SETTINGS: [&str; 4] = [
+    "ExecStartPre",
+    "ExecStartPost",
+    "ExecStopPre",
+    "ExecStopPost",
+];
+
+/// The settings of a socket unit's `text` whose programs systemd runs on the host.
+pub fn host_programs(text: &str) -> Vec<Setting> {
+    settings(text)
+        .into_iter()
+        .filter(|s| s.section == "Socket" && SOCKET_EXEC_SETTINGS.contains(&s.key.as_str()))
+        .collect()
+}
+
 /// Every setting of `text`, in order.
 pub fn settings(text: &str) -> Vec<Setting> {
     let mut settings = Vec::new();

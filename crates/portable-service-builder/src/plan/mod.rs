@@ -22,6 +22,7 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use layout::Layout;
 use portable_service_rules::mount_points::{self, MOUNT_POINT_DIRS, MOUNT_POINT_FILES};
+use portable_service_rules::unit_file;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub const DIR_MODE: u32 = 0o755;
@@ -109,6 +110,14 @@ impl Plan {
         for (i, unit) in attrs.units.iter().enumerate() {
             let content = plan.add_unit(attrs, &layout, &prefixes, i, unit, &read_unit)?;
             state_dirs.extend(mount_points::unit_directories(&content));
+            if unit.name.ends_with(".socket") {
+                for s in unit_file::host_programs(&String::from_utf8_lossy(&content)) {
+                    tracing::warn!(
+                        "{}: {}={}: systemd runs a socket's programs on the host, not in the image: it fails to start unless the host has that program (`check` refuses it); run it from the service",
+                        unit.name, s.key, s.value
+                    );
+                }
+            }
         }
         match layout.kind {
             None => {

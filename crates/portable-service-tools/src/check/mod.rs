@@ -57,17 +57,6 @@ const EXEC_SETTINGS: [&str; 7] = [
     "ExecStopPost",
 ];
 
-/// A socket unit's programs. portabled gives only services the image as their root
-/// (`RootImage=`), so systemd runs these on the host, where the image's programs are not
-/// (measured: a socket whose `ExecStartPre=` is a program of the image fails to start on 252 to
-/// 262, tests/tests/acceptance/differential.rs).
-const SOCKET_EXEC_SETTINGS: [&str; 4] = [
-    "ExecStartPre",
-    "ExecStartPost",
-    "ExecStopPre",
-    "ExecStopPost",
-];
-
 /// Where systemd looks for a program named without a path (its default PATH, split /usr).
 const SEARCH_PATH: [&str; 6] = [
     "usr/local/sbin",
@@ -769,17 +758,18 @@ fn release_mismatch(
 
 /// Programs the unit's `Exec*=` settings run that the image lacks or can't run.
 fn check_programs(r: &mut Report, unit: &Unit, view: &View) {
-    for setting in unit_file::settings(&unit.content) {
-        let key = setting.key.as_str();
-        if setting.section == "Socket" && SOCKET_EXEC_SETTINGS.contains(&key) {
+    if unit.name.ends_with(".socket") {
+        for setting in unit_file::host_programs(&unit.content) {
             r.error(Finding::runs(format!(
-                "{}: {key}={}: systemd runs a socket's programs from the host's file system, \
+                "{}: {}={}: systemd runs a socket's programs from the host's file system, \
                  not the image's (portabled makes only services run in the image), so this \
                  fails unless the host has it; run it from the service instead",
-                unit.name, setting.value
+                unit.name, setting.key, setting.value
             )));
-            continue;
         }
+    }
+    for setting in unit_file::settings(&unit.content) {
+        let key = setting.key.as_str();
         if setting.section != "Service" || !EXEC_SETTINGS.contains(&key) {
             continue;
         }
