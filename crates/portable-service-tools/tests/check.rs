@@ -346,6 +346,17 @@ fn each_broken_rule_is_refused_with_its_reason() {
     );
     let (ok, report) = check(&t, &[], &["--systemd", "262"]);
     assert!(ok, "{report}");
+    // ... and 252 takes the same name from a later directory instead
+    t.insert(
+        "usr/lib/systemd/system/svc.service",
+        E::Link("../../../../usr/share/svc/svc.service"),
+    );
+    let (ok, report) = check(&t, &[], &["--systemd", "252"]);
+    assert!(ok, "{report}");
+    assert!(
+        report.contains("attached: svc.service (svc_1:/usr/lib/systemd/system/svc.service)"),
+        "{report}"
+    );
     // a file name that can't be portablectl's default match attaches with matches given
     let dir = tempfile::tempdir().unwrap();
     let odd = image(dir.path(), "svc+x_1.raw", &base());

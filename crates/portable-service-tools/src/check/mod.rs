@@ -242,10 +242,12 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                     continue;
                 }
                 let Some(dot) = name.rfind('.') else { continue };
-                // a masked one doesn't take its name: a later directory's unit of that name is
-                // attached instead (measured on 252 and 262)
+                // one systemd passes over doesn't take its name: a later directory's unit of
+                // that name is attached instead (measured)
                 if units.iter().any(|(u, _)| u.name == name)
-                    || r.skipped_units.iter().any(|s| s.name == name && !s.masked)
+                    || r.skipped_units
+                        .iter()
+                        .any(|s| s.name == name && !s.passed_over)
                 {
                     continue;
                 }
@@ -256,7 +258,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                             name: name.clone(),
                             from,
                             why: format!("portabled never attaches a {suffix} unit"),
-                            masked: false,
+                            passed_over: false,
                         });
                     }
                     continue;
@@ -266,7 +268,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                         name: name.clone(),
                         from,
                         why: format!("no match: the matches are {}", matches.join(", ")),
-                        masked: false,
+                        passed_over: false,
                     });
                     continue;
                 }
@@ -276,7 +278,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                             name: name.clone(),
                             from,
                             why: "masked (a link to /dev/null)".into(),
-                            masked: true,
+                            passed_over: true,
                         });
                         continue;
                     }
@@ -292,7 +294,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                                 target.display(),
                                 options.systemd
                             ),
-                            masked: false,
+                            passed_over: true,
                         });
                         continue;
                     }
@@ -304,7 +306,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                             name: name.clone(),
                             from,
                             why: "empty: systemd takes an empty unit file for a masked unit".into(),
-                            masked: true,
+                            passed_over: true,
                         });
                     }
                     Ok(c) => units.push((
@@ -319,7 +321,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                         name: name.clone(),
                         from,
                         why: format!("can't be read: {e:#}"),
-                        masked: false,
+                        passed_over: false,
                     }),
                 }
             }

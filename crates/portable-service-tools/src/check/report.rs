@@ -48,8 +48,9 @@ pub struct SkippedUnit {
     pub name: String,
     pub from: String,
     pub why: String,
-    /// Empty or a link to /dev/null: it leaves its name to a later directory's unit.
-    pub masked: bool,
+    /// systemd passes over it (empty, a link to /dev/null, a link 252 doesn't follow) to a unit
+    /// of the same name in a later directory.
+    pub passed_over: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
