@@ -330,7 +330,7 @@ fn each_broken_rule_is_refused_with_its_reason() {
             "svc.service: ExecStart=/missing: the image lacks /missing",
         );
     }
-    // an absolute link to a unit: 252 skips it, later versions follow it
+    // an absolute link to a unit: 252, 254 and 257 pass over it, 262 follows it
     let mut t = base();
     let unit = t.remove("etc/systemd/system/svc.service").unwrap();
     t.insert("usr/share/svc/svc.service", unit);
@@ -338,12 +338,14 @@ fn each_broken_rule_is_refused_with_its_reason() {
         "etc/systemd/system/svc.service",
         E::Link("/usr/share/svc/svc.service"),
     );
-    refused(
-        &t,
-        &[],
-        &["--systemd", "252"],
-        "Couldn't find any matching unit files",
-    );
+    for old in ["252", "254", "257"] {
+        refused(
+            &t,
+            &[],
+            &["--systemd", old],
+            "Couldn't find any matching unit files",
+        );
+    }
     let (ok, report) = check(&t, &[], &["--systemd", "262"]);
     assert!(ok, "{report}");
     // ... and 252 takes the same name from a later directory instead
@@ -357,6 +359,17 @@ fn each_broken_rule_is_refused_with_its_reason() {
         report.contains("attached: svc.service (svc_1:/usr/lib/systemd/system/svc.service)"),
         "{report}"
     );
+    // one name in /lib and /usr/lib: Debian's 252 and 254 take /lib's, 257 on /usr/lib's
+    let mut t = base();
+    let unit = t.remove("etc/systemd/system/svc.service").unwrap();
+    t.insert("usr/lib/systemd/system/svc.service", unit.clone());
+    t.insert("lib/systemd/system/svc.service", unit);
+    for (systemd, from) in [("254", "/lib/"), ("257", "/usr/lib/")] {
+        let (ok, report) = check(&t, &[], &["--systemd", systemd]);
+        assert!(ok, "{report}");
+        let attached = format!("attached: svc.service (svc_1:{from}systemd/system/svc.service)");
+        assert!(report.contains(&attached), "{attached} in {report}");
+    }
     // a file name that can't be portablectl's default match attaches with matches given
     let dir = tempfile::tempdir().unwrap();
     let odd = image(dir.path(), "svc+x_1.raw", &base());

@@ -38,13 +38,23 @@ pub fn rules_of(version: u32) -> u32 {
 }
 
 /// Where portabled looks for unit files in an image, in its order (the first of a name wins).
-const UNIT_DIRS: [&str; 5] = [
-    "etc/systemd/system",
-    "run/systemd/system",
-    "usr/local/lib/systemd/system",
-    "usr/lib/systemd/system",
-    "lib/systemd/system",
-];
+/// Debian built 252 and 254 with `/lib` as systemd's own unit directory, which comes before
+/// `/usr/lib` then (measured: of one name in both, those two attach `/lib`'s, 257 and 262
+/// `/usr/lib`'s; tests/tests/acceptance/differential.rs).
+fn unit_dirs(systemd: u32) -> [&'static str; 5] {
+    let (first, second) = if rules_of(systemd) < 257 {
+        ("lib/systemd/system", "usr/lib/systemd/system")
+    } else {
+        ("usr/lib/systemd/system", "lib/systemd/system")
+    };
+    [
+        "etc/systemd/system",
+        "run/systemd/system",
+        "usr/local/lib/systemd/system",
+        first,
+        second,
+    ]
+}
 
 /// The settings of a service whose first word is a program systemd runs.
 const EXEC_SETTINGS: [&str; 7] = [
@@ -232,7 +242,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
     // units: the base's first, then each extension's; the first of a name wins
     let mut units: Vec<(Unit, &Image)> = Vec::new();
     for image in std::iter::once(base).chain(layered.iter().map(|(ext, _)| *ext)) {
-        for dir in UNIT_DIRS {
+        for dir in unit_dirs(options.systemd) {
             let Some(names) = children(image, dir) else {
                 continue;
             };
@@ -691,8 +701,9 @@ fn release_candidates(ext: &Image, version: u32) -> Vec<(Kind, PathBuf)> {
 }
 
 /// From this version on, portabled follows a unit that is an absolute symlink inside the image
-/// (measured: 252 skips it silently, 262 attaches it; tests/tests/acceptance/differential.rs).
-const FOLLOWS_ABSOLUTE_UNIT_LINKS: u32 = 254;
+/// (measured: 252, 254 and 257 pass over it silently, 262 attaches it;
+/// tests/tests/acceptance/differential.rs).
+const FOLLOWS_ABSOLUTE_UNIT_LINKS: u32 = 262;
 /// From this version on, an extension's ID may be one of the base's `ID_LIKE=` (measured:
 /// tests/tests/acceptance/extensions.rs).
 const MATCHES_ID_LIKE: u32 = 257;
