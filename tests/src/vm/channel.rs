@@ -14,14 +14,35 @@ use std::time::{Duration, Instant};
 use super::qemu::BOOT_TIMEOUT;
 use super::{quote, tail, text, Vm};
 
+/// How long to wait for the channel's first line before asking for it again (boots take 40 to
+/// 75 s under TCG).
+const POKE_AFTER: Duration = Duration::from_secs(120);
+
 /// How long one command may run in the guest before it is killed there.
 pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
 
 impl Vm {
     /// Waits for the command channel and the end of the boot, then readies the guest.
     pub(super) fn come_up(&mut self, started: Instant) -> Result<(), String> {
-        let ready = self.read_line_until(started + BOOT_TIMEOUT)?;
-        if ready.trim() != "@@@ready" {
+        // The shell's first line can be lost on the virtio console (seen once, the 252 guest
+        // silent for 600 s with its channel service started): ask it again now and then. What a
+        // poke sent before the shell set raw mode comes back echoed, and still ends the same.
+        let ready = loop {
+            let deadline = (Instant::now() + POKE_AFTER).min(started + BOOT_TIMEOUT);
+            match self.read_line_until(deadline) {
+                Ok(line) => break line,
+                Err(_) if started.elapsed() < BOOT_TIMEOUT => {
+                    let poke = self
+                        .channel
+                        .borrow_mut()
+                        .get_mut()
+                        .write_all(b"echo @@@ready\n");
+                    poke.map_err(|e| format!("writing to the command channel: {e}"))?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if !ready.trim().ends_with("@@@ready") {
             return Err(format!("the command channel began with {ready:?}"));
         }
         let channel_at = started.elapsed();
