@@ -240,10 +240,12 @@ fn read_script_output(said: &str) -> BTreeMap<String, Measured> {
     cases
 }
 
-/// One case: the extension-release file and whether the extension also holds
-/// /usr/lib/os-release.
+/// One case: the extension's file name, the name and text of its extension-release file, and
+/// whether it also holds /usr/lib/os-release.
 struct Case {
     name: &'static str,
+    file_name: &'static str,
+    release_name: &'static str,
     release: String,
     os_release_inside: bool,
 }
@@ -272,6 +274,8 @@ fn release(change: &[(&str, Option<&str>)]) -> String {
 fn cases() -> Vec<Case> {
     let case = |name, change: &[(&str, Option<&str>)]| Case {
         name,
+        file_name: "app.raw",
+        release_name: "app",
         release: release(change),
         os_release_inside: false,
     };
@@ -306,6 +310,23 @@ fn cases() -> Vec<Case> {
         name: "an os-release inside",
         release: release(&[]),
         os_release_inside: true,
+        ..case("", &[])
+    });
+    cases.push(Case {
+        name: "a release file named otherwise",
+        release_name: "other",
+        ..case("", &[])
+    });
+    cases.push(Case {
+        name: "a versioned file name, the release file without the version",
+        file_name: "app_2.raw",
+        ..case("", &[])
+    });
+    cases.push(Case {
+        name: "a versioned file name, the release file with it",
+        file_name: "app_2.raw",
+        release_name: "app_2",
+        ..case("", &[])
     });
     cases
 }
@@ -324,18 +345,22 @@ fn check_and_portabled_agree_on_extension_release_files(systemd: Systemd) {
     let mut disagreements = Vec::new();
     let mut verdicts = (0, 0);
     for case in cases() {
+        let release_path = format!(
+            "usr/lib/extension-release.d/extension-release.{}",
+            case.release_name
+        );
         let mut files = vec![
-            (
-                "usr/lib/extension-release.d/extension-release.app",
-                case.release.as_str(),
-            ),
+            (release_path.as_str(), case.release.as_str()),
             ("usr/lib/systemd/system/app.service", unit.as_str()),
         ];
         if case.os_release_inside {
             files.push(("usr/lib/os-release", "ID=nixos\n"));
         }
         let dir = work.path().join(case.name.replace(' ', "-"));
-        let ext = c.add_image(&squashfs(&dir, "app.raw", &files), "ext/app.raw");
+        let ext = c.add_image(
+            &squashfs(&dir, case.file_name, &files),
+            &format!("ext/{}", case.file_name),
+        );
         let (checked, report) = c.check(&base, &[&ext], &["app"]);
         // --no-reload: portabled judges the images all the same, and each case then costs no
         // reload of the guest's systemd (slow under TCG)
