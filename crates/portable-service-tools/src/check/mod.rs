@@ -169,9 +169,8 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
     }
     r.os_release = fields.clone();
 
-    // the image name portablectl derives its default match from
-    // portablectl takes its default match from the name, which must then be one it can use;
-    // with matches given, any file name attaches (measured: tests/tests/acceptance/differential.rs)
+    // portablectl takes its default match from the image name, which must then be one it can
+    // use; with matches given, any file name attaches (measured: tests/tests/acceptance/differential.rs)
     let name_prefix = prefix_of(&base.name).to_owned();
     if options.prefixes.is_empty() && !is_image_name(&name_prefix) {
         r.error(Finding::refused(format!(
