@@ -29,7 +29,7 @@ on_every_systemd!(
 );
 
 /// What became of a base image: refused by `portablectl attach`, attached with a unit that
-/// doesn't start, or attached with every unit (not masked) started; and the units attached.
+/// doesn't start, or attached with every unit (not masked) started.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
     Refused,
