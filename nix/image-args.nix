@@ -8,7 +8,12 @@
 # Only `builtins` is used.
 # `function`: the name errors start with. `extension`: null for a portable service image, else
 # "sysext" or "confext".
-{ function, extension }:
+# `system`: the system the image is built for, which a DDI's partition types name.
+{
+  function,
+  extension,
+  system,
+}:
 
 args:
 
@@ -271,6 +276,17 @@ let
     else
       v;
 
+  checkedFormat =
+    let
+      f = args.format or "squashfs";
+    in
+    if !elem f rules.formats then
+      fail "format" f "must be \"squashfs\" (the file system alone, its hash tree beside it with `verity`) or \"ddi\" (a Discoverable Disk Image: the file system and its hash tree as partitions of one GPT disk file)"
+    else if f == "ddi" && !elem system rules.ddiSystems then
+      fail "system" system "has no partition types in the Discoverable Partitions Specification, so format = \"ddi\" can't be built for it (systems: ${concatStringsSep ", " rules.ddiSystems})"
+    else
+      f;
+
   checkedKind =
     if extension != null && !elem extension [
       "sysext"
@@ -330,6 +346,7 @@ in
   compression = checkedCompression;
   blockSize = checkedBlockSize;
   verity = checkedVerity;
+  format = checkedFormat;
   # `squashfs-tools` is the name nixpkgs moved to in 2026; both override the default.
   squashfsTools =
     if args.squashfsTools or null != null then

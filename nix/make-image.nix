@@ -23,7 +23,10 @@ args:
 
 let
   inherit (builtins) stringLength;
-  a = import ./image-args.nix { inherit function extension; } args;
+  a = import ./image-args.nix {
+    inherit function extension;
+    inherit (tools) system;
+  } args;
   inherit (a) base fileName;
   mksquashfsPackage = if a.squashfsTools != null then a.squashfsTools else tools.squashfsTools;
 
@@ -63,18 +66,22 @@ let
     squash-compression = a.compression;
     squash-block-size = a.blockSize;
     verity = a.verity;
+    format = a.format;
     exportReferencesGraph = {
       closure = a.roots;
     }
     // (if base == null then { } else { baseClosure = base.roots; });
   };
   image = "${drv}/${fileName}";
-  # With `verity`: the hash tree and root hash systemd looks for beside the image.
+  # With `verity`: the hash tree and root hash systemd looks for beside the image. A DDI holds
+  # its hash tree itself; its root hash is beside it for hosts that take it unsigned.
   stem = builtins.substring 0 (stringLength fileName - 4) fileName;
+  isDisk = a.format == "ddi";
+  hasVerity = a.verity || isDisk;
   verityFiles =
-    if a.verity then
+    if hasVerity then
       {
-        hashTree = "${drv}/${stem}.verity";
+        hashTree = if isDisk then null else "${drv}/${stem}.verity";
         rootHash = "${drv}/${stem}.roothash";
       }
     else
@@ -98,7 +105,7 @@ let
     ]
     # the signature is made after the build, outside the store (`portable-service sign`)
     ++ (
-      if a.verity || (base != null && base.verity) then
+      if hasVerity || (base != null && base.verity) then
         [ "--signed-later" ]
       else
         [ ]
@@ -135,6 +142,7 @@ drv
     inherit (a) roots;
     units = map (u: u.name) a.units;
     prefixes = a.prefixes;
-    verity = a.verity;
+    verity = hasVerity;
+    inherit (a) format;
   };
 }

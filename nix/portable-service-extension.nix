@@ -31,6 +31,7 @@
   squash-compression ? "xz -Xdict-size 100%",
   squash-block-size ? "1M",
   verity ? false,
+  format ? "squashfs",
 }@args:
 import ./make-image.nix tools {
   function = "portableServiceExtension";

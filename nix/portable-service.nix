@@ -36,5 +36,6 @@ in
   squash-compression ? "xz -Xdict-size 100%",
   squash-block-size ? "1M",
   verity ? false,
+  format ? "squashfs",
 }@args:
 make (builtins.removeAttrs args (if portablePrefixes == null then [ "portablePrefixes" ] else [ ]))

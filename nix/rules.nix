@@ -1,7 +1,8 @@
 # The tables the Nix function checks arguments against that the builder and the rules crate hold
 # too, in one place on this side: tests/tests/nix_function.rs compares each with its Rust twin
 # (names::UNIT_SUFFIXES, mksquashfs::COMPRESSORS and block_sizes(), os_release::IMAGE_FIELDS
-# and ExtensionKind::release_fields(), mount_points::HIDDEN_BELOW), so they can't drift.
+# and ExtensionKind::release_fields(), mount_points::HIDDEN_BELOW, the formats and
+# ddi::ARCHITECTURES' systems), so they can't drift.
 let
   inherit (builtins) foldl' genList;
 in
@@ -60,6 +61,24 @@ in
         "PORTABLE_PRETTY_NAME"
         "HOME_URL"
       ];
+  # what `format` may be: the file system alone, or a Discoverable Disk Image
+  formats = [
+    "squashfs"
+    "ddi"
+  ];
+  # the Nix systems whose architecture the Discoverable Partitions Specification gives
+  # partition types for (a DDI's partitions are typed by it)
+  ddiSystems = [
+    "x86_64-linux"
+    "aarch64-linux"
+    "i686-linux"
+    "armv7l-linux"
+    "armv6l-linux"
+    "riscv64-linux"
+    "powerpc64le-linux"
+    "s390x-linux"
+    "loongarch64-linux"
+  ];
   # directories systemd mounts over when the service runs
   hiddenBelow = [
     "dev"

@@ -17,6 +17,7 @@
 //!   "squash-compression": "xz -Xdict-size 100%",
 //!   "squash-block-size": "1M",
 //!   "verity": false,
+//!   "format": "squashfs" | "ddi", "system": "x86_64-linux",
 //!   "portablePrefixes": [ "demo" ],
 //!   "osRelease": { "VARIANT_ID": "prod" }, "osReleaseOverrides": { "ID": "acme" },
 //!   "files": [ { "path": "/etc/demo/config", "file": "/nix/store/…-config" } ],
@@ -35,6 +36,7 @@
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use portable_service_rules::ddi::{self, Architecture};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -63,6 +65,14 @@ pub struct Attrs {
     /// Whether the image gets a dm-verity hash tree and root hash beside it.
     #[serde(default)]
     pub verity: bool,
+    /// `squashfs`: the file system alone; `ddi`: a Discoverable Disk Image, the file system and
+    /// its hash tree as partitions of one GPT disk.
+    #[serde(default)]
+    pub format: Format,
+    /// Nix's own attribute: the system the image is built for, which a DDI's partition types
+    /// name.
+    #[serde(default)]
+    pub system: String,
     pub closure: Vec<ClosureEntry>,
     /// The unit prefixes of `PORTABLE_PREFIXES`; absent: the pname alone.
     #[serde(default)]
@@ -81,6 +91,15 @@ pub struct Attrs {
     pub extension: Option<Extension>,
     #[serde(default)]
     pub base_closure: Vec<ClosureEntry>,
+}
+
+/// What `$out/NAME.raw` is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Squashfs,
+    Ddi,
 }
 
 /// A file of the image: `file` (a store file) copied to `path`.
@@ -178,6 +197,26 @@ impl Attrs {
         match self.extension {
             None => format!("{}_{}.raw", self.pname, self.version),
             Some(_) => format!("{}.raw", self.pname),
+        }
+    }
+
+    /// A DDI's architecture, from `system`; `None` for a naked image.
+    pub fn disk_architecture(&self) -> Result<Option<&'static Architecture>> {
+        if self.format == Format::Squashfs {
+            return Ok(None);
+        }
+        match ddi::architecture_of_system(&self.system) {
+            Some(arch) => Ok(Some(arch)),
+            None => anyhow::bail!(
+                "attribute `system` = {:?} has no partition types in the Discoverable Partitions \
+                 Specification, so format = \"ddi\" can't be built for it (systems: {})",
+                self.system,
+                ddi::ARCHITECTURES
+                    .iter()
+                    .map(|a| a.nix_system)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 

@@ -4,7 +4,8 @@
 //! One image goes: [`attrs`] (the input schema) → [`plan`] (every entry of the image root,
 //! checked) → [`tar_stream`] (the root as a tar stream, read straight from the store) →
 //! [`mksquashfs`] (the squashfs image) → the hash tree, if asked
-//! ([`portable_service_rules::verity`]). [`store_path`] and [`os_release`] hold the rules for
+//! ([`portable_service_rules::verity`]), beside the image or, for a Discoverable Disk Image,
+//! inside it with the partition table around both ([`portable_service_rules::ddi`]). [`store_path`] and [`os_release`] hold the rules for
 //! store paths and for writing the os-release file.
 //!
 //! This crate is all that an image's derivation depends on, so it holds only the build: what
@@ -18,10 +19,11 @@ pub mod plan;
 pub mod store_path;
 pub mod tar_stream;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use attrs::Attrs;
 use camino::{Utf8Path, Utf8PathBuf};
 use plan::Plan;
+use portable_service_rules::ddi;
 use portable_service_rules::verity::{self, sidecars};
 
 /// Builds the image the attrs describe and returns its path; mksquashfs uses `processors`
@@ -31,7 +33,9 @@ use portable_service_rules::verity::{self, sidecars};
 /// outside Nix) leaves no file that looks like an image.
 pub fn build_image(attrs: &Attrs, processors: Option<u32>) -> Result<Utf8PathBuf> {
     let (mut options, plan) = prepare(attrs, read_unit_file)?;
+    let disk = attrs.disk_architecture()?;
     options.processors = processors;
+    options.offset = disk.map(|_| ddi::FIRST_PARTITION);
     mksquashfs::check_version(&attrs.mksquashfs)?;
 
     let out = attrs.out()?;
@@ -40,8 +44,10 @@ pub fn build_image(attrs: &Attrs, processors: Option<u32>) -> Result<Utf8PathBuf
     let image = out.join(attrs.image_file_name());
     // the image first: renamed last
     let mut files = vec![image.clone()];
-    if attrs.verity {
-        let [tree, root, _] = sidecars(&image);
+    let [tree, root, _] = sidecars(&image);
+    if disk.is_some() {
+        files.push(root);
+    } else if attrs.verity {
         files.extend([tree, root]);
     }
     let partial: Vec<Utf8PathBuf> = files.iter().map(|f| partial_name(f)).collect();
@@ -52,7 +58,9 @@ pub fn build_image(attrs: &Attrs, processors: Option<u32>) -> Result<Utf8PathBuf
     );
     let built =
         mksquashfs::build(&attrs.mksquashfs, &options, &plan, &partial[0]).and_then(|stats| {
-            if attrs.verity {
+            if let Some(arch) = disk {
+                write_ddi(&partial[0], &partial[1], arch)?;
+            } else if attrs.verity {
                 write_verity(&partial[0], &partial[1], &partial[2])?;
             }
             for (from, to) in partial.iter().zip(&files).rev() {
@@ -100,6 +108,7 @@ pub fn prepare(
     read_unit: impl Fn(&Utf8Path) -> Result<Vec<u8>>,
 ) -> Result<(mksquashfs::Options, Plan)> {
     let options = mksquashfs::Options::new(&attrs.squash_compression, &attrs.squash_block_size)?;
+    attrs.disk_architecture()?;
     let plan = Plan::new(attrs, read_unit)?;
     Ok((options, plan))
 }
@@ -112,6 +121,46 @@ fn write_verity(image: &Utf8Path, tree_file: &Utf8Path, root_file: &Utf8Path) ->
     tracing::info!(
         "made the hash tree ({} data blocks) and the root hash {}",
         tree.data_blocks,
+        tree.root_hash_hex()
+    );
+    Ok(())
+}
+
+/// Makes the file system that mksquashfs wrote at [`ddi::FIRST_PARTITION`] of `image` a
+/// Discoverable Disk Image in place: pads it to a whole number of blocks, writes its hash tree
+/// after it and the partition table around both, and writes the root hash to `root_file`. The
+/// file system is neither moved nor copied.
+fn write_ddi(image: &Utf8Path, root_file: &Utf8Path, arch: &ddi::Architecture) -> Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .with_context(|| format!("cannot open {image}"))?;
+    let written = file.metadata()?.len();
+    ensure!(
+        written > ddi::FIRST_PARTITION,
+        "mksquashfs wrote no file system at byte {} of {image}",
+        ddi::FIRST_PARTITION
+    );
+    let fs_len = written - ddi::FIRST_PARTITION;
+    let root = ddi::Layout::new(fs_len, 0).root;
+    file.set_len(root.end)?;
+    let (tree, hash_device) = verity::tree(image, Some(&root))?;
+    let layout = ddi::Layout::new(fs_len, hash_device.len() as u64);
+    file.set_len(layout.size)?;
+    file.seek(SeekFrom::Start(layout.verity.start))?;
+    file.write_all(&hash_device)
+        .with_context(|| format!("cannot write the hash tree into {image}"))?;
+    ddi::write_table(&mut file, arch, &layout, &tree.root_hash, None)
+        .with_context(|| format!("cannot write the partition table of {image}"))?;
+    std::fs::write(root_file, tree.root_hash_hex())
+        .with_context(|| format!("cannot write {root_file}"))?;
+    tracing::info!(
+        "made a disk image for {}: root partition {} bytes, root-verity {} bytes, root hash {}",
+        arch.name,
+        layout.root.end - layout.root.start,
+        layout.verity.end - layout.verity.start,
         tree.root_hash_hex()
     );
     Ok(())

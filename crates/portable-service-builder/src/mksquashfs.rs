@@ -40,6 +40,8 @@ pub struct Options {
     /// How many threads mksquashfs may use (`-processors`); `None`: one per CPU. The image's
     /// bytes don't depend on it.
     pub processors: Option<u32>,
+    /// Where in the output file the file system starts (`-offset`): a DDI's root partition.
+    pub offset: Option<u64>,
 }
 
 impl Options {
@@ -71,6 +73,7 @@ impl Options {
             compression,
             block_size: block_size.to_owned(),
             processors: None,
+            offset: None,
         })
     }
 
@@ -100,6 +103,9 @@ impl Options {
         .map(String::from)
         .to_vec();
         args.extend(self.compression.iter().cloned());
+        if let Some(offset) = self.offset {
+            args.extend(["-offset".to_owned(), offset.to_string()]);
+        }
         if let Some(n) = self.processors {
             args.extend(["-processors".to_owned(), n.to_string()]);
         }

@@ -9,6 +9,7 @@
 //! unit file's settings as systemd does. [`verity`]: the dm-verity hash tree's format and the
 //! files systemd looks for beside an image.
 
+pub mod ddi;
 pub mod extension;
 pub mod mount_points;
 pub mod names;

@@ -14,7 +14,8 @@
 use anyhow::{bail, ensure, Context, Result};
 use camino::Utf8Path;
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 
 /// Data and hash block size: squashfs pads images to 4096 bytes, and 4096 is a page.
 pub const BLOCK: usize = 4096;
@@ -63,14 +64,28 @@ fn salted(salt: &[u8], block: &[u8]) -> [u8; DIGEST] {
     h.finalize().into()
 }
 
-/// Calls `each` with every 4096-byte block of `image`, in order; their number. An image whose
-/// size is not a whole number of blocks is refused (dm-verity maps whole blocks only).
-fn for_each_block(image: &Utf8Path, mut each: impl FnMut(&[u8])) -> Result<u64> {
-    let mut file = std::fs::File::open(image).with_context(|| format!("cannot read {image}"))?;
-    let size = file
-        .metadata()
-        .with_context(|| format!("cannot read {image}"))?
-        .len();
+/// Calls `each` with every 4096-byte block of `image` (of `range` of it: a partition), in
+/// order; their number. An image whose size is not a whole number of blocks is refused
+/// (dm-verity maps whole blocks only).
+fn for_each_block(
+    image: &Utf8Path,
+    range: Option<&Range<u64>>,
+    mut each: impl FnMut(&[u8]),
+) -> Result<u64> {
+    let file = std::fs::File::open(image).with_context(|| format!("cannot read {image}"))?;
+    let (start, size) = match range {
+        Some(r) => (r.start, r.end - r.start),
+        None => (
+            0,
+            file.metadata()
+                .with_context(|| format!("cannot read {image}"))?
+                .len(),
+        ),
+    };
+    let mut file = file;
+    file.seek(SeekFrom::Start(start))
+        .with_context(|| format!("cannot read {image}"))?;
+    let mut file = file.take(size);
     ensure!(
         size > 0 && size % BLOCK as u64 == 0,
         "{image} is {size} bytes, not a whole number of {BLOCK}-byte blocks: dm-verity can't \
@@ -106,9 +121,13 @@ fn for_each_block(image: &Utf8Path, mut each: impl FnMut(&[u8])) -> Result<u64> 
 
 /// The tree over `image`'s blocks with `salt`: its levels from the top one down (each a run of
 /// hash blocks) and the root hash.
-fn levels(image: &Utf8Path, salt: &[u8]) -> Result<(Vec<Vec<u8>>, [u8; DIGEST], u64)> {
+fn levels(
+    image: &Utf8Path,
+    range: Option<&Range<u64>>,
+    salt: &[u8],
+) -> Result<(Vec<Vec<u8>>, [u8; DIGEST], u64)> {
     let mut digests = Vec::new();
-    let blocks = for_each_block(image, |block| digests.push(salted(salt, block)))?;
+    let blocks = for_each_block(image, range, |block| digests.push(salted(salt, block)))?;
     // one data block: the root hash is its digest, and there is no level (as veritysetup does)
     let mut levels = Vec::new();
     while digests.len() > 1 {
@@ -151,10 +170,13 @@ fn superblock(tree: &Tree) -> Vec<u8> {
 }
 
 /// Salt and UUID from the image's own bytes: the same image gets the same tree.
-fn salt_and_uuid(image: &Utf8Path) -> Result<([u8; DIGEST], [u8; 16])> {
+fn salt_and_uuid(
+    image: &Utf8Path,
+    range: Option<&Range<u64>>,
+) -> Result<([u8; DIGEST], [u8; 16])> {
     let mut h = Sha256::new();
     h.update(b"portable-service-builder verity salt\0");
-    for_each_block(image, |block| h.update(block))?;
+    for_each_block(image, range, |block| h.update(block))?;
     let salt: [u8; DIGEST] = h.finalize().into();
     let mut uuid = [0u8; 16];
     uuid.copy_from_slice(&salted(b"portable-service-builder verity uuid\0", &salt)[..16]);
@@ -163,21 +185,30 @@ fn salt_and_uuid(image: &Utf8Path) -> Result<([u8; DIGEST], [u8; 16])> {
     Ok((salt, uuid))
 }
 
-/// Writes `image`'s hash tree to `hash_file`; the tree's root hash and parameters.
-pub fn format(image: &Utf8Path, hash_file: &Utf8Path) -> Result<Tree> {
-    let (salt, uuid) = salt_and_uuid(image)?;
-    let (levels, root_hash, data_blocks) = levels(image, &salt)?;
+/// The hash tree of `image` (of `range` of it: a partition), as the bytes of its hash
+/// device: superblock, then the levels.
+pub fn tree(image: &Utf8Path, range: Option<&Range<u64>>) -> Result<(Tree, Vec<u8>)> {
+    let (salt, uuid) = salt_and_uuid(image, range)?;
+    let (levels, root_hash, data_blocks) = levels(image, range, &salt)?;
     let tree = Tree {
         root_hash,
         salt,
         uuid,
         data_blocks,
     };
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(hash_file).with_context(|| format!("cannot create {hash_file}"))?,
-    );
-    out.write_all(&superblock(&tree))
-        .and_then(|()| levels.iter().try_for_each(|l| out.write_all(l)))
+    let mut bytes = superblock(&tree);
+    for level in levels {
+        bytes.extend_from_slice(&level);
+    }
+    Ok((tree, bytes))
+}
+
+/// Writes `image`'s hash tree to `hash_file`; the tree's root hash and parameters.
+pub fn format(image: &Utf8Path, hash_file: &Utf8Path) -> Result<Tree> {
+    let (tree, bytes) = tree(image, None)?;
+    let mut out =
+        std::fs::File::create(hash_file).with_context(|| format!("cannot create {hash_file}"))?;
+    out.write_all(&bytes)
         .and_then(|()| out.flush())
         .with_context(|| format!("cannot write {hash_file}"))?;
     Ok(tree)
@@ -187,6 +218,18 @@ pub fn format(image: &Utf8Path, hash_file: &Utf8Path) -> Result<Tree> {
 /// the superblock's parameters, every digest of every level, and the root.
 pub fn verify(image: &Utf8Path, hash_file: &Utf8Path, root_hash: &[u8; DIGEST]) -> Result<Tree> {
     let stored = std::fs::read(hash_file).with_context(|| format!("cannot read {hash_file}"))?;
+    verify_bytes(image, None, &stored, hash_file.as_str(), root_hash)
+}
+
+/// [`verify`] of `range` of `image` (a partition) against the hash device `stored`, named
+/// `hash_file` in messages.
+pub fn verify_bytes(
+    image: &Utf8Path,
+    range: Option<&Range<u64>>,
+    stored: &[u8],
+    hash_file: &str,
+    root_hash: &[u8; DIGEST],
+) -> Result<Tree> {
     ensure!(
         stored.len() >= BLOCK && stored.starts_with(SIGNATURE),
         "{hash_file} is not a dm-verity hash tree (no superblock)"
@@ -205,12 +248,18 @@ pub fn verify(image: &Utf8Path, hash_file: &Utf8Path, root_hash: &[u8; DIGEST]) 
         "{hash_file}: block sizes {data_size}/{hash_size} (only {BLOCK} is read here)"
     );
     let salt = stored[88..88 + salt_size].to_vec();
-    let (levels, computed_root, blocks) = levels(image, &salt)?;
+    let (levels, computed_root, blocks) = levels(image, range, &salt)?;
     ensure!(
         blocks == data_blocks,
         "{image} has {blocks} blocks, its hash tree {hash_file} covers {data_blocks}"
     );
     let expected: Vec<u8> = levels.concat();
+    // a hash partition may be larger than its tree: what follows the tree is not read
+    let stored = if range.is_some() && stored.len() > BLOCK + expected.len() {
+        &stored[..BLOCK + expected.len()]
+    } else {
+        stored
+    };
     if stored[BLOCK..] != expected[..] {
         let at = stored[BLOCK..]
             .iter()

@@ -43,8 +43,9 @@ enum Job {
     /// Say what systemd-portabled and systemd-dissect will do with an image (exit 0: accepted,
     /// 1: refused, 2: unreadable).
     Check(CheckArgs),
-    /// Sign an image's root hash (IMAGE's NAME.roothash) and write NAME.roothash.p7s beside it,
-    /// the signature systemd checks against the certificates in the host's /etc/verity.d/.
+    /// Sign an image's root hash, which systemd checks against the certificates in the host's
+    /// /etc/verity.d/: NAME.roothash.p7s beside a naked image, the signature partition inside a
+    /// disk image (format = "ddi").
     Sign(SignArgs),
 }
 
@@ -58,12 +59,26 @@ struct SignArgs {
     /// The key's certificate, PEM or DER: the one the hosts trust (/etc/verity.d/).
     #[arg(long, value_name = "CERT.pem")]
     cert: Utf8PathBuf,
-    /// The image; NAME.roothash must be beside it, NAME.roothash.p7s is written there.
+    /// The image: a naked one with NAME.roothash beside it (NAME.roothash.p7s is written
+    /// there), or a disk image, which gets its signature partition (written in place: sign a
+    /// copy outside the store).
     #[arg(value_name = "IMAGE.raw")]
     image: Utf8PathBuf,
+    /// Replace the signature of a disk image signed already.
+    #[arg(long)]
+    resign: bool,
 }
 
 fn sign_command(args: SignArgs) -> Result<()> {
+    if portable_service_rules::ddi::is_ddi(&args.image)? {
+        let cert = signing::sign_disk(&args.image, &args.key, &args.cert, args.resign)?;
+        println!(
+            "signed {}: its signature partition holds the root hash's signature by {}",
+            args.image,
+            cert.subject()
+        );
+        return Ok(());
+    }
     let p7s = signing::sign(&args.image, &args.key, &args.cert)?;
     let cert = signing::Cert::read(&args.cert)?;
     println!("wrote {p7s}: signed by {}", cert.subject());
@@ -75,7 +90,7 @@ fn sign_command(args: SignArgs) -> Result<()> {
 /// when it would not, 2 when the images can't be read.
 #[derive(clap::Args)]
 struct CheckArgs {
-    /// The portable service image (a squashfs file).
+    /// The portable service image (a squashfs file, or a disk image with one).
     image: Utf8PathBuf,
     /// An extension image attached with it (`portablectl attach --extension`), in order.
     #[arg(long = "extension", value_name = "EXT.raw")]

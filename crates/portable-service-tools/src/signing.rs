@@ -27,7 +27,10 @@ use cms::signed_data::{EncapsulatedContentInfo, SignedData, SignerIdentifier, Si
 use const_oid::db::{rfc5911, rfc5912};
 use der::asn1::{Any, OctetString, SetOfVec};
 use der::{Decode, DecodePem, Encode};
+use base64::Engine;
+use portable_service_rules::ddi::{self, Designator};
 use portable_service_rules::verity::{self, sidecars};
+use std::io::{Seek, SeekFrom, Write};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use sha2::{Digest, Sha256};
@@ -199,24 +202,8 @@ fn signed_root_hash(image: &Utf8Path) -> Result<(Utf8PathBuf, [u8; 32], String)>
     Ok((root_file, root, hex))
 }
 
-/// Signs the root hash beside `image` and writes `NAME.roothash.p7s`; its path. Nothing is
-/// written when the key, the certificate or the root hash is wrong.
-pub fn sign(image: &Utf8Path, key_file: &Utf8Path, cert_file: &Utf8Path) -> Result<Utf8PathBuf> {
-    let (root_file, root, root_hash) = signed_root_hash(image)?;
-    // What is signed must be what hosts will check every block against: the root of the hash
-    // tree beside the image, and that tree the image's.
-    let [tree_file, _, _] = sidecars(image);
-    verity::verify(image, &tree_file, &root).with_context(|| {
-        format!("refusing to sign {root_file}: it is not the root hash of {image} with {tree_file}")
-    })?;
-    let key = Key::read(key_file)?;
-    let cert = Cert::read(cert_file)?;
-    ensure!(
-        key.matches(&cert),
-        "the key {key_file} does not match the certificate {cert_file} ({}): its public key is \
-         another",
-        cert.subject()
-    );
+/// The detached DER PKCS#7 signature of `root_hash` (lowercase hex) by `key`, named by `cert`.
+fn pkcs7(key: &Key, cert: &Cert, root_hash: &str) -> Result<Vec<u8>> {
     let (signature_algorithm, signature) = key.sign(root_hash.as_bytes());
     let signer = SignerInfo {
         version: CmsVersion::V1,
@@ -238,11 +225,33 @@ pub fn sign(image: &Utf8Path, key_file: &Utf8Path, cert_file: &Utf8Path) -> Resu
         crls: None,
         signer_infos: cms::signed_data::SignerInfos(SetOfVec::try_from(vec![signer])?),
     };
-    let der = ContentInfo {
+    Ok(ContentInfo {
         content_type: rfc5911::ID_SIGNED_DATA,
         content: Any::encode_from(&signed)?,
     }
-    .to_der()?;
+    .to_der()?)
+
+}
+
+/// Signs the root hash beside `image` and writes `NAME.roothash.p7s`; its path. Nothing is
+/// written when the key, the certificate or the root hash is wrong.
+pub fn sign(image: &Utf8Path, key_file: &Utf8Path, cert_file: &Utf8Path) -> Result<Utf8PathBuf> {
+    let (root_file, root, root_hash) = signed_root_hash(image)?;
+    // What is signed must be what hosts will check every block against: the root of the hash
+    // tree beside the image, and that tree the image's.
+    let [tree_file, _, _] = sidecars(image);
+    verity::verify(image, &tree_file, &root).with_context(|| {
+        format!("refusing to sign {root_file}: it is not the root hash of {image} with {tree_file}")
+    })?;
+    let key = Key::read(key_file)?;
+    let cert = Cert::read(cert_file)?;
+    ensure!(
+        key.matches(&cert),
+        "the key {key_file} does not match the certificate {cert_file} ({}): its public key is \
+         another",
+        cert.subject()
+    );
+    let der = pkcs7(&key, &cert, &root_hash)?;
 
     let [_, _, p7s] = sidecars(image);
     // written whole under another name first, so a failed write leaves no partial .p7s
@@ -261,7 +270,19 @@ pub fn sign(image: &Utf8Path, key_file: &Utf8Path, cert_file: &Utf8Path) -> Resu
 pub fn verify<'c>(image: &Utf8Path, p7s: &Utf8Path, certs: &'c [Cert]) -> Result<&'c Cert> {
     let (root_file, _, root_hash) = signed_root_hash(image)?;
     let bytes = std::fs::read(p7s).with_context(|| format!("cannot read {p7s}"))?;
-    let info = ContentInfo::from_der(&bytes)
+    verify_der(&bytes, p7s.as_str(), &root_hash, &format!("in {root_file}"), certs)
+}
+
+/// Which of `certs` made the DER PKCS#7 signature `bytes` (named `p7s` in messages) over
+/// `root_hash` (lowercase hex; `whose` says where it comes from).
+fn verify_der<'c>(
+    bytes: &[u8],
+    p7s: &str,
+    root_hash: &str,
+    whose: &str,
+    certs: &'c [Cert],
+) -> Result<&'c Cert> {
+    let info = ContentInfo::from_der(bytes)
         .map_err(|e| anyhow::anyhow!("{p7s} is not a DER PKCS#7 signature: {e}"))?;
     ensure!(
         info.content_type == rfc5911::ID_SIGNED_DATA,
@@ -306,7 +327,7 @@ pub fn verify<'c>(image: &Utf8Path, p7s: &Utf8Path, certs: &'c [Cert]) -> Result
         }
     }
     bail!(
-        "{p7s} is not a signature of the root hash in {root_file} by any certificate given: {}",
+        "{p7s} is not a signature of the root hash {whose} by any certificate given: {}",
         if why_not.is_empty() {
             "it holds no signer".to_owned()
         } else {
@@ -364,4 +385,173 @@ fn verify_with(cert: &Cert, signer: &SignerInfo, message: &[u8]) -> Result<()> {
             oid_name(other)
         ),
     }
+}
+
+/// The signature partition's content, as systemd reads it (`rootHash` and `signature` it
+/// requires; `certificateFingerprint`, the sha256 of the signer's DER certificate, lets a host
+/// pick the certificate), NUL-padded to the partition's size.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskSignature {
+    pub root_hash: String,
+    #[serde(default)]
+    pub certificate_fingerprint: Option<String>,
+    /// base64 of the DER PKCS#7 signature.
+    pub signature: String,
+}
+
+/// A DDI's partitions as `sign` and `check` need them: the table, where its parts are, and the
+/// root hash its partition UUIDs carry.
+pub struct Disk {
+    pub table: ddi::Table,
+    pub root: ddi::Partition,
+    pub verity: ddi::Partition,
+    pub root_hash: [u8; 32],
+}
+
+impl Disk {
+    /// Reads `image`'s table and checks its hash tree against its data and the root hash its
+    /// partition UUIDs carry (the first and last 128 bits: the specification's pairing rule).
+    pub fn read(image: &Utf8Path) -> Result<Disk> {
+        ensure!(
+            ddi::is_ddi(image)?,
+            "{image} is not a disk image (no GPT partition table)"
+        );
+        let table = ddi::read_table(image)?;
+        let root = table
+            .find(Designator::Root)
+            .with_context(|| format!("{image} has no root partition"))?
+            .clone();
+        let verity = table
+            .find(Designator::RootVerity)
+            .with_context(|| format!("{image} has no root-verity partition (no hash tree)"))?
+            .clone();
+        let mut root_hash = [0u8; 32];
+        root_hash[..16].copy_from_slice(&root.uuid);
+        root_hash[16..].copy_from_slice(&verity.uuid);
+        Ok(Disk {
+            table,
+            root,
+            verity,
+            root_hash,
+        })
+    }
+
+    /// Checks the hash tree (the root-verity partition) against the root partition and the root
+    /// hash, block by block.
+    pub fn verify_tree(&self, image: &Utf8Path) -> Result<verity::Tree> {
+        let tree = ddi::read_range(image, &self.verity.range)?;
+        verity::verify_bytes(
+            image,
+            Some(&self.root.range),
+            &tree,
+            &format!("{image}'s root-verity partition"),
+            &self.root_hash,
+        )
+    }
+
+    /// The signature partition's content, if there is one.
+    pub fn signature(&self, image: &Utf8Path) -> Result<Option<DiskSignature>> {
+        let Some(p) = self.table.find(Designator::RootVeritySig) else {
+            return Ok(None);
+        };
+        ensure!(
+            p.range.end - p.range.start <= 4 << 20,
+            "{image}'s signature partition is over 4 MiB: systemd refuses it"
+        );
+        let bytes = ddi::read_range(image, &p.range)?;
+        let json = bytes.split(|b| *b == 0).next().unwrap_or_default();
+        let sig: DiskSignature = serde_json::from_slice(json).with_context(|| {
+            format!("{image}'s signature partition is not the JSON systemd reads")
+        })?;
+        Ok(Some(sig))
+    }
+}
+
+/// Signs a DDI built with `format = "ddi"`: adds the signature partition, in the room the build
+/// left for it, and the partition table entry that names it. The file system and the hash tree
+/// are not moved or rewritten. Refused, the file untouched, when the file is not such a DDI, its
+/// table is damaged, its hash tree does not match its data, or it is signed already (unless
+/// `resign`). The same key gives the same bytes.
+pub fn sign_disk(
+    image: &Utf8Path,
+    key_file: &Utf8Path,
+    cert_file: &Utf8Path,
+    resign: bool,
+) -> Result<Cert> {
+    let refuse = |why: &str| format!("refusing to sign {image}: {why}");
+    let disk = Disk::read(image).with_context(|| refuse("it is not a disk image sign can read"))?;
+    let size = std::fs::metadata(image)?.len();
+    let (layout, arch) = ddi::layout_of(&disk.table, size).with_context(|| refuse("its layout"))?;
+    disk.verify_tree(image)
+        .with_context(|| refuse("its hash tree does not match its data"))?;
+    if let Some(p) = disk.table.find(Designator::RootVeritySig) {
+        ensure!(
+            p.range == layout.signature,
+            refuse("its signature partition is not where portableService puts it")
+        );
+        ensure!(
+            resign,
+            "{image} is signed already; give --resign to replace its signature (with another \
+             key, say)"
+        );
+    }
+    let key = Key::read(key_file)?;
+    let cert = Cert::read(cert_file)?;
+    ensure!(
+        key.matches(&cert),
+        "the key {key_file} does not match the certificate {cert_file} ({}): its public key is \
+         another",
+        cert.subject()
+    );
+    let root_hash = verity::hex(&disk.root_hash);
+    let der = pkcs7(&key, &cert, &root_hash)?;
+    let content = DiskSignature {
+        root_hash,
+        certificate_fingerprint: Some(verity::hex(&Sha256::digest(cert.cert.to_der()?))),
+        signature: base64::engine::general_purpose::STANDARD.encode(der),
+    };
+    let mut bytes = serde_json::to_vec(&content)?;
+    let room = (layout.signature.end - layout.signature.start) as usize;
+    ensure!(
+        bytes.len() < room,
+        "the signature of {image} is {} bytes, more than the {room} its partition has room for",
+        bytes.len()
+    );
+    bytes.resize(room, 0);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .with_context(|| format!("cannot open {image} for writing"))?;
+    file.seek(SeekFrom::Start(layout.signature.start))
+        .and_then(|_| file.write_all(&bytes))
+        .with_context(|| format!("cannot write the signature into {image}"))?;
+    ddi::write_table(&mut file, arch, &layout, &disk.root_hash, Some(&bytes))
+        .with_context(|| format!("cannot write the partition table of {image}"))?;
+    Ok(cert)
+}
+
+/// Which of `certs` signed the DDI `image`'s root hash: its signature partition must name the
+/// root hash its partitions carry, and its PKCS#7 signature verify with one of them.
+pub fn verify_disk<'c>(image: &Utf8Path, disk: &Disk, certs: &'c [Cert]) -> Result<&'c Cert> {
+    let sig = disk
+        .signature(image)?
+        .with_context(|| format!("{image} has no signature partition"))?;
+    let root_hash = verity::hex(&disk.root_hash);
+    ensure!(
+        sig.root_hash.eq_ignore_ascii_case(&root_hash),
+        "{image}'s signature partition is for the root hash {}, its partitions carry {root_hash}",
+        sig.root_hash
+    );
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(sig.signature.trim())
+        .with_context(|| format!("{image}'s signature is not base64"))?;
+    verify_der(
+        &der,
+        &format!("{image}'s signature partition"),
+        &root_hash,
+        &format!("of {image}"),
+        certs,
+    )
 }

@@ -11,12 +11,14 @@
 pub mod report;
 pub mod tree;
 
+use portable_service_rules::ddi;
 use portable_service_rules::extension::ExtensionKind as Kind;
 use portable_service_rules::mount_points::{self, HIDDEN_BELOW, MOUNT_POINT_FILES};
 use portable_service_rules::names::{is_image_name, unit_matches, UNIT_SUFFIXES};
 use portable_service_rules::os_release;
 use portable_service_rules::unit_file;
 use portable_service_rules::verity::{self, sidecars};
+use crate::signing::{Cert, Disk};
 use report::{ExtensionReport, Finding, Report, SkippedUnit, Unit};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -408,7 +410,10 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
     }
 
     for image in std::iter::once(base).chain(extensions) {
-        check_verity(&mut r, &image.path, options);
+        match &image.disk {
+            Some(table) => check_disk(&mut r, image, table, options),
+            None => check_verity(&mut r, &image.path, options),
+        }
     }
 
     r.units = units.into_iter().map(|(u, _)| u).collect();
@@ -449,33 +454,9 @@ fn check_verity(r: &mut Report, image: &camino::Utf8Path, options: &Options) {
         Err(e) => return verity_error(r, format!("{e:#}")),
     }
     match (p7s.exists(), options.certs.is_empty()) {
-        (true, false) => {
-            // systemd reads /etc/verity.d/*.crt as PEM only: a DER file there is not used
-            // (measured: tests/tests/acceptance/integrity.rs)
-            let (pem, der): (Vec<_>, Vec<_>) = options.certs.iter().cloned().partition(|c| c.pem);
-            match crate::signing::verify(image, &p7s, &pem) {
-                Ok(cert) => r.verity.push(format!(
-                    "signed by {} ({p7s}, with {})",
-                    cert.subject(),
-                    cert.path
-                )),
-                Err(e) => match crate::signing::verify(image, &p7s, &der) {
-                    Ok(cert) => verity_error(
-                        r,
-                        format!(
-                            "{p7s} is signed by {}, whose certificate {} is DER: systemd reads \
-                             /etc/verity.d/*.crt as PEM only and refuses the image with it \
-                             (226/NAMESPACE); install it as PEM: openssl x509 -in {} -out \
-                             /etc/verity.d/NAME.crt",
-                            cert.subject(),
-                            cert.path,
-                            cert.path
-                        ),
-                    ),
-                    Err(_) => verity_error(r, format!("{e:#}")),
-                },
-            }
-        }
+        (true, false) => check_signer(r, options, |certs| {
+            crate::signing::verify(image, &p7s, certs).cloned()
+        }),
         (true, true) => r.verity.push(format!(
             "{p7s}: signed; by whom is not checked (give the hosts' certificates with --cert). \
              A host without the signer's certificate in /etc/verity.d/ refuses to start its \
@@ -502,6 +483,151 @@ fn check_verity(r: &mut Report, image: &camino::Utf8Path, options: &Options) {
                 ),
             ),
         },
+    }
+}
+
+/// A Discoverable Disk Image's partitions, as systemd's dissect code takes them: their types
+/// and flags, the hash tree in its root-verity partition against the root partition and the root
+/// hash the two partitions' UUIDs carry, and the signature partition against the hosts'
+/// certificates (when `options.certs` says which).
+fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Options) {
+    let path = &image.path;
+    let error = |r: &mut Report, message: String| {
+        r.error(Finding {
+            stage: "verity",
+            message,
+        })
+    };
+    for p in &table.partitions {
+        r.partitions.push(report::PartitionReport {
+            image: image.name.clone(),
+            number: p.number,
+            designator: p.designator.map(|(d, _)| d.name().to_owned()),
+            architecture: p.designator.map(|(_, a)| a.name.to_owned()),
+            type_uuid: ddi::uuid_string(&p.type_uuid),
+            uuid: ddi::uuid_string(&p.uuid),
+            label: p.label.clone(),
+            read_only: p.read_only(),
+            bytes: p.range.end - p.range.start,
+        });
+        match p.designator {
+            Some((d, arch)) if arch.name != options.architecture => r.advice(&format!(
+                "{path}: partition {} is a {} partition for {}, and the hosts are {}: systemd \
+                 there looks for its own architecture's",
+                p.number,
+                d.name(),
+                arch.name,
+                options.architecture
+            )),
+            Some((d, _)) if !p.read_only() => {
+                // measured: 262's image policy for portable services wants the flag
+                let message = format!(
+                    "{path}: partition {} ({}) lacks GPT's read-only flag: systemd 262 fails \
+                     its services with 226/NAMESPACE (\"Operation not possible due to RF-kill\")",
+                    p.number,
+                    d.name()
+                );
+                if rules_of(options.systemd) >= 262 {
+                    error(r, message)
+                } else {
+                    r.advice(&message)
+                }
+            }
+            Some(_) => {}
+            None => r.advice(&format!(
+                "{path}: partition {} (type {}) is not one systemd uses for a portable service",
+                p.number,
+                ddi::uuid_string(&p.type_uuid)
+            )),
+        }
+    }
+    if table.find(ddi::Designator::RootVerity).is_none() {
+        if !options.certs.is_empty() {
+            r.verity.push(format!(
+                "{path}: no root-verity partition: not signed, and systemd runs it without \
+                 dm-verity (build it with format = \"ddi\" to have one)"
+            ));
+        }
+        return;
+    }
+    let disk = match Disk::read(path) {
+        Ok(d) => d,
+        Err(e) => return error(r, format!("{e:#}")),
+    };
+    match disk.verify_tree(path) {
+        Ok(tree) => r.verity.push(format!(
+            "{path}: its root-verity partition matches its root partition and the root hash \
+             its partition UUIDs carry, {}",
+            tree.root_hash_hex()
+        )),
+        Err(e) => return error(r, format!("{e:#}")),
+    }
+    let signature = match disk.signature(path) {
+        Ok(s) => s,
+        Err(e) => return error(r, format!("{e:#}")),
+    };
+    match (signature.is_some(), options.certs.is_empty()) {
+        (true, false) => check_signer(r, options, |certs| {
+            crate::signing::verify_disk(path, &disk, certs).cloned()
+        }),
+        (true, true) => r.verity.push(format!(
+            "{path}: signed; by whom is not checked (give the hosts' certificates with \
+             --cert). A host without the signer's certificate in /etc/verity.d/ refuses to \
+             start its services (226/NAMESPACE)"
+        )),
+        (false, false) => error(
+            r,
+            format!(
+                "{path} is not signed (no root-verity-sig partition), and certificates were given"
+            ),
+        ),
+        (false, true) => r.verity.push(format!(
+            "{path}: not signed{}: systemd {} {}",
+            if options.signed_later {
+                " yet (--signed-later)"
+            } else {
+                ""
+            },
+            options.systemd,
+            UNSIGNED_DISK
+        )),
+    }
+}
+
+/// What systemd does with a DDI without a signature partition (measured on 252, 254, 257 and
+/// 262: tests/tests/acceptance/ddi.rs): nothing gives it the root hash, so it mounts the file
+/// system without dm-verity.
+const UNSIGNED_DISK: &str = "runs it without dm-verity: nothing gives it the root hash \
+                             (its blocks are not checked)";
+
+/// Which of the hosts' certificates signed an image: `verify` tells with a set of them. One
+/// that verifies only with a certificate given in DER form is refused, since systemd reads
+/// /etc/verity.d/*.crt as PEM only (measured: tests/tests/acceptance/integrity.rs).
+fn check_signer(
+    r: &mut Report,
+    options: &Options,
+    verify: impl Fn(&[Cert]) -> anyhow::Result<Cert>,
+) {
+    let (pem, der): (Vec<Cert>, Vec<Cert>) = options.certs.iter().cloned().partition(|c| c.pem);
+    match verify(&pem) {
+        Ok(cert) => r
+            .verity
+            .push(format!("signed by {} (with {})", cert.subject(), cert.path)),
+        Err(e) => r.error(Finding {
+            stage: "verity",
+            message: match verify(&der) {
+                Ok(cert) => format!(
+                    "it is signed by {}, whose certificate {} is DER: systemd reads \
+                     /etc/verity.d/*.crt as PEM only and refuses the image with it \
+                     (226/NAMESPACE); install it as PEM: openssl x509 -in {} -out \
+                     /etc/verity.d/NAME.crt",
+                    cert.subject(),
+                    cert.path,
+                    cert.path
+                ),
+                Err(_) => format!("{e:#}"),
+            },
+        }),
     }
 }
 

@@ -22,7 +22,9 @@ pub struct Report {
     pub missing_programs: Vec<Program>,
     pub store_holes: Vec<Hole>,
     pub extensions: Vec<ExtensionReport>,
-    /// What the dm-verity files beside the images say, when there are any.
+    /// The partitions of the images that are Discoverable Disk Images.
+    pub partitions: Vec<PartitionReport>,
+    /// What the dm-verity files beside the images (or their partitions) say, when there are any.
     pub verity: Vec<String>,
     pub errors: Vec<Finding>,
     pub advice: Vec<String>,
@@ -84,6 +86,21 @@ pub struct ExtensionReport {
     pub problems: Vec<String>,
 }
 
+/// One partition of a disk image, as systemd-dissect lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionReport {
+    pub image: String,
+    pub number: u32,
+    /// `root`, `root-verity`, `root-verity-sig`; `None`: a type systemd doesn't use here.
+    pub designator: Option<String>,
+    pub architecture: Option<String>,
+    pub type_uuid: String,
+    pub uuid: String,
+    pub label: String,
+    pub read_only: bool,
+    pub bytes: u64,
+}
+
 /// An error: portabled refuses the image (`refused`), or accepts it but a unit can't run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
@@ -122,6 +139,7 @@ impl Report {
             missing_programs: Vec::new(),
             store_holes: Vec::new(),
             extensions: Vec::new(),
+            partitions: Vec::new(),
             verity: Vec::new(),
             errors: Vec::new(),
             advice: Vec::new(),
@@ -192,6 +210,20 @@ impl Report {
             for (v, verdict) in &e.by_systemd {
                 let _ = writeln!(t, "  systemd {v}: {verdict}");
             }
+        }
+        for p in &self.partitions {
+            let _ = writeln!(
+                t,
+                "partition {}:{} {} {} label {} uuid {} {} {} bytes",
+                p.image,
+                p.number,
+                p.designator.as_deref().unwrap_or("(a type systemd doesn't use)"),
+                p.architecture.as_deref().unwrap_or("-"),
+                p.label,
+                p.uuid,
+                if p.read_only { "read-only" } else { "writable" },
+                p.bytes
+            );
         }
         for v in &self.verity {
             let _ = writeln!(t, "verity: {v}");

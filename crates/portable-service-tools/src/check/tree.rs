@@ -1,12 +1,13 @@
 //! An image as `check` sees it: every entry of its file system (kind, mode, symlink target) and
 //! a way to read a file's content, whatever wrote the image. [`Image::open`] reads a squashfs
-//! file with the `backhand` crate; tests build trees by hand.
+//! file, or a disk image's root partition, with the `backhand` crate; tests build trees by hand.
 //!
 //! [`View`] is what a service sees: a base image with extensions overlaid on it, and path
 //! resolution inside that view (symlinks followed the way the kernel follows them, relative to
 //! the image's root, never to the host's).
 
 use anyhow::{bail, Context, Result};
+use portable_service_rules::ddi::{self, Designator};
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -30,6 +31,8 @@ pub struct Image {
     pub name: String,
     /// Paths relative to the root (the root itself is the empty path).
     pub nodes: BTreeMap<PathBuf, Node>,
+    /// A Discoverable Disk Image's partition table; `None` for a naked file system.
+    pub disk: Option<ddi::Table>,
     contents: Box<ReadFile>,
 }
 
@@ -48,17 +51,36 @@ impl Image {
             path: path.to_owned(),
             name: name.strip_suffix(".raw").unwrap_or(name).to_owned(),
             nodes,
+            disk: None,
             contents: Box::new(contents),
         }
     }
 
-    /// Reads a squashfs image. backhand reads it in this process, names and all (no listing to
-    /// parse), with the compressors mksquashfs writes; see BENCHMARKS.md for its cost.
+    /// Reads a squashfs image, or the squashfs root partition of a Discoverable Disk Image.
+    /// backhand reads it in this process, names and all (no listing to parse), with the
+    /// compressors mksquashfs writes; see BENCHMARKS.md for its cost.
     pub fn open(path: &Utf8Path) -> Result<Image> {
+        let (offset, disk) = if ddi::is_ddi(path)? {
+            let table = ddi::read_table(path)?;
+            let root = table.find(Designator::Root).with_context(|| {
+                format!("{path} is a GPT disk image without a root partition systemd knows")
+            })?;
+            (root.range.start, Some(table))
+        } else {
+            (0, None)
+        };
         let file = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
-        let fs = backhand::FilesystemReader::from_reader(std::io::BufReader::new(file)).map_err(
-            |e| anyhow::anyhow!("{path} is not a squashfs image backhand can read: {e}"),
-        )?;
+        let fs = backhand::FilesystemReader::from_reader_with_offset(
+            std::io::BufReader::new(file),
+            offset,
+        )
+        .map_err(|e| match offset {
+            0 => anyhow::anyhow!("{path} is not a squashfs image backhand can read: {e}"),
+            _ => anyhow::anyhow!(
+                "the root partition of {path} (at byte {offset}) is not a squashfs file system \
+                 backhand can read: {e}"
+            ),
+        })?;
         let mut nodes = BTreeMap::new();
         let mut files = BTreeMap::new();
         for (i, node) in fs.files().enumerate() {
@@ -94,7 +116,9 @@ impl Image {
                 .with_context(|| format!("cannot read {} in {image_path}", p.display()))?;
             Ok(data)
         };
-        Ok(Image::from_tree(path, nodes, contents))
+        let mut image = Image::from_tree(path, nodes, contents);
+        image.disk = disk;
+        Ok(image)
     }
 
     /// The content of the file at `path` (relative to the root, no symlink followed).

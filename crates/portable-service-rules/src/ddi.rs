@@ -1,0 +1,433 @@
+//! Discoverable Disk Images: one GPT disk file holding the image's file system (the root
+//! partition), its dm-verity hash tree (root-verity) and, once signed, the root hash's signature
+//! (root-verity-sig), as the UAPI group's Discoverable Partitions Specification types them and
+//! systemd's dissect code reads them. The builder writes the table, `sign` adds the signature
+//! partition to it, `check` reads it: all three through this module.
+//!
+//! The layout is fixed so that a rebuild gives the same bytes: 512-byte sectors, the table of 128
+//! entries, the root partition at 1 MiB, the hash tree right after it, then 16 KiB kept free for
+//! the signature (what systemd-repart gives it), then the backup table. Every partition carries
+//! GPT's read-only flag (systemd 262 refuses a DDI without it: `../shared/notes/ddi.md`). The
+//! root and verity partitions' UUIDs are the first and last 128 bits of the root hash, which is
+//! how systemd pairs them with a root hash; the disk's GUID and the signature partition's UUID are
+//! derived from the root hash and the signature. The table itself is `gptman`'s.
+
+use anyhow::{bail, ensure, Context, Result};
+use camino::Utf8Path;
+use gptman::{GPTHeader, GPTPartitionEntry, GPT};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+
+pub const SECTOR: u64 = 512;
+/// Where the root partition starts, as partitioning tools align the first one.
+pub const FIRST_PARTITION: u64 = 1 << 20;
+/// The room kept for the signature partition: its JSON with a PKCS#7 signature of one signer
+/// is 1 to 3 KiB; systemd-repart makes this partition 16 KiB.
+pub const SIGNATURE_ROOM: u64 = 16 * 1024;
+/// Partitions start and end on 4096 bytes: dm-verity's block.
+const ALIGN: u64 = 4096;
+/// The table's entries (128 of 128 bytes) and the header after them.
+const TABLE_SECTORS: u64 = 128 * 128 / SECTOR;
+/// GPT attribute bit 60: read-only.
+pub const READ_ONLY: u64 = 1 << 60;
+
+/// A UUID in the order it is written as a string (the GPT stores its first three fields
+/// little-endian: see [`to_disk`]).
+pub type Uuid = [u8; 16];
+
+/// The three partition types of one architecture, and the name systemd gives the architecture
+/// (its labels are `root-<name>`, `root-<name>-verity`, `root-<name>-verity-sig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Architecture {
+    pub name: &'static str,
+    /// The Nix system whose images are for this architecture.
+    pub nix_system: &'static str,
+    pub root: Uuid,
+    pub verity: Uuid,
+    pub signature: Uuid,
+}
+
+const fn uuid(s: &str) -> Uuid {
+    let b = s.as_bytes();
+    let mut out = [0u8; 16];
+    let (mut i, mut n) = (0, 0);
+    while i < b.len() {
+        if b[i] != b'-' {
+            let hi = hex_digit(b[i]);
+            let lo = hex_digit(b[i + 1]);
+            out[n] = hi * 16 + lo;
+            n += 1;
+            i += 1;
+        }
+        i += 1;
+    }
+    assert!(n == 16);
+    out
+}
+
+const fn hex_digit(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        _ => panic!("not a lower-case hex digit"),
+    }
+}
+
+const fn arch(name: &'static str, nix_system: &'static str, types: [&str; 3]) -> Architecture {
+    Architecture {
+        name,
+        nix_system,
+        root: uuid(types[0]),
+        verity: uuid(types[1]),
+        signature: uuid(types[2]),
+    }
+}
+
+/// The architectures of the specification that Nix builds for (nix/rules.nix holds the same
+/// systems; a test compares them). Types: root, root-verity, root-verity-sig.
+#[rustfmt::skip]
+pub const ARCHITECTURES: [Architecture; 9] = [
+    arch("x86-64", "x86_64-linux", ["4f68bce3-e8cd-4db1-96e7-fbcaf984b709", "2c7357ed-ebd2-46d9-aec1-23d437ec2bf5", "41092b05-9fc8-4523-994f-2def0408b176"]),
+    arch("arm64", "aarch64-linux", ["b921b045-1df0-41c3-af44-4c6f280d3fae", "df3300ce-d69f-4c92-978c-9bfb0f38d820", "6db69de6-29f4-4758-a7a5-962190f00ce3"]),
+    arch("x86", "i686-linux", ["44479540-f297-41b2-9af7-d131d5f0458a", "d13c5d3b-b5d1-422a-b29f-9454fdc89d76", "5996fc05-109c-48de-808b-23fa0830b676"]),
+    arch("arm", "armv7l-linux", ["69dad710-2ce4-4e3c-b16c-21a1d49abed3", "7386cdf2-203c-47a9-a498-f2ecce45a2d6", "42b0455f-eb11-491d-98d3-56145ba9d037"]),
+    arch("arm", "armv6l-linux", ["69dad710-2ce4-4e3c-b16c-21a1d49abed3", "7386cdf2-203c-47a9-a498-f2ecce45a2d6", "42b0455f-eb11-491d-98d3-56145ba9d037"]),
+    arch("riscv64", "riscv64-linux", ["72ec70a6-cf74-40e6-bd49-4bda08e8f224", "b6ed5582-440b-4209-b8da-5ff7c419ea3d", "efe0f087-ea8d-4469-821a-4c2a96a8386a"]),
+    arch("ppc64-le", "powerpc64le-linux", ["c31c45e6-3f39-412e-80fb-4809c4980599", "906bd944-4589-4aae-a4e4-dd983917446a", "d4a236e7-e873-4c07-bf1d-bf6cf7f1c3c6"]),
+    arch("s390x", "s390x-linux", ["5eead9a9-fe09-4a1e-a1d7-520d00531306", "b325bfbe-c7be-4ab8-8357-139e652d2f6b", "c80187a5-73a3-491a-901a-017c3fa953e9"]),
+    arch("loongarch64", "loongarch64-linux", ["77055800-792c-4f94-b39a-98c91b762bb6", "f3393b22-e9af-4613-a948-9d3bfbd0c535", "5afb67eb-ecc8-4f85-ae8e-ac1e7c50e7d0"]),
+];
+
+/// The architecture of a Nix system, if the specification has partition types for it.
+pub fn architecture_of_system(system: &str) -> Option<&'static Architecture> {
+    ARCHITECTURES.iter().find(|a| a.nix_system == system)
+}
+
+/// What a partition is to systemd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Designator {
+    Root,
+    RootVerity,
+    RootVeritySig,
+}
+
+impl Designator {
+    /// The name systemd-dissect shows (and the label's start).
+    pub fn name(self) -> &'static str {
+        match self {
+            Designator::Root => "root",
+            Designator::RootVerity => "root-verity",
+            Designator::RootVeritySig => "root-verity-sig",
+        }
+    }
+
+    /// The label systemd-repart writes, which we write too.
+    pub fn label(self, arch: &Architecture) -> String {
+        match self {
+            Designator::Root => format!("root-{}", arch.name),
+            Designator::RootVerity => format!("root-{}-verity", arch.name),
+            Designator::RootVeritySig => format!("root-{}-verity-sig", arch.name),
+        }
+    }
+
+    fn type_in(self, arch: &Architecture) -> Uuid {
+        match self {
+            Designator::Root => arch.root,
+            Designator::RootVerity => arch.verity,
+            Designator::RootVeritySig => arch.signature,
+        }
+    }
+}
+
+/// The partition type a GPT type UUID is, if it is one of [`ARCHITECTURES`]'.
+pub fn designator_of(type_uuid: &Uuid) -> Option<(Designator, &'static Architecture)> {
+    ARCHITECTURES.iter().find_map(|a| {
+        [
+            Designator::Root,
+            Designator::RootVerity,
+            Designator::RootVeritySig,
+        ]
+        .into_iter()
+        .find(|d| d.type_in(a) == *type_uuid)
+        .map(|d| (d, a))
+    })
+}
+
+/// A UUID as the GPT stores it: the first three fields little-endian.
+pub fn to_disk(u: &Uuid) -> [u8; 16] {
+    let mut d = *u;
+    d[..4].reverse();
+    d[4..6].reverse();
+    d[6..8].reverse();
+    d
+}
+
+/// [`to_disk`] undone (it is its own inverse).
+pub fn from_disk(d: &[u8; 16]) -> Uuid {
+    to_disk(d)
+}
+
+pub fn uuid_string(u: &Uuid) -> String {
+    let h = crate::verity::hex(u);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// A UUID made by this project's own rule from `seed` (RFC 9562 version 8).
+fn derived_uuid(what: &str, seed: &[u8]) -> Uuid {
+    let mut h = Sha256::new();
+    h.update(b"portable-service ddi ");
+    h.update(what.as_bytes());
+    h.update(b"\0");
+    h.update(seed);
+    let mut u: Uuid = h.finalize()[..16].try_into().unwrap();
+    u[6] = (u[6] & 0x0f) | 0x80;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    u
+}
+
+/// The root and verity partitions' UUIDs: the root hash's first and last 128 bits (the
+/// specification's rule, by which systemd pairs partitions with a root hash).
+pub fn uuids_of_root_hash(root_hash: &[u8; 32]) -> (Uuid, Uuid) {
+    (
+        root_hash[..16].try_into().unwrap(),
+        root_hash[16..].try_into().unwrap(),
+    )
+}
+
+pub fn align_up(n: u64) -> u64 {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+/// Where each part of a DDI is, in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub root: Range<u64>,
+    pub verity: Range<u64>,
+    /// The room for the signature partition (a partition only once signed).
+    pub signature: Range<u64>,
+    /// The file's size: the backup table ends it.
+    pub size: u64,
+}
+
+impl Layout {
+    /// The layout for a file system of `root_len` bytes and a hash tree of `verity_len` bytes
+    /// (each rounded up to 4096).
+    pub fn new(root_len: u64, verity_len: u64) -> Layout {
+        let root = FIRST_PARTITION..FIRST_PARTITION + align_up(root_len);
+        let verity = root.end..root.end + align_up(verity_len);
+        let signature = verity.end..verity.end + SIGNATURE_ROOM;
+        let size = signature.end + (TABLE_SECTORS + 1) * SECTOR;
+        Layout {
+            root,
+            verity,
+            signature,
+            size,
+        }
+    }
+}
+
+/// One partition as read from a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// The partition's number (1-based, as systemd-dissect and the kernel count).
+    pub number: u32,
+    pub type_uuid: Uuid,
+    /// `None`: a type this module doesn't know (systemd ignores it, or it is for another use).
+    pub designator: Option<(Designator, &'static Architecture)>,
+    pub uuid: Uuid,
+    pub label: String,
+    pub flags: u64,
+    /// Bytes, in the file.
+    pub range: Range<u64>,
+}
+
+impl Partition {
+    pub fn read_only(&self) -> bool {
+        self.flags & READ_ONLY != 0
+    }
+
+    pub fn is(&self, d: Designator) -> bool {
+        matches!(self.designator, Some((found, _)) if found == d)
+    }
+}
+
+/// A DDI's partition table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub disk_guid: Uuid,
+    pub sector_size: u64,
+    pub partitions: Vec<Partition>,
+}
+
+impl Table {
+    /// The first partition of `designator`.
+    pub fn find(&self, designator: Designator) -> Option<&Partition> {
+        self.partitions.iter().find(|p| p.is(designator))
+    }
+}
+
+/// Whether `path` starts like a GPT disk (a protective MBR and "EFI PART" in the second
+/// sector), rather than like a naked file system.
+pub fn is_ddi(path: &Utf8Path) -> Result<bool> {
+    let mut head = [0u8; 520];
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
+    let n = read_up_to(&mut file, &mut head).with_context(|| format!("cannot read {path}"))?;
+    Ok(n >= 520 && head[510..512] == [0x55, 0xaa] && &head[512..520] == b"EFI PART")
+}
+
+fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// Reads a DDI's table. Both the primary and the backup table must be whole: a damaged one is
+/// refused with what is wrong, rather than passed over (systemd's libblkid would fall back to the
+/// backup, but a file that needs it is not one to sign or ship).
+pub fn read_table(path: &Utf8Path) -> Result<Table> {
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
+    let damaged = |which: &str, e: gptman::Error| {
+        anyhow::anyhow!("{path}: the {which} GPT partition table is damaged: {e}")
+    };
+    file.seek(SeekFrom::Start(SECTOR))?;
+    let primary = GPTHeader::read_from(&mut file).map_err(|e| damaged("primary", e))?;
+    let entries = primary
+        .read_partitions(&mut file, SECTOR)
+        .map_err(|e| damaged("primary", e))?;
+    file.seek(SeekFrom::Start(primary.backup_lba * SECTOR))
+        .map_err(|e| damaged("backup", e.into()))?;
+    let backup = GPTHeader::read_from(&mut file).map_err(|e| damaged("backup", e))?;
+    let backup_entries = backup
+        .read_partitions(&mut file, SECTOR)
+        .map_err(|e| damaged("backup", e))?;
+    ensure!(
+        backup_entries == entries && backup.disk_guid == primary.disk_guid,
+        "{path}: the backup GPT partition table differs from the primary one"
+    );
+    let size = file.seek(SeekFrom::End(0))?;
+    let mut partitions = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.is_unused() {
+            continue;
+        }
+        let range = e.starting_lba * SECTOR..(e.ending_lba + 1) * SECTOR;
+        ensure!(
+            e.starting_lba <= e.ending_lba && range.end <= size,
+            "{path}: partition {} lies outside the file ({} bytes)",
+            i + 1,
+            size
+        );
+        let type_uuid = from_disk(&e.partition_type_guid);
+        partitions.push(Partition {
+            number: i as u32 + 1,
+            type_uuid,
+            designator: designator_of(&type_uuid),
+            uuid: from_disk(&e.unique_partition_guid),
+            label: e.partition_name.as_str().to_owned(),
+            flags: e.attribute_bits,
+            range,
+        });
+    }
+    Ok(Table {
+        disk_guid: from_disk(&primary.disk_guid),
+        sector_size: SECTOR,
+        partitions,
+    })
+}
+
+fn entry(d: Designator, arch: &Architecture, uuid: &Uuid, range: &Range<u64>) -> GPTPartitionEntry {
+    GPTPartitionEntry {
+        partition_type_guid: to_disk(&d.type_in(arch)),
+        unique_partition_guid: to_disk(uuid),
+        starting_lba: range.start / SECTOR,
+        ending_lba: range.end / SECTOR - 1,
+        attribute_bits: READ_ONLY,
+        partition_name: d.label(arch).as_str().into(),
+    }
+}
+
+/// Writes the protective MBR and both tables of a DDI laid out as `layout` into `file` (already
+/// `layout.size` bytes long, its partitions' contents in place): the root and verity partitions,
+/// and the signature partition when `signature` (its bytes, already written in
+/// `layout.signature`) is given.
+pub fn write_table(
+    file: &mut std::fs::File,
+    arch: &Architecture,
+    layout: &Layout,
+    root_hash: &[u8; 32],
+    signature: Option<&[u8]>,
+) -> Result<()> {
+    let size = file.seek(SeekFrom::End(0))?;
+    ensure!(
+        size == layout.size,
+        "the disk image is {size} bytes, its layout {}",
+        layout.size
+    );
+    let disk_guid = derived_uuid("disk", root_hash);
+    let mut gpt = GPT::new_from(file, SECTOR, to_disk(&disk_guid))?;
+    let (root_uuid, verity_uuid) = uuids_of_root_hash(root_hash);
+    gpt[1] = entry(Designator::Root, arch, &root_uuid, &layout.root);
+    gpt[2] = entry(Designator::RootVerity, arch, &verity_uuid, &layout.verity);
+    if let Some(sig) = signature {
+        let uuid = derived_uuid("signature", sig);
+        gpt[3] = entry(Designator::RootVeritySig, arch, &uuid, &layout.signature);
+    }
+    gpt.write_into(file)
+        .and_then(|_| GPT::write_protective_mbr_into(file, SECTOR))
+        .context("cannot write the partition table")?;
+    file.flush()?;
+    Ok(())
+}
+
+/// The layout of a DDI this module wrote, from its table: the root and verity partitions where
+/// [`Layout::new`] puts them for their sizes, and the file's size. Anything else (another tool's
+/// DDI, a table changed by hand) is refused, since `sign` must not move what it doesn't own.
+pub fn layout_of(table: &Table, size: u64) -> Result<(Layout, &'static Architecture)> {
+    let root = table
+        .find(Designator::Root)
+        .context("there is no root partition")?;
+    let verity = table
+        .find(Designator::RootVerity)
+        .context("there is no root-verity partition")?;
+    let (_, arch) = root.designator.unwrap();
+    let layout = Layout::new(
+        root.range.end - root.range.start,
+        verity.range.end - verity.range.start,
+    );
+    if layout.root != root.range || layout.verity != verity.range || layout.size != size {
+        bail!(
+            "its partitions are not where portableService puts them (root at {:?}, verity at \
+             {:?}, {size} bytes; expected {:?}, {:?}, {} bytes): it was not built by \
+             portableService with format = \"ddi\"",
+            root.range,
+            verity.range,
+            layout.root,
+            layout.verity,
+            layout.size
+        );
+    }
+    Ok((layout, arch))
+}
+
+/// Reads `range` of `path`.
+pub fn read_range(path: &Utf8Path, range: &Range<u64>) -> Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
+    file.seek(SeekFrom::Start(range.start))?;
+    let mut buf = vec![0u8; (range.end - range.start) as usize];
+    file.read_exact(&mut buf)
+        .with_context(|| format!("cannot read bytes {range:?} of {path}"))?;
+    Ok(buf)
+}

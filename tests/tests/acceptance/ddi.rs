@@ -1,0 +1,246 @@
+//! Discoverable Disk Images (`format = "ddi"`) on a real kernel with dm-verity, on every
+//! systemd version: one file, `demo_1.0.raw`, holding the file system, its hash tree and (once
+//! `portable-service sign` has run on a copy) the root hash's signature. Only that file goes to
+//! the guest: no `.roothash` or other file beside it. The certificate goes into
+//! /etc/verity.d/, as for the naked images of integrity.rs.
+
+use portable_service_tests::guest::Systemd;
+use portable_service_tests::on_every_systemd;
+use portable_service_tests::vm::Host;
+use portable_service_tests::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+on_every_systemd!(
+    a_signed_ddi_runs_where_its_certificate_is_trusted,
+    a_changed_ddi_does_not_run,
+    an_unsigned_ddi_runs_without_verity,
+    an_extension_ddi_runs_over_a_ddi_base,
+);
+
+const SIGNER: &str = "portable-service-tests";
+
+fn ddi_demo() -> PathBuf {
+    raw_file(&build("demo { extra = { format = \"ddi\"; }; }"))
+}
+
+/// The image file alone, copied out of the store into `into` and made writable, as a user
+/// copies it to sign or ship it.
+fn copy_alone(raw: &Path, into: &Path) -> PathBuf {
+    let copy = into.join(raw.file_name().unwrap());
+    std::fs::copy(raw, &copy).unwrap();
+    let mut perms = std::fs::metadata(&copy).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    std::fs::set_permissions(&copy, perms).unwrap();
+    copy
+}
+
+/// `portable-service sign` on a DDI copied alone into `into`: its path.
+fn signed_copy(key: &SigningKey, raw: &Path, into: &Path) -> PathBuf {
+    let copy = copy_alone(raw, into);
+    let out = Command::new(tools())
+        .arg("sign")
+        .arg("--key")
+        .arg(key.key())
+        .arg("--cert")
+        .arg(key.cert())
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sign: {out:?}");
+    copy
+}
+
+fn said(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn verity_devices(c: &Host) -> usize {
+    c.ok(&["dmsetup", "table", "--target", "verity"])
+        .lines()
+        .filter(|l| l.contains(" verity "))
+        .count()
+}
+
+fn a_signed_ddi_runs_where_its_certificate_is_trusted(systemd: Systemd) {
+    let c = Host::open(systemd);
+    let key = SigningKey::new(SIGNER);
+    let work = tempfile::tempdir().unwrap();
+    let signed = signed_copy(&key, &ddi_demo(), work.path());
+    let image = c.add_image(&signed, "demo_1.0.raw");
+    assert!(!c.exists("/images/demo_1.0.roothash"), "one file only");
+
+    // systemd-dissect lists the three partitions as what we meant
+    let shown = c.ok(&["systemd-dissect", "--no-pager", &image]);
+    for designator in ["root", "root-verity", "root-verity-sig"] {
+        assert!(
+            shown.lines().any(|l| l.split_whitespace().any(|w| w == designator)),
+            "systemd-dissect does not list {designator}:\n{shown}"
+        );
+    }
+    assert!(shown.contains("✓ portable service"), "{shown}");
+
+    c.trust(&key.cert(), SIGNER);
+    let (_, report) = c.check(&image, &[], &[]);
+    assert!(
+        report.contains(&format!("verity: signed by {}", key.subject)),
+        "{report}"
+    );
+    c.journal_from_now();
+    c.portablectl("attach", &["--now", "--runtime"], &image);
+    c.assert_active("demo.service");
+    c.wait_for_journal(&["PORTABLE=demo_1.0.raw"], "demo 1.0 started");
+    assert_eq!(verity_devices(&c), 1, "{}", c.diagnostics());
+    c.ok(&["portablectl", "detach", "--now", "--runtime", "demo_1.0"]);
+
+    // without the certificate, the signed DDI does not run
+    c.distrust(SIGNER);
+    let (accepted, report) = c.check(&image, &[], &[]);
+    assert!(accepted, "no certificates given, the signer isn't checked: {report}");
+    let attached = c.run(&["portablectl", "attach", "--runtime", &image]);
+    let refused_at_attach = !attached.status.success();
+    if !refused_at_attach {
+        start_and_fail(&c, "demo.service");
+    }
+    eprintln!(
+        "systemd {}: a signed DDI without its certificate: {}",
+        c.version(),
+        if refused_at_attach {
+            format!("refused at attach: {}", said(&attached))
+        } else {
+            "attached, the service fails".to_owned()
+        }
+    );
+}
+
+/// Starts `unit` and waits for it to fail.
+fn start_and_fail(c: &Host, unit: &str) {
+    let _ = c.run(&["systemctl", "start", unit]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !c
+        .run(&["systemctl", "is-failed", "--quiet", unit])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{unit} did not fail:\n{}",
+            c.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// 8 bytes of a copy changed in the middle of its root partition (the file system).
+fn change_the_file_system(copy: &Path) {
+    let table = portable_service_rules::ddi::read_table(
+        camino::Utf8Path::from_path(copy).expect("a UTF-8 path"),
+    )
+    .unwrap();
+    let root = &table
+        .find(portable_service_rules::ddi::Designator::Root)
+        .unwrap()
+        .range;
+    let mut bytes = std::fs::read(copy).unwrap();
+    let at = (root.start + (root.end - root.start) / 2) as usize / 4096 * 4096 + 2048;
+    for b in &mut bytes[at..at + 8] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(copy, bytes).unwrap();
+}
+
+fn a_changed_ddi_does_not_run(systemd: Systemd) {
+    let c = Host::open(systemd);
+    let key = SigningKey::new(SIGNER);
+    let work = tempfile::tempdir().unwrap();
+    let signed = signed_copy(&key, &ddi_demo(), work.path());
+    change_the_file_system(&signed);
+    let image = c.add_image(&signed, "demo_1.0.raw");
+    c.trust(&key.cert(), SIGNER);
+
+    let (accepted, report) = c.check(&image, &[], &[]);
+    assert!(!accepted && report.contains("was changed"), "{report}");
+
+    // the kernel checks every block systemd reads, os-release included
+    let attached = c.run(&["portablectl", "attach", "--runtime", &image]);
+    if attached.status.success() {
+        start_and_fail(&c, "demo.service");
+        let said = c.journal(&["-u", "demo.service"]);
+        assert!(
+            !said.iter().any(|l| l.contains("demo 1.0 started")),
+            "{said:?}"
+        );
+        eprintln!("systemd {}: a changed DDI attaches; its service fails", c.version());
+    } else {
+        eprintln!(
+            "systemd {}: a changed DDI is refused at attach: {}",
+            c.version(),
+            said(&attached)
+        );
+    }
+    let kernel = c.journal(&["--grep", "is corrupted"]);
+    assert!(
+        kernel.iter().any(|l| l.starts_with("device-mapper: verity:")),
+        "the kernel said nothing of a corrupted block: {kernel:?}\n{}",
+        c.diagnostics()
+    );
+}
+
+fn an_unsigned_ddi_runs_without_verity(systemd: Systemd) {
+    let c = Host::open(systemd);
+    let work = tempfile::tempdir().unwrap();
+    let image = c.add_image(&copy_alone(&ddi_demo(), work.path()), "demo_1.0.raw");
+    let (accepted, report) = c.check(&image, &[], &[]);
+    assert!(accepted && report.contains("not signed"), "{report}");
+    c.journal_from_now();
+    c.portablectl("attach", &["--now", "--runtime"], &image);
+    c.assert_active("demo.service");
+    c.wait_for_journal(&["PORTABLE=demo_1.0.raw"], "demo 1.0 started");
+    // without a signature nothing gives systemd the root hash
+    assert_eq!(verity_devices(&c), 0, "{}", c.diagnostics());
+}
+
+fn an_extension_ddi_runs_over_a_ddi_base(systemd: Systemd) {
+    let c = Host::open(systemd);
+    let key = SigningKey::new(SIGNER);
+    let work = tempfile::tempdir().unwrap();
+    let base = signed_copy(&key, &ddi_demo(), work.path());
+    let app = signed_copy(
+        &key,
+        &raw_file(&build(
+            "ext.app { extra = { format = \"ddi\"; base = demo { extra = { format = \"ddi\"; }; }; }; }",
+        )),
+        work.path(),
+    );
+    c.trust(&key.cert(), SIGNER);
+    let base = c.add_image(&base, "demo_1.0.raw");
+    // (252 refuses a versioned extension file name: app.raw, as extensions.rs does)
+    let app = c.add_image(&app, "ext/app.raw");
+    let (accepted, report) = c.check(&base, &[&app], &["app"]);
+    assert!(accepted, "{report}");
+    assert_eq!(
+        report
+            .matches(&format!("verity: signed by {}", key.subject))
+            .count(),
+        2,
+        "{report}"
+    );
+    c.ok(&[
+        "portablectl",
+        "attach",
+        "--now",
+        "--runtime",
+        "--extension",
+        &app,
+        &base,
+        "app",
+    ]);
+    c.assert_active("app.service");
+    c.wait_for_journal(&["-u", "app.service"], "app 1.0 runs with BusyBox");
+    assert_eq!(verity_devices(&c), 2, "{}", c.diagnostics());
+}
