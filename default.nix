@@ -41,5 +41,5 @@ in
     portable-service-builder
     portable-service-tools
     ;
-  inherit (examples) hello hello-with-ssl hello-verity;
+  inherit (examples) hello hello-with-ssl hello-verity hello-ddi;
 }

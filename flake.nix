@@ -48,7 +48,7 @@
           # `nix run` gives `portable-service` (check, sign)
           default = pkgs.portable-service-tools;
           inherit (pkgs) portable-service-builder portable-service-tools;
-          inherit (examples) hello hello-with-ssl hello-verity;
+          inherit (examples) hello hello-with-ssl hello-verity hello-ddi;
         }
       );
 
@@ -65,6 +65,7 @@
           hello-check = self.packages.${system}.hello.check;
           hello-with-ssl-check = self.packages.${system}.hello-with-ssl.check;
           hello-verity-check = self.packages.${system}.hello-verity.check;
+          hello-ddi-check = self.packages.${system}.hello-ddi.check;
           clippy = tools.overrideAttrs (old: {
             pname = "portable-service-clippy";
             nativeBuildInputs = old.nativeBuildInputs ++ [ pkgs.clippy ];

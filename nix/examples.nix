@@ -47,4 +47,13 @@ in
     units = [ hello-service ];
     verity = true;
   };
+
+  # The hello image as one Discoverable Disk Image (the file system and its hash tree as
+  # partitions of one GPT disk), to sign after the build.
+  hello-ddi = portableService {
+    pname = "hello";
+    inherit (hello) version;
+    units = [ hello-service ];
+    format = "ddi";
+  };
 }

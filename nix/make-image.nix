@@ -13,6 +13,9 @@
   portable-service-builder,
   portable-service-tools ? null,
   system ? builtins.currentSystem,
+  # the system the image's programs are for (nixpkgs' hostPlatform), which a DDI's partition
+  # types name; the derivation itself runs on `system`
+  hostSystem ? system,
 }@tools:
 
 # `function`: the name errors start with. `extension`: null for a portable service image, else
@@ -25,7 +28,7 @@ let
   inherit (builtins) stringLength;
   a = import ./image-args.nix {
     inherit function extension;
-    inherit (tools) system;
+    system = hostSystem;
   } args;
   inherit (a) base fileName;
   mksquashfsPackage = if a.squashfsTools != null then a.squashfsTools else tools.squashfsTools;
@@ -67,6 +70,7 @@ let
     squash-block-size = a.blockSize;
     verity = a.verity;
     format = a.format;
+    inherit hostSystem;
     exportReferencesGraph = {
       closure = a.roots;
     }

@@ -11,6 +11,7 @@ let
     squashfsTools = build.squashfs-tools or build.squashfsTools;
     inherit (build) portable-service-builder portable-service-tools;
     system = final.stdenv.buildPlatform.system;
+    hostSystem = final.stdenv.hostPlatform.system;
   };
 in
 {

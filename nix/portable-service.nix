@@ -11,6 +11,8 @@
   # bin/portable-service, for the image's `.check`; only that attribute needs it
   portable-service-tools ? null,
   system ? builtins.currentSystem,
+  # the system the image's programs are for, when it is not `system` (a cross build)
+  hostSystem ? system,
 }@tools:
 
 let

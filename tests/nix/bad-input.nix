@@ -1,7 +1,8 @@
 # One case of the inputs table (crates/portable-service-builder/tests/fixtures/inputs.json)
 # as a portableService (or portableServiceExtension) call over the offline test world: the
 # table's units ({ name; text; }) and files ({ path; text; }) become store files, and "@busybox"
-# in symlink objects and contents becomes busybox's store path.
+# in symlink objects and contents becomes busybox's store path; `system` is the system the
+# functions are made for.
 t: case:
 
 let
@@ -20,11 +21,16 @@ let
   }
   // case.args;
   extension = case.extension or null;
+  # the functions as made for the case's system (a DDI's partition types name it)
+  tools = {
+    inherit (t) squashfsTools portable-service-builder portable-service-tools;
+    system = case.system or "x86_64-linux";
+  };
   function =
     if extension == null then
-      t.portableService
+      import ../../nix/portable-service.nix tools
     else
-      args: t.portableServiceExtension (args // { kind = extension; });
+      args: import ../../nix/portable-service-extension.nix tools (args // { kind = extension; });
 in
 function (
   call

@@ -60,7 +60,7 @@ fn the_flake_builds_the_manual_examples_through_its_overlay() {
     let tracked = tracked_files();
     let flake = format!("path:{}", tracked.path().display());
     let stand_in = format!("path:{}", stand_in());
-    for example in ["hello", "hello-with-ssl", "hello-verity"] {
+    for example in ["hello", "hello-with-ssl", "hello-verity", "hello-ddi"] {
         let out = must_build(&[
             &format!("{flake}#{example}"),
             "--no-write-lock-file",

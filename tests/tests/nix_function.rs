@@ -261,6 +261,17 @@ fn the_nix_function_and_the_builder_check_against_the_same_tables() {
         );
     }
     assert_eq!(nix("hiddenBelow"), rust(&mount_points::HIDDEN_BELOW));
+    assert_eq!(nix("formats"), rust(&["squashfs", "ddi"]));
+    for format in nix("formats") {
+        let attrs = serde_json::json!({ "format": format });
+        serde_json::from_value::<portable_service_builder::attrs::Format>(attrs["format"].clone())
+            .unwrap_or_else(|e| panic!("the builder doesn't know format {format}: {e}"));
+    }
+    let systems: Vec<&str> = portable_service_rules::ddi::ARCHITECTURES
+        .iter()
+        .map(|a| a.nix_system)
+        .collect();
+    assert_eq!(nix("ddiSystems"), rust(&systems));
 }
 
 #[test]
@@ -559,4 +570,86 @@ fn the_readme_signing_flow_signs_hello_verity() {
             "hello_2.12.2.verity"
         ]
     );
+}
+
+/// `format = "ddi"`: one disk file and its root hash, the same on every rebuild; Nix code finds
+/// the root hash (the tree is inside); `.check` builds, for the image and for an extension DDI
+/// over a DDI base; a DDI for arm64 carries arm64's partition types.
+#[test]
+fn a_ddi_is_one_file_the_same_on_every_rebuild_and_checked() {
+    use portable_service_rules::ddi::{self, Designator};
+    let expr = "demo { version = \"ddi\"; extra = { format = \"ddi\"; }; }";
+    let out = build(expr);
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["demo_ddi.raw", "demo_ddi.roothash"]);
+    let raw = camino::Utf8PathBuf::from_path_buf(out.join("demo_ddi.raw")).unwrap();
+    let table = ddi::read_table(&raw).unwrap();
+    assert_eq!(
+        table.find(Designator::Root).unwrap().label,
+        "root-x86-64",
+        "this machine's architecture"
+    );
+    assert_eq!(
+        eval(&format!(
+            "let i = {expr}; in builtins.toJSON [ i.verity.hashTree \"${{i.verity.rootHash}}\" i.portableService.format ]"
+        ))
+        .unwrap(),
+        format!("[null,\"{}/demo_ddi.roothash\",\"ddi\"]", out.display())
+    );
+    try_build(expr, &["--rebuild"])
+        .unwrap_or_else(|log| panic!("the rebuild differs or failed:\n{log}"));
+    let report = build(&format!("({expr}).check"));
+    let report = std::fs::read_to_string(report).unwrap();
+    assert!(report.contains("root-verity x86-64"), "{report}");
+    assert!(
+        report.contains("not signed yet (--signed-later)"),
+        "{report}"
+    );
+    let ext = "(ext.app { extra = { format = \"ddi\"; base = demo { extra = { format = \"ddi\"; }; }; }; }).check";
+    let report = std::fs::read_to_string(build(ext)).unwrap();
+    assert!(report.contains("verdict: accepted"), "{report}");
+    assert_eq!(report.matches("root-verity x86-64").count(), 2, "{report}");
+}
+
+/// README's signing flow for a DDI, command for command, on the flake's `hello-ddi` (offline):
+/// copy the one file out of the store, sign it in place, check it with the certificate.
+#[test]
+fn the_readme_ddi_flow_signs_hello_ddi() {
+    let out = build("t.examples.hello-ddi");
+    let key = SigningKey::new("fleet");
+    let work = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&out, work.path().join("result")).unwrap();
+    let path = format!(
+        "{}:{}",
+        tools().parent().unwrap().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let script = "cp result/hello_2.12.2.raw . && chmod u+w hello_2.12.2.raw
+        portable-service sign --key \"$KEY\" --cert \"$CERT\" hello_2.12.2.raw
+        portable-service check --cert \"$CERT\" hello_2.12.2.raw";
+    let run = std::process::Command::new("bash")
+        .args(["-euc", script])
+        .current_dir(work.path())
+        .env("PATH", path)
+        .env("KEY", key.key())
+        .env("CERT", key.cert())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        said.contains("signed hello_2.12.2.raw: its signature partition holds the root hash's signature by CN=fleet"),
+        "{said}"
+    );
+    assert!(said.contains("verity: signed by CN=fleet"), "{said}");
+    assert!(said.contains("root-verity-sig x86-64"), "{said}");
+    assert!(said.contains("verdict: accepted"), "{said}");
 }

@@ -17,7 +17,7 @@
 //!   "squash-compression": "xz -Xdict-size 100%",
 //!   "squash-block-size": "1M",
 //!   "verity": false,
-//!   "format": "squashfs" | "ddi", "system": "x86_64-linux",
+//!   "format": "squashfs" | "ddi", "system": "x86_64-linux", "hostSystem": "aarch64-linux",
 //!   "portablePrefixes": [ "demo" ],
 //!   "osRelease": { "VARIANT_ID": "prod" }, "osReleaseOverrides": { "ID": "acme" },
 //!   "files": [ { "path": "/etc/demo/config", "file": "/nix/store/…-config" } ],
@@ -69,10 +69,13 @@ pub struct Attrs {
     /// its hash tree as partitions of one GPT disk.
     #[serde(default)]
     pub format: Format,
-    /// Nix's own attribute: the system the image is built for, which a DDI's partition types
-    /// name.
+    /// Nix's own attribute: the system the derivation runs on.
     #[serde(default)]
     pub system: String,
+    /// The system the image's programs are for (the function's `hostSystem`, which is `system`
+    /// unless cross-building), which a DDI's partition types name.
+    #[serde(default)]
+    pub host_system: Option<String>,
     pub closure: Vec<ClosureEntry>,
     /// The unit prefixes of `PORTABLE_PREFIXES`; absent: the pname alone.
     #[serde(default)]
@@ -205,12 +208,13 @@ impl Attrs {
         if self.format == Format::Squashfs {
             return Ok(None);
         }
-        match ddi::architecture_of_system(&self.system) {
+        let system = self.host_system.as_deref().unwrap_or(&self.system);
+        match ddi::architecture_of_system(system) {
             Some(arch) => Ok(Some(arch)),
             None => anyhow::bail!(
                 "attribute `system` = {:?} has no partition types in the Discoverable Partitions \
                  Specification, so format = \"ddi\" can't be built for it (systems: {})",
-                self.system,
+                system,
                 ddi::ARCHITECTURES
                     .iter()
                     .map(|a| a.nix_system)

@@ -19,7 +19,7 @@ pub mod plan;
 pub mod store_path;
 pub mod tar_stream;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use attrs::Attrs;
 use camino::{Utf8Path, Utf8PathBuf};
 use plan::Plan;
@@ -126,34 +126,10 @@ fn write_verity(image: &Utf8Path, tree_file: &Utf8Path, root_file: &Utf8Path) ->
     Ok(())
 }
 
-/// Makes the file system that mksquashfs wrote at [`ddi::FIRST_PARTITION`] of `image` a
-/// Discoverable Disk Image in place: pads it to a whole number of blocks, writes its hash tree
-/// after it and the partition table around both, and writes the root hash to `root_file`. The
-/// file system is neither moved nor copied.
+/// Makes the file system mksquashfs wrote into `image` a Discoverable Disk Image in place
+/// ([`ddi::finish`]) and writes its root hash to `root_file`.
 fn write_ddi(image: &Utf8Path, root_file: &Utf8Path, arch: &ddi::Architecture) -> Result<()> {
-    use std::io::{Seek, SeekFrom, Write};
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(image)
-        .with_context(|| format!("cannot open {image}"))?;
-    let written = file.metadata()?.len();
-    ensure!(
-        written > ddi::FIRST_PARTITION,
-        "mksquashfs wrote no file system at byte {} of {image}",
-        ddi::FIRST_PARTITION
-    );
-    let fs_len = written - ddi::FIRST_PARTITION;
-    let root = ddi::Layout::new(fs_len, 0).root;
-    file.set_len(root.end)?;
-    let (tree, hash_device) = verity::tree(image, Some(&root))?;
-    let layout = ddi::Layout::new(fs_len, hash_device.len() as u64);
-    file.set_len(layout.size)?;
-    file.seek(SeekFrom::Start(layout.verity.start))?;
-    file.write_all(&hash_device)
-        .with_context(|| format!("cannot write the hash tree into {image}"))?;
-    ddi::write_table(&mut file, arch, &layout, &tree.root_hash, None)
-        .with_context(|| format!("cannot write the partition table of {image}"))?;
+    let (tree, layout) = ddi::finish(image, arch)?;
     std::fs::write(root_file, tree.root_hash_hex())
         .with_context(|| format!("cannot write {root_file}"))?;
     tracing::info!(

@@ -88,6 +88,8 @@ fn attrs_for(case: &Value) -> (Value, Vec<(String, String)>) {
     call["symlinks"] = symlinks.into();
     call["contents"] = contents.into();
     call["closure"] = closure.into();
+    call["system"] = json!("x86_64-linux");
+    call["hostSystem"] = case.get("system").cloned().unwrap_or(json!("x86_64-linux"));
     call["storeDir"] = json!(STORE);
     call["outputs"] = json!({ "out": store_path("demo-img-1") });
     call["mksquashfs"] = json!(store_path("squashfs-tools/bin/mksquashfs"));

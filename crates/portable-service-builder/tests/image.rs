@@ -744,3 +744,105 @@ fn a_store_file_that_cannot_be_read_is_named() {
         "Permission denied",
     );
 }
+
+/// `format = "ddi"`: one GPT disk whose root partition is the very file system a naked build
+/// writes, its root-verity partition the hash tree `veritysetup verify` accepts, typed for the
+/// system's architecture, read-only, with UUIDs from the root hash; the same bytes on a rebuild.
+#[test]
+fn a_disk_image_holds_the_file_system_and_its_hash_tree_as_partitions() {
+    use portable_service_rules::ddi::{self, Designator};
+    let mut f = Fixture::new();
+    let naked = fs::read(f.build().unwrap()).unwrap();
+    fs::remove_dir_all(f.root().join("out")).unwrap();
+    f.attrs.format = portable_service_builder::attrs::Format::Ddi;
+    f.attrs.system = "x86_64-linux".into();
+    let image = f.build().unwrap();
+    let names: Vec<String> = fs::read_dir(f.root().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        sorted(names),
+        ["demo_1.0.raw", "demo_1.0.roothash"],
+        "the hash tree is inside"
+    );
+    let disk = fs::read(&image).unwrap();
+    let table = ddi::read_table(&image).unwrap();
+    let root = table.find(Designator::Root).unwrap();
+    let verity = table.find(Designator::RootVerity).unwrap();
+    assert!(table.find(Designator::RootVeritySig).is_none());
+    assert_eq!(table.partitions.len(), 2);
+    let range = |p: &ddi::Partition| p.range.start as usize..p.range.end as usize;
+
+    // the file system, written in place at 1 MiB, is byte for byte the naked image's
+    assert_eq!(root.range.start, 1 << 20);
+    assert_eq!(
+        &disk[range(root)],
+        &naked[..],
+        "the root partition is the naked image"
+    );
+    // (and the builder's tree, byte for byte, the one veritysetup accepts)
+    let work = tempfile::tempdir().unwrap();
+    let (data, tree) = (work.path().join("root"), work.path().join("verity"));
+    fs::write(&data, &disk[range(root)]).unwrap();
+    fs::write(&tree, &disk[range(verity)]).unwrap();
+    let root_hash = fs::read_to_string(f.root().join("out/demo_1.0.roothash")).unwrap();
+    let verified = Command::new("veritysetup")
+        .arg("verify")
+        .arg(&data)
+        .arg(&tree)
+        .arg(&root_hash)
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "veritysetup: {verified:?}");
+
+    let x86_64 = ddi::architecture_of_system("x86_64-linux").unwrap();
+    for (p, designator, label) in [
+        (root, Designator::Root, "root-x86-64"),
+        (verity, Designator::RootVerity, "root-x86-64-verity"),
+    ] {
+        assert_eq!(p.designator, Some((designator, x86_64)));
+        assert_eq!(p.label, label);
+        assert!(p.read_only(), "{label} carries GPT's read-only flag");
+    }
+    assert_eq!(
+        ddi::uuid_string(&root.type_uuid),
+        "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
+    );
+    assert_eq!(
+        format!(
+            "{}{}",
+            portable_service_rules::verity::hex(&root.uuid),
+            portable_service_rules::verity::hex(&verity.uuid)
+        ),
+        root_hash,
+        "the partitions' UUIDs are the root hash's halves"
+    );
+    // the file system plus the tree plus at most 2 MiB
+    let overhead = disk.len() - naked.len() - range(verity).len();
+    assert!(
+        overhead <= 2 << 20,
+        "{overhead} bytes more than fs and tree"
+    );
+
+    fs::remove_dir_all(f.root().join("out")).unwrap();
+    assert!(
+        fs::read(f.build().unwrap()).unwrap() == disk,
+        "a rebuild differs"
+    );
+
+    // for arm64, the same bytes but the types, labels and the table's checksums
+    fs::remove_dir_all(f.root().join("out")).unwrap();
+    f.attrs.system = "aarch64-linux".into();
+    let arm = ddi::read_table(&f.build().unwrap()).unwrap();
+    assert_eq!(arm.find(Designator::Root).unwrap().label, "root-arm64");
+    assert_eq!(
+        ddi::uuid_string(&arm.find(Designator::RootVerity).unwrap().type_uuid),
+        "df3300ce-d69f-4c92-978c-9bfb0f38d820"
+    );
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}

@@ -392,6 +392,34 @@ pub fn write_table(
     Ok(())
 }
 
+/// Makes the file system written at [`FIRST_PARTITION`] of `image` (by `mksquashfs -offset`) a
+/// Discoverable Disk Image in place: pads it to a whole number of blocks, writes its hash tree
+/// after it and the partition table around both. The file system is neither moved nor copied.
+pub fn finish(image: &Utf8Path, arch: &Architecture) -> Result<(crate::verity::Tree, Layout)> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .with_context(|| format!("cannot open {image}"))?;
+    let written = file.metadata()?.len();
+    ensure!(
+        written > FIRST_PARTITION,
+        "{image} holds no file system at byte {FIRST_PARTITION}"
+    );
+    let fs_len = written - FIRST_PARTITION;
+    let root = Layout::new(fs_len, 0).root;
+    file.set_len(root.end)?;
+    let (tree, hash_device) = crate::verity::tree(image, Some(&root))?;
+    let layout = Layout::new(fs_len, hash_device.len() as u64);
+    file.set_len(layout.size)?;
+    file.seek(SeekFrom::Start(layout.verity.start))?;
+    file.write_all(&hash_device)
+        .with_context(|| format!("cannot write the hash tree into {image}"))?;
+    write_table(&mut file, arch, &layout, &tree.root_hash, None)
+        .with_context(|| format!("cannot write the partition table of {image}"))?;
+    Ok((tree, layout))
+}
+
 /// The layout of a DDI this module wrote, from its table: the root and verity partitions where
 /// [`Layout::new`] puts them for their sizes, and the file's size. Anything else (another tool's
 /// DDI, a table changed by hand) is refused, since `sign` must not move what it doesn't own.

@@ -170,10 +170,7 @@ fn superblock(tree: &Tree) -> Vec<u8> {
 }
 
 /// Salt and UUID from the image's own bytes: the same image gets the same tree.
-fn salt_and_uuid(
-    image: &Utf8Path,
-    range: Option<&Range<u64>>,
-) -> Result<([u8; DIGEST], [u8; 16])> {
+fn salt_and_uuid(image: &Utf8Path, range: Option<&Range<u64>>) -> Result<([u8; DIGEST], [u8; 16])> {
     let mut h = Sha256::new();
     h.update(b"portable-service-builder verity salt\0");
     for_each_block(image, range, |block| h.update(block))?;

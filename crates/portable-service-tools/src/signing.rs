@@ -20,6 +20,7 @@
 //! when it has been read (`Zeroizing`); the parsed keys wipe themselves on drop.
 
 use anyhow::{bail, ensure, Context, Result};
+use base64::Engine;
 use camino::{Utf8Path, Utf8PathBuf};
 use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::{CmsVersion, ContentInfo};
@@ -27,14 +28,13 @@ use cms::signed_data::{EncapsulatedContentInfo, SignedData, SignerIdentifier, Si
 use const_oid::db::{rfc5911, rfc5912};
 use der::asn1::{Any, OctetString, SetOfVec};
 use der::{Decode, DecodePem, Encode};
-use base64::Engine;
 use portable_service_rules::ddi::{self, Designator};
 use portable_service_rules::verity::{self, sidecars};
-use std::io::{Seek, SeekFrom, Write};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use sha2::{Digest, Sha256};
 use signature::{RandomizedSigner, SignatureEncoding, Signer, Verifier};
+use std::io::{Seek, SeekFrom, Write};
 use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
@@ -230,7 +230,6 @@ fn pkcs7(key: &Key, cert: &Cert, root_hash: &str) -> Result<Vec<u8>> {
         content: Any::encode_from(&signed)?,
     }
     .to_der()?)
-
 }
 
 /// Signs the root hash beside `image` and writes `NAME.roothash.p7s`; its path. Nothing is
@@ -270,7 +269,13 @@ pub fn sign(image: &Utf8Path, key_file: &Utf8Path, cert_file: &Utf8Path) -> Resu
 pub fn verify<'c>(image: &Utf8Path, p7s: &Utf8Path, certs: &'c [Cert]) -> Result<&'c Cert> {
     let (root_file, _, root_hash) = signed_root_hash(image)?;
     let bytes = std::fs::read(p7s).with_context(|| format!("cannot read {p7s}"))?;
-    verify_der(&bytes, p7s.as_str(), &root_hash, &format!("in {root_file}"), certs)
+    verify_der(
+        &bytes,
+        p7s.as_str(),
+        &root_hash,
+        &format!("in {root_file}"),
+        certs,
+    )
 }
 
 /// Which of `certs` made the DER PKCS#7 signature `bytes` (named `p7s` in messages) over

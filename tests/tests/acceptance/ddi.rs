@@ -79,7 +79,9 @@ fn a_signed_ddi_runs_where_its_certificate_is_trusted(systemd: Systemd) {
     let shown = c.ok(&["systemd-dissect", "--no-pager", &image]);
     for designator in ["root", "root-verity", "root-verity-sig"] {
         assert!(
-            shown.lines().any(|l| l.split_whitespace().any(|w| w == designator)),
+            shown
+                .lines()
+                .any(|l| l.split_whitespace().any(|w| w == designator)),
             "systemd-dissect does not list {designator}:\n{shown}"
         );
     }
@@ -101,7 +103,10 @@ fn a_signed_ddi_runs_where_its_certificate_is_trusted(systemd: Systemd) {
     // without the certificate, the signed DDI does not run
     c.distrust(SIGNER);
     let (accepted, report) = c.check(&image, &[], &[]);
-    assert!(accepted, "no certificates given, the signer isn't checked: {report}");
+    assert!(
+        accepted,
+        "no certificates given, the signer isn't checked: {report}"
+    );
     let attached = c.run(&["portablectl", "attach", "--runtime", &image]);
     let refused_at_attach = !attached.status.success();
     if !refused_at_attach {
@@ -175,7 +180,10 @@ fn a_changed_ddi_does_not_run(systemd: Systemd) {
             !said.iter().any(|l| l.contains("demo 1.0 started")),
             "{said:?}"
         );
-        eprintln!("systemd {}: a changed DDI attaches; its service fails", c.version());
+        eprintln!(
+            "systemd {}: a changed DDI attaches; its service fails",
+            c.version()
+        );
     } else {
         eprintln!(
             "systemd {}: a changed DDI is refused at attach: {}",
@@ -185,7 +193,9 @@ fn a_changed_ddi_does_not_run(systemd: Systemd) {
     }
     let kernel = c.journal(&["--grep", "is corrupted"]);
     assert!(
-        kernel.iter().any(|l| l.starts_with("device-mapper: verity:")),
+        kernel
+            .iter()
+            .any(|l| l.starts_with("device-mapper: verity:")),
         "the kernel said nothing of a corrupted block: {kernel:?}\n{}",
         c.diagnostics()
     );

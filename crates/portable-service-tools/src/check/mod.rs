@@ -11,6 +11,7 @@
 pub mod report;
 pub mod tree;
 
+use crate::signing::{Cert, Disk};
 use portable_service_rules::ddi;
 use portable_service_rules::extension::ExtensionKind as Kind;
 use portable_service_rules::mount_points::{self, HIDDEN_BELOW, MOUNT_POINT_FILES};
@@ -18,7 +19,6 @@ use portable_service_rules::names::{is_image_name, unit_matches, UNIT_SUFFIXES};
 use portable_service_rules::os_release;
 use portable_service_rules::unit_file;
 use portable_service_rules::verity::{self, sidecars};
-use crate::signing::{Cert, Disk};
 use report::{ExtensionReport, Finding, Report, SkippedUnit, Unit};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -217,7 +217,9 @@ impl Report {
                 "partition {}:{} {} {} label {} uuid {} {} {} bytes",
                 p.image,
                 p.number,
-                p.designator.as_deref().unwrap_or("(a type systemd doesn't use)"),
+                p.designator
+                    .as_deref()
+                    .unwrap_or("(a type systemd doesn't use)"),
                 p.architecture.as_deref().unwrap_or("-"),
                 p.label,
                 p.uuid,

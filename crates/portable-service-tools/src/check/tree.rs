@@ -7,8 +7,8 @@
 //! the image's root, never to the host's).
 
 use anyhow::{bail, Context, Result};
-use portable_service_rules::ddi::{self, Designator};
 use camino::{Utf8Path, Utf8PathBuf};
+use portable_service_rules::ddi::{self, Designator};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
