@@ -1,5 +1,6 @@
-//! The signature of an image's root hash, `NAME.roothash.p7s`: made by `sign`, checked by
-//! `check --cert`.
+//! The signature of an image's root hash: `NAME.roothash.p7s` beside a naked image, or the
+//! signature partition of a Discoverable Disk Image (its JSON, [`DiskSignature`], holds the
+//! same PKCS#7 in base64); made by `sign`, checked by `check --cert`.
 //!
 //! What systemd and the kernel verify (the kernel's dm-verity `root_hash_sig_key_desc`, and
 //! systemd's own check against the certificates in `/etc/verity.d/`) is a DER PKCS#7 (CMS)

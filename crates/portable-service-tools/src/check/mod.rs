@@ -589,16 +589,23 @@ fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Optio
                 ""
             },
             options.systemd,
-            UNSIGNED_DISK
+            unsigned_disk(options.systemd)
         )),
     }
 }
 
-/// What systemd does with a DDI without a signature partition (measured on 252, 254, 257 and
-/// 262: tests/tests/acceptance/ddi.rs): nothing gives it the root hash, so it mounts the file
-/// system without dm-verity.
-const UNSIGNED_DISK: &str = "runs it without dm-verity: nothing gives it the root hash \
-                             (its blocks are not checked)";
+/// What systemd does with a DDI without a signature partition, measured on 252, 254, 257 and
+/// 262 (tests/tests/acceptance/ddi.rs): all four run it; 252 to 257 have no root hash for it and
+/// mount the file system unchecked, 262 takes the root hash from the partitions' UUIDs and
+/// checks every block against the tree.
+fn unsigned_disk(systemd: u32) -> &'static str {
+    if rules_of(systemd) >= 262 {
+        "runs it with dm-verity, the root hash taken from its partitions' UUIDs (its blocks are \
+         checked, but anyone who can write the file can make a matching disk)"
+    } else {
+        "runs it without dm-verity: nothing gives it the root hash (its blocks are not checked)"
+    }
+}
 
 /// Which of the hosts' certificates signed an image: `verify` tells with a set of them. One
 /// that verifies only with a certificate given in DER form is refused, since systemd reads
