@@ -520,35 +520,46 @@ fn verity_puts_a_hash_tree_and_root_hash_beside_the_image_the_same_on_every_rebu
     assert_eq!(eval("builtins.toJSON (demo { }).verity").unwrap(), "null");
 }
 
-/// README's signing flow, command for command, on the flake's `hello-verity` (offline): copy out
-/// of the store, sign with a throwaway key, check with the certificate.
-#[test]
-fn the_readme_signing_flow_signs_hello_verity() {
-    let out = build("t.examples.hello-verity");
+/// Builds `example`, links it as `result` in `work` and runs README's `script` there with
+/// `portable-service` on the PATH and a throwaway key (CN=fleet) as `$KEY` and `$CERT`; what it
+/// printed.
+fn readme_flow(example: &str, work: &std::path::Path, script: &str) -> String {
+    let out = build(example);
     let key = SigningKey::new("fleet");
-    let work = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(&out, work.path().join("result")).unwrap();
+    std::os::unix::fs::symlink(&out, work.join("result")).unwrap();
     let path = format!(
         "{}:{}",
         tools().parent().unwrap().display(),
         std::env::var("PATH").unwrap()
     );
-    let script = "mkdir -p signed && cp result/hello_2.12.2.* signed/ && chmod u+w signed/*
-        portable-service sign --key \"$KEY\" --cert \"$CERT\" signed/hello_2.12.2.raw
-        portable-service check --cert \"$CERT\" signed/hello_2.12.2.raw";
     let run = std::process::Command::new("bash")
         .args(["-euc", script])
-        .current_dir(work.path())
+        .current_dir(work)
         .env("PATH", path)
         .env("KEY", key.key())
         .env("CERT", key.cert())
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&run.stdout);
+    let said = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(
         run.status.success(),
         "{said}{}",
         String::from_utf8_lossy(&run.stderr)
+    );
+    said
+}
+
+/// README's signing flow, command for command, on the flake's `hello-verity` (offline): copy out
+/// of the store, sign with a throwaway key, check with the certificate.
+#[test]
+fn the_readme_signing_flow_signs_hello_verity() {
+    let work = tempfile::tempdir().unwrap();
+    let said = readme_flow(
+        "t.examples.hello-verity",
+        work.path(),
+        "mkdir -p signed && cp result/hello_2.12.2.* signed/ && chmod u+w signed/*
+        portable-service sign --key \"$KEY\" --cert \"$CERT\" signed/hello_2.12.2.raw
+        portable-service check --cert \"$CERT\" signed/hello_2.12.2.raw",
     );
     assert!(
         said.contains("wrote signed/hello_2.12.2.roothash.p7s: signed by CN=fleet"),
@@ -619,31 +630,13 @@ fn a_ddi_is_one_file_the_same_on_every_rebuild_and_checked() {
 /// copy the one file out of the store, sign it in place, check it with the certificate.
 #[test]
 fn the_readme_ddi_flow_signs_hello_ddi() {
-    let out = build("t.examples.hello-ddi");
-    let key = SigningKey::new("fleet");
     let work = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(&out, work.path().join("result")).unwrap();
-    let path = format!(
-        "{}:{}",
-        tools().parent().unwrap().display(),
-        std::env::var("PATH").unwrap()
-    );
-    let script = "cp result/hello_2.12.2.raw . && chmod u+w hello_2.12.2.raw
+    let said = readme_flow(
+        "t.examples.hello-ddi",
+        work.path(),
+        "cp result/hello_2.12.2.raw . && chmod u+w hello_2.12.2.raw
         portable-service sign --key \"$KEY\" --cert \"$CERT\" hello_2.12.2.raw
-        portable-service check --cert \"$CERT\" hello_2.12.2.raw";
-    let run = std::process::Command::new("bash")
-        .args(["-euc", script])
-        .current_dir(work.path())
-        .env("PATH", path)
-        .env("KEY", key.key())
-        .env("CERT", key.cert())
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&run.stderr)
+        portable-service check --cert \"$CERT\" hello_2.12.2.raw",
     );
     assert!(
         said.contains("signed hello_2.12.2.raw: its signature partition holds the root hash's signature by CN=fleet"),

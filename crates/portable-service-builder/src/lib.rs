@@ -115,13 +115,15 @@ pub fn prepare(
 
 /// Writes the image's hash tree and root hash.
 fn write_verity(image: &Utf8Path, tree_file: &Utf8Path, root_file: &Utf8Path) -> Result<()> {
+    let started = std::time::Instant::now();
     let tree = verity::format(image, tree_file)?;
     std::fs::write(root_file, tree.root_hash_hex())
         .with_context(|| format!("cannot write {root_file}"))?;
     tracing::info!(
-        "made the hash tree ({} data blocks) and the root hash {}",
+        "made the hash tree ({} data blocks) and the root hash {}, in {:.2} s",
         tree.data_blocks,
-        tree.root_hash_hex()
+        tree.root_hash_hex(),
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }
@@ -129,15 +131,18 @@ fn write_verity(image: &Utf8Path, tree_file: &Utf8Path, root_file: &Utf8Path) ->
 /// Makes the file system mksquashfs wrote into `image` a Discoverable Disk Image in place
 /// ([`ddi::finish`]) and writes its root hash to `root_file`.
 fn write_ddi(image: &Utf8Path, root_file: &Utf8Path, arch: &ddi::Architecture) -> Result<()> {
+    let started = std::time::Instant::now();
     let (tree, layout) = ddi::finish(image, arch)?;
     std::fs::write(root_file, tree.root_hash_hex())
         .with_context(|| format!("cannot write {root_file}"))?;
     tracing::info!(
-        "made a disk image for {}: root partition {} bytes, root-verity {} bytes, root hash {}",
+        "made a disk image for {}: root partition {} bytes, root-verity {} bytes, root hash {}, \
+         in {:.2} s",
         arch.name,
         layout.root.end - layout.root.start,
         layout.verity.end - layout.verity.start,
-        tree.root_hash_hex()
+        tree.root_hash_hex(),
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

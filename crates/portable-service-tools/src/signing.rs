@@ -203,6 +203,19 @@ fn signed_root_hash(image: &Utf8Path) -> Result<(Utf8PathBuf, [u8; 32], String)>
     Ok((root_file, root, hex))
 }
 
+/// The signing key and its certificate, which must carry its public half.
+fn key_and_cert(key_file: &Utf8Path, cert_file: &Utf8Path) -> Result<(Key, Cert)> {
+    let key = Key::read(key_file)?;
+    let cert = Cert::read(cert_file)?;
+    ensure!(
+        key.matches(&cert),
+        "the key {key_file} does not match the certificate {cert_file} ({}): its public key is \
+         another",
+        cert.subject()
+    );
+    Ok((key, cert))
+}
+
 /// The detached DER PKCS#7 signature of `root_hash` (lowercase hex) by `key`, named by `cert`.
 fn pkcs7(key: &Key, cert: &Cert, root_hash: &str) -> Result<Vec<u8>> {
     let (signature_algorithm, signature) = key.sign(root_hash.as_bytes());
@@ -243,14 +256,7 @@ pub fn sign(image: &Utf8Path, key_file: &Utf8Path, cert_file: &Utf8Path) -> Resu
     verity::verify(image, &tree_file, &root).with_context(|| {
         format!("refusing to sign {root_file}: it is not the root hash of {image} with {tree_file}")
     })?;
-    let key = Key::read(key_file)?;
-    let cert = Cert::read(cert_file)?;
-    ensure!(
-        key.matches(&cert),
-        "the key {key_file} does not match the certificate {cert_file} ({}): its public key is \
-         another",
-        cert.subject()
-    );
+    let (key, cert) = key_and_cert(key_file, cert_file)?;
     let der = pkcs7(&key, &cert, &root_hash)?;
 
     let [_, _, p7s] = sidecars(image);
@@ -502,14 +508,7 @@ pub fn sign_disk(
              key, say)"
         );
     }
-    let key = Key::read(key_file)?;
-    let cert = Cert::read(cert_file)?;
-    ensure!(
-        key.matches(&cert),
-        "the key {key_file} does not match the certificate {cert_file} ({}): its public key is \
-         another",
-        cert.subject()
-    );
+    let (key, cert) = key_and_cert(key_file, cert_file)?;
     let root_hash = verity::hex(&disk.root_hash);
     let der = pkcs7(&key, &cert, &root_hash)?;
     let content = DiskSignature {

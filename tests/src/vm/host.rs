@@ -227,6 +227,34 @@ impl Host {
         );
     }
 
+    /// Starts `unit` and waits for it to fail; its journal lines. (A simple service's start job
+    /// succeeds before its process fails to set up.)
+    pub fn start_and_fail(&self, unit: &str) -> Vec<String> {
+        let _ = self.run(&["systemctl", "start", unit]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self
+            .run(&["systemctl", "is-failed", "--quiet", unit])
+            .status
+            .success()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{unit} did not fail:\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        self.journal(&["-u", unit])
+    }
+
+    /// How many dm-verity devices the guest has set up.
+    pub fn verity_devices(&self) -> usize {
+        self.ok(&["dmsetup", "table", "--target", "verity"])
+            .lines()
+            .filter(|l| l.contains(" verity "))
+            .count()
+    }
+
     /// Runs a command in the guest; whatever it gives.
     pub fn run(&self, args: &[&str]) -> Output {
         self.vm.exec(args, COMMAND_TIMEOUT)

@@ -15,7 +15,6 @@ use portable_service_tests::on_every_systemd;
 use portable_service_tests::vm::Host;
 use portable_service_tests::*;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 on_every_systemd!(
     a_signed_image_runs_where_its_certificate_is_trusted,
@@ -36,39 +35,11 @@ fn attach_only(c: &Host, image: &str) {
     c.ok(&["portablectl", "attach", "--runtime", image]);
 }
 
-/// Starts `unit` and waits for it to fail; its journal lines.
-fn start_and_fail(c: &Host, unit: &str) -> Vec<String> {
-    // a simple service's start job succeeds before its process fails to set up
-    let _ = c.run(&["systemctl", "start", unit]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !c
-        .run(&["systemctl", "is-failed", "--quiet", unit])
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{unit} did not fail:\n{}",
-            c.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    c.journal(&["-u", unit])
-}
-
 /// Waits for the scenario's journal to say `why`, from any sender: the unit's process logs
 /// device-mapper's error and exits at once, and journald, reading the sender's cgroup after
 /// it is gone, may not tie the line to the unit.
 fn assert_refused_because(c: &Host, why: &str) {
     c.wait_for_journal(&[], why);
-}
-
-/// The dm-verity devices the guest has set up.
-fn verity_devices(c: &Host) -> usize {
-    c.ok(&["dmsetup", "table", "--target", "verity"])
-        .lines()
-        .filter(|l| l.contains(" verity "))
-        .count()
 }
 
 fn a_signed_image_runs_where_its_certificate_is_trusted(systemd: Systemd) {
@@ -80,7 +51,7 @@ fn a_signed_image_runs_where_its_certificate_is_trusted(systemd: Systemd) {
 
     // without the certificate on the host, every version refuses to set the image up
     attach_only(&c, &image);
-    start_and_fail(&c, "demo.service");
+    c.start_and_fail("demo.service");
     assert_refused_because(
         &c,
         if c.rules() >= 262 {
@@ -111,7 +82,7 @@ fn a_signed_image_runs_where_its_certificate_is_trusted(systemd: Systemd) {
         "{report}"
     );
     attach_only(&c, &image);
-    start_and_fail(&c, "demo.service");
+    c.start_and_fail("demo.service");
     c.ok(&["portablectl", "detach", "--runtime", "demo_1.0"]);
     c.ok(&["systemctl", "reset-failed"]);
     c.distrust(SIGNER);
@@ -127,14 +98,14 @@ fn a_signed_image_runs_where_its_certificate_is_trusted(systemd: Systemd) {
     c.portablectl("attach", &["--now", "--runtime"], &image);
     c.assert_active("demo.service");
     c.wait_for_journal(&["PORTABLE=demo_1.0.raw"], "demo 1.0 started");
-    assert_eq!(verity_devices(&c), 1, "{}", c.diagnostics());
+    assert_eq!(c.verity_devices(), 1, "{}", c.diagnostics());
     c.ok(&["portablectl", "detach", "--now", "--runtime", "demo_1.0"]);
 
     // a plain image on the same host is unaffected
     let plain = c.add_image(&raw_file(&build("demo { }")), "plain/demo_1.0.raw");
     c.portablectl("attach", &["--now", "--runtime"], &plain);
     c.assert_active("demo.service");
-    assert_eq!(verity_devices(&c), 0, "{}", c.diagnostics());
+    assert_eq!(c.verity_devices(), 0, "{}", c.diagnostics());
 }
 
 /// A copy of a signed image (with its sidecars) with 8 bytes changed in the middle of a data
@@ -171,7 +142,7 @@ fn a_changed_image_fails_its_read(systemd: Systemd) {
     // portabled attaches it (it reads the image without its hash tree); the kernel fails the
     // read of the changed block when the service runs, and the service dies of it
     attach_only(&c, &image);
-    let said = start_and_fail(&c, "demo.service");
+    let said = c.start_and_fail("demo.service");
     assert!(
         !said.iter().any(|l| l.contains("demo 1.0 started")),
         "{said:?}"
@@ -196,13 +167,13 @@ fn an_unsigned_hash_tree_runs_before_262_only(systemd: Systemd) {
         c.assert_active("demo.service");
         c.wait_for_journal(&["PORTABLE=demo_1.0.raw"], "demo 1.0 started");
         // the hash tree is used: the kernel checks each block read
-        assert_eq!(verity_devices(&c), 1, "{}", c.diagnostics());
+        assert_eq!(c.verity_devices(), 1, "{}", c.diagnostics());
     } else {
         assert!(!accepted && report.contains("no signature"), "{report}");
         attach_only(&c, &image);
         // systemd 262's image policy for portable services wants a signed hash tree; the
         // errno it fails with reads oddly
-        start_and_fail(&c, "demo.service");
+        c.start_and_fail("demo.service");
         assert_refused_because(&c, "Operation not possible due to RF-kill");
     }
 }
