@@ -624,6 +624,12 @@ fn a_ddi_is_one_file_the_same_on_every_rebuild_and_checked() {
     let report = std::fs::read_to_string(build(ext)).unwrap();
     assert!(report.contains("verdict: accepted"), "{report}");
     assert_eq!(report.matches("root-verity x86-64").count(), 2, "{report}");
+    // a configuration extension DDI over a naked base: each read as what it is
+    let conf = "(t.portableServiceExtension { pname = \"democonf\"; version = \"1\"; kind = \"confext\"; format = \"ddi\"; base = demo { }; units = [ (t.writeText \"democonf.service\" \"[Service]\\nExecStart=/bin/sh -c true\\n\") ]; }).check";
+    let report = std::fs::read_to_string(build(conf)).unwrap();
+    assert!(report.contains("verdict: accepted"), "{report}");
+    assert_eq!(report.matches("root-verity x86-64").count(), 1, "{report}");
+    assert!(report.contains("confext"), "{report}");
 }
 
 /// README's signing flow for a DDI, command for command, on the flake's `hello-ddi` (offline):
