@@ -263,7 +263,6 @@ impl Partition {
 #[derive(Debug, Clone)]
 pub struct Table {
     pub disk_guid: Uuid,
-    pub sector_size: u64,
     pub partitions: Vec<Partition>,
 }
 
@@ -343,7 +342,6 @@ pub fn read_table(path: &Utf8Path) -> Result<Table> {
     }
     Ok(Table {
         disk_guid: from_disk(&primary.disk_guid),
-        sector_size: SECTOR,
         partitions,
     })
 }

@@ -299,10 +299,16 @@ fn sign_refuses_a_changed_or_damaged_disk_and_leaves_it_as_it_was() {
             "{why}: the file changed"
         );
     }
-    // check says the same of a changed file system
+    // check says the same of a changed file system where systemd checks it: on 262, which
+    // takes the root hash from the UUIDs; before, an unsigned DDI runs unchecked (measured)
     fs::write(d.image(), &changed_data).unwrap();
     let (accepted, report) = check(&d.image(), &[]);
     assert!(!accepted && report.contains("was changed"), "{report}");
+    let (accepted, report) = check(&d.image(), &["--systemd", "257"]);
+    assert!(
+        accepted && report.contains("doesn't check it and runs it"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -554,18 +554,34 @@ fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Optio
         Ok(d) => d,
         Err(e) => return error(r, format!("{e:#}")),
     };
+    let signature = match disk.signature(path) {
+        Ok(s) => s,
+        Err(e) => return error(r, format!("{e:#}")),
+    };
     match disk.verify_tree(path) {
         Ok(tree) => r.verity.push(format!(
             "{path}: its root-verity partition matches its root partition and the root hash \
              its partition UUIDs carry, {}",
             tree.root_hash_hex()
         )),
-        Err(e) => return error(r, format!("{e:#}")),
+        // unsigned, 252 to 257 use no tree at all (measured): the changed file system runs
+        Err(e) if signature.is_none() && rules_of(options.systemd) < 262 => {
+            return r.advice(&format!(
+                "{e:#}; not signed, systemd {} doesn't check it and runs it as it is",
+                options.systemd
+            ))
+        }
+        // measured: attached, the service fails reading a changed block
+        Err(e) => {
+            return error(
+                r,
+                format!(
+                    "{e:#}; systemd attaches it, and the service fails when it reads a changed \
+                     block (the kernel: data block N is corrupted)"
+                ),
+            )
+        }
     }
-    let signature = match disk.signature(path) {
-        Ok(s) => s,
-        Err(e) => return error(r, format!("{e:#}")),
-    };
     match (signature.is_some(), options.certs.is_empty()) {
         (true, false) => check_signer(r, options, |certs| {
             crate::signing::verify_disk(path, &disk, certs).cloned()
