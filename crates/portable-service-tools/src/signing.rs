@@ -429,7 +429,11 @@ impl Disk {
             ddi::is_ddi(image)?,
             "{image} is not a disk image (no GPT partition table)"
         );
-        let table = ddi::read_table(image)?;
+        Disk::of_table(image, ddi::read_table(image)?)
+    }
+
+    /// [`Disk::read`] of a table already read (`check` has it from opening the image).
+    pub fn of_table(image: &Utf8Path, table: ddi::Table) -> Result<Disk> {
         let root = table
             .find(Designator::Root)
             .with_context(|| format!("{image} has no root partition"))?

@@ -550,7 +550,7 @@ fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Optio
         }
         return;
     }
-    let disk = match Disk::read(path) {
+    let disk = match Disk::of_table(path, table.clone()) {
         Ok(d) => d,
         Err(e) => return error(r, format!("{e:#}")),
     };
