@@ -1,7 +1,8 @@
 # What `portableService` and `portableServiceExtension` share: the one derivation whose
 # structured attrs the builder reads (crates/portable-service-builder; its input schema is
 # src/attrs.rs, its layouts src/plan/), from the arguments nix/image-args.nix has checked, and
-# the image's attributes for other Nix code (`image`, `verity`, `check`, `portableService`).
+# the image's attributes for other Nix code (`image`, `verity`, `check`, `sysupdate`,
+# `portableService`).
 # nix/portable-service.nix and nix/portable-service-extension.nix give each function its
 # arguments; this file is not called by users.
 #
@@ -82,6 +83,7 @@ let
   stem = builtins.substring 0 (stringLength fileName - 4) fileName;
   isDisk = a.format == "ddi";
   hasVerity = a.verity || isDisk;
+  nakedVerity = a.verity && !isDisk;
   verityFiles =
     if hasVerity then
       {
@@ -133,15 +135,97 @@ let
         ]
     );
   };
+
+  # The host's side of a feed that `portable-service publish` writes: systemd-sysupdate's
+  # transfer definitions, one per file of a version, and the units that update, switch to and
+  # roll back versions (crates/portable-service-tools/src/transfers.rs), to copy under /etc.
+  sysupdate =
+    {
+      url,
+      target ? "/var/lib/portables",
+      keep ? 2,
+      signed ? nakedVerity,
+    }:
+    let
+      fail = attr: value: why: a.fail "sysupdate.${attr}" value why;
+      checkedUrl =
+        if !builtins.isString url || builtins.match "https?://[^[:space:]]+" url == null then
+          fail "url" url "must be an http:// or https:// URL: the directory of the feed, which systemd-sysupdate fetches SHA256SUMS from"
+        else
+          url;
+      checkedTarget =
+        if !builtins.isString target || builtins.match "/.*" target == null then
+          fail "target" target "must be an absolute path on the host"
+        else
+          target;
+      checkedKeep =
+        if !builtins.isInt keep || keep < 2 then
+          fail "keep" keep "must be a whole number of at least 2: the version running and the one to roll back to"
+        else
+          keep;
+      checkedSigned =
+        if !builtins.isBool signed then
+          fail "signed" signed "must be true or false"
+        else if signed && !nakedVerity then
+          fail "signed" signed "is for a naked image with `verity = true`, whose signature travels beside it (a DDI carries its own)"
+        else
+          signed;
+      # systemd-sysupdate takes versions of these characters only (version_is_valid())
+      checkedVersion =
+        if builtins.match "[A-Za-z0-9.,_+-]+" a.version == null then
+          a.fail "version" a.version "can't be updated by systemd-sysupdate, which takes versions of letters, digits and .,_+- only"
+        else
+          a.version;
+    in
+    builtins.seq checkedVersion (derivation {
+      name = "${a.pname}-sysupdate";
+      inherit system;
+      builder =
+        if tools.portable-service-tools or null == null then
+          throw "${function}: `sysupdate` needs `portable-service-tools` (bin/portable-service) among the functions' packages"
+        else
+          "${tools.portable-service-tools}/bin/portable-service";
+      args = [
+        "transfers"
+        "--out"
+        (builtins.placeholder "out")
+        "--name"
+        a.pname
+        "--url"
+        checkedUrl
+        "--target"
+        checkedTarget
+        "--keep"
+        (toString checkedKeep)
+      ]
+      ++ (if nakedVerity then [ "--verity" ] else [ ])
+      ++ (if checkedSigned then [ "--signed" ] else [ ])
+      ++ builtins.concatMap (p: [
+        "--prefix"
+        p
+      ]) a.prefixes
+      ++ (
+        if extension == null then
+          [ ]
+        else if base == null then
+          throw "${function}: `sysupdate` needs `base`: an extension is switched over the image it extends"
+        else
+          [
+            "--base"
+            base.pname
+          ]
+      );
+    });
 in
 drv
 // {
   # The image file itself, for other Nix code: "${img.image}" is <out>/<fileName>.
-  inherit image fileName check;
+  inherit image fileName check sysupdate;
   verity = verityFiles;
   # What an extension needs to know of this image (see `base`).
   portableService = {
     inherit extension image;
+    inherit (a) pname;
     inherit (a) release;
     inherit (a) roots;
     units = map (u: u.name) a.units;

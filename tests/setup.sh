@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 # Nix (with its recommended nix-setup-systemd, which makes the nixbld build users) and the
 # stand-ins' sources; then, without recommends, what the acceptance tests' virtual machines
 # need: qemu, Debian's kernel for the guests, debootstrap for their roots (tests/src/guest.rs),
-# and cryptsetup's veritysetup and openssl, which the integrity tests check our files with.
+# cryptsetup's veritysetup and openssl, which the integrity tests check our files with, and gpg,
+# which signs the update feeds (publish) and makes the tests' throwaway keys.
 install_missing() {
   local missing=() p
   for p in "${@:2}"; do
@@ -27,7 +28,7 @@ install_missing() {
 }
 install_missing "" nix-bin squashfs-tools busybox-static
 install_missing --no-install-recommends qemu-system-x86 linux-image-amd64 debootstrap kmod \
-  e2fsprogs cryptsetup-bin openssl
+  e2fsprogs cryptsetup-bin openssl gpg gpg-agent
 
 echo "setup: building the static portable-service-builder and portable-service" >&2
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --quiet --release --locked \

@@ -37,6 +37,21 @@ impl Systemd {
         }
     }
 
+    /// Whether Debian's systemd of this guest has systemd-sysupdate: 254 (bookworm-backports)
+    /// on; bookworm's own 252 has not.
+    pub fn has_sysupdate(self) -> bool {
+        self != Systemd::V252
+    }
+
+    /// The packages debootstrap installs.
+    fn packages(self) -> String {
+        match self {
+            Systemd::V252 => PACKAGES.to_owned(),
+            Systemd::V254 => format!("{PACKAGES},{UPDATER_BOOKWORM}"),
+            Systemd::V257 | Systemd::Newest => format!("{PACKAGES},{UPDATER}"),
+        }
+    }
+
     /// The suite whose systemd replaces the release's own.
     fn backports(self) -> Option<&'static str> {
         (self == Systemd::V254).then_some("bookworm-backports")
@@ -67,6 +82,12 @@ impl Systemd {
 /// services' sockets).
 const PACKAGES: &str =
     "systemd,systemd-sysv,systemd-container,dbus,udev,kmod,dmsetup,libcryptsetup12,socat";
+
+/// What systemd-sysupdate needs beyond systemd-container, which ships it (from
+/// bookworm-backports' 254 on) and only suggests these: libcurl (without it every download
+/// fails: "Failed to allocate puller") and gpg (the feed's signature). trixie renamed libcurl4.
+const UPDATER: &str = "libcurl4t64,gpg";
+const UPDATER_BOOKWORM: &str = "libcurl4,gpg";
 
 /// What a backports guest takes from the backports suite.
 const BACKPORTED: [&str; 4] = ["systemd", "systemd-sysv", "systemd-container", "udev"];
@@ -240,7 +261,7 @@ pub fn root_disk(systemd: Systemd, kernel: &Kernel) -> PathBuf {
     (
         systemd.suite(),
         systemd.backports(),
-        PACKAGES,
+        systemd.packages(),
         BACKPORTED,
         MODULES,
         CHANNEL_UNIT,
@@ -282,7 +303,11 @@ fn make_root_disk(systemd: Systemd, kernel: &Kernel, disk: &Path) {
     }
     must(
         debootstrap
-            .args(["--variant=minbase", &format!("--include={PACKAGES}"), suite])
+            .args([
+                "--variant=minbase",
+                &format!("--include={}", systemd.packages()),
+                suite,
+            ])
             .arg(&tree)
             .arg(&mirror),
         &format!("debootstrap of {suite} from {mirror}"),

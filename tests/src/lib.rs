@@ -275,3 +275,64 @@ impl SigningKey {
         copy
     }
 }
+
+/// A throwaway OpenPGP key that signs a feed, made by gpg in a temporary GnuPG home (never the
+/// store, never the repository, never the user's keyring) and gone with it: its secret part
+/// armored, as `portable-service publish --key` takes it.
+pub struct FeedKey {
+    dir: tempfile::TempDir,
+}
+
+impl FeedKey {
+    /// A new ed25519 signing key of the user id `NAME <NAME@example.org>`.
+    pub fn new(name: &str) -> FeedKey {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("gnupg");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let gpg = |args: &[&str]| {
+            let out = run(Command::new("gpg")
+                .arg("--homedir")
+                .arg(&home)
+                .args(["--batch", "--quiet", "--passphrase", ""])
+                .args(args));
+            assert!(out.status.success(), "gpg {args:?}: {}", text(&out.stderr));
+            out.stdout
+        };
+        gpg(&[
+            "--quick-gen-key",
+            &format!("{name} <{name}@example.org>"),
+            "ed25519",
+            "sign",
+            "never",
+        ]);
+        let secret = gpg(&["--armor", "--export-secret-keys"]);
+        // the agent gpg started for this home
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(&home)
+            .args(["--kill", "all"])
+            .output();
+        std::fs::write(dir.path().join("key.asc"), secret).unwrap();
+        std::fs::remove_dir_all(&home).unwrap();
+        FeedKey { dir }
+    }
+
+    /// The armored secret key.
+    pub fn key(&self) -> PathBuf {
+        self.dir.path().join("key.asc")
+    }
+}
+
+/// `portable-service publish --feed FEED --key KEY [ARGS] IMAGES`: its output, whatever it was.
+pub fn publish(feed: &Path, key: &FeedKey, args: &[&str], images: &[&Path]) -> Output {
+    run(Command::new(tools())
+        .arg("publish")
+        .arg("--feed")
+        .arg(feed)
+        .arg("--key")
+        .arg(key.key())
+        .args(args)
+        .args(images))
+}

@@ -1,12 +1,13 @@
-//! `portable-service`: the commands users run by hand on built images, `check` and `sign`.
+//! `portable-service`: the commands users run by hand on built images, `check`, `sign` and
+//! `publish`, and `transfers`, the builder of an image's `.sysupdate` files.
 //!
 //! An image's derivation never runs this program (its builder is portable-service-builder); an
-//! image's `.check` derivation does.
+//! image's `.check` and `.sysupdate` derivations do.
 
 use anyhow::{Context, Result};
 use camino::Utf8PathBuf;
 use clap::Parser;
-use portable_service_tools::{check, signing};
+use portable_service_tools::{check, feed, openpgp, signing, transfers};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -20,13 +21,19 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Job::Sign(args) => match sign_command(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Job::Sign(args) => finish(sign_command(args)),
+        Job::Publish(args) => finish(publish_command(args)),
+        Job::Transfers(args) => finish(transfers_command(args)),
+    }
+}
+
+fn finish(result: Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -47,6 +54,133 @@ enum Job {
     /// /etc/verity.d/: NAME.roothash.p7s beside a naked image, the signature partition inside a
     /// disk image (format = "ddi").
     Sign(SignArgs),
+    /// Add images to a feed that hosts update from with systemd-sysupdate: their files,
+    /// SHA256SUMS over all of them, signed (SHA256SUMS.gpg, by gpg); the newest versions kept.
+    Publish(PublishArgs),
+    /// Write the host's side of a feed for one image: systemd-sysupdate's transfer definitions
+    /// and the units that update, switch and roll back (what an image's `.sysupdate` holds).
+    Transfers(TransfersArgs),
+}
+
+/// Publish built (and signed) images into a feed directory, which any web server then serves.
+/// The feed is checked first (every file listed in SHA256SUMS, with the bytes listed); a version
+/// published before must come with the same bytes. Nothing changes unless all is well.
+#[derive(clap::Args)]
+struct PublishArgs {
+    /// The feed directory (made if missing).
+    #[arg(long, value_name = "DIR")]
+    feed: Utf8PathBuf,
+    /// The OpenPGP secret key that signs the feed, as `gpg --armor --export-secret-keys`
+    /// writes it (keep it out of the Nix store).
+    #[arg(long, value_name = "KEY.asc")]
+    key: Utf8PathBuf,
+    /// A file holding the key's passphrase, if it has one.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<Utf8PathBuf>,
+    /// How many versions of each image the feed keeps (the newest).
+    #[arg(long, default_value_t = 5)]
+    keep: usize,
+    /// Also write the key's public part here, in the binary form hosts install as
+    /// /etc/systemd/import-pubring.pgp (import-pubring.gpg before systemd 258).
+    #[arg(long, value_name = "FILE")]
+    public_key: Option<Utf8PathBuf>,
+    /// Images: NAME_VERSION.raw files (with their dm-verity files beside them), or Nix outputs
+    /// holding one.
+    #[arg(value_name = "IMAGE", required = true)]
+    images: Vec<Utf8PathBuf>,
+}
+
+fn publish_command(args: PublishArgs) -> Result<()> {
+    let images = args
+        .images
+        .iter()
+        .map(|i| feed::Image::find(i))
+        .collect::<Result<Vec<_>>>()?;
+    let done = feed::publish(
+        &args.feed,
+        &images,
+        &feed::Options {
+            key: &args.key,
+            passphrase_file: args.passphrase_file.as_deref(),
+            keep: args.keep,
+        },
+    )?;
+    for name in &done.added {
+        println!("added {}/{name}", args.feed);
+    }
+    for name in &done.unchanged {
+        println!("unchanged {}/{name}", args.feed);
+    }
+    for name in &done.removed {
+        println!(
+            "removed {}/{name} (older than the {} kept)",
+            args.feed, args.keep
+        );
+    }
+    if done.signer.is_empty() {
+        println!("{} unchanged: nothing new to publish", args.feed);
+    } else {
+        println!("signed {}/{} with {}", args.feed, feed::SUMS, done.signer);
+    }
+    if let Some(out) = &args.public_key {
+        openpgp::export_public(&args.key, out)?;
+        println!("wrote {out}: the public key hosts install as /etc/systemd/import-pubring.pgp");
+    }
+    Ok(())
+}
+
+/// The host's files for one image's feed, written below --out as they go below /etc.
+#[derive(clap::Args)]
+struct TransfersArgs {
+    /// Where to write (`OUT/sysupdate.NAME.d/`, `OUT/systemd/system/`).
+    #[arg(long, value_name = "DIR")]
+    out: Utf8PathBuf,
+    /// The image's name (its pname).
+    #[arg(long)]
+    name: String,
+    /// The feed's URL (http:// or https://), the directory holding SHA256SUMS.
+    #[arg(long)]
+    url: String,
+    /// Where the host keeps the versions.
+    #[arg(long, default_value = "/var/lib/portables")]
+    target: Utf8PathBuf,
+    /// How many versions the host keeps (at least 2: the running one and one to roll back to).
+    #[arg(long, default_value_t = 2)]
+    keep: u32,
+    /// The image carries a dm-verity hash tree and root hash beside it (`verity = true`).
+    #[arg(long)]
+    verity: bool,
+    /// ... and the root hash's signature (`portable-service sign`).
+    #[arg(long, requires = "verity")]
+    signed: bool,
+    /// A match to attach with (default: the name).
+    #[arg(long = "prefix", value_name = "P")]
+    prefixes: Vec<String>,
+    /// For an extension: the name of the image it extends, attached with it.
+    #[arg(long, value_name = "NAME")]
+    base: Option<String>,
+}
+
+fn transfers_command(args: TransfersArgs) -> Result<()> {
+    let prefixes = if args.prefixes.is_empty() {
+        vec![args.name.clone()]
+    } else {
+        args.prefixes
+    };
+    let host = transfers::Host {
+        name: args.name,
+        url: args.url,
+        target: args.target,
+        keep: args.keep,
+        verity: args.verity,
+        signed: args.signed,
+        prefixes,
+        base: args.base.map(|name| transfers::Base { name }),
+    };
+    for file in host.write(&args.out)? {
+        println!("wrote {file}");
+    }
+    Ok(())
 }
 
 /// Sign the root hash of an image built with `verity = true`. The key stays outside the Nix

@@ -16,11 +16,11 @@ fn run(args: &[&str]) -> (Option<i32>, String, String) {
 }
 
 #[test]
-fn help_lists_check_and_sign() {
+fn help_lists_every_job() {
     let (code, help, _) = run(&["--help"]);
     assert_eq!(code, Some(0));
     assert!(help.contains("Usage: portable-service <COMMAND>"), "{help}");
-    for job in ["check", "sign"] {
+    for job in ["check", "sign", "publish", "transfers"] {
         assert!(
             help.lines()
                 .any(|l| l.trim_start().starts_with(&format!("{job} "))),

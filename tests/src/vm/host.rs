@@ -28,6 +28,14 @@ for u in $units; do
 done
 rm -rf /etc/systemd/system.attached /run/systemd/system.attached /etc/portables \
   /run/portables /images/* /etc/verity.d
+# what the update scenarios install: the feed's server, the host's sysupdate files and units
+systemctl stop test-feed.service 2>/dev/null
+rm -rf /srv/feed /srv/busybox /etc/sysupdate.*.d /etc/systemd/import-pubring.* \
+  /var/lib/portables/* /var/lib/portables/.[!.]* \
+  /etc/systemd/system/*-update.service /etc/systemd/system/*-update.timer \
+  /etc/systemd/system/*-rollback.service
+# links that enabled attached units leave behind
+find /etc/systemd/system -xtype l -delete
 systemctl daemon-reload
 systemctl reset-failed
 for d in /var/lib/* /var/lib/private/*; do

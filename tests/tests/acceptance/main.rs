@@ -8,3 +8,4 @@ mod differential;
 mod extensions;
 mod integrity;
 mod portabled;
+mod sysupdate;

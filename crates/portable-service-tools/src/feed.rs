@@ -1,0 +1,479 @@
+//! `publish`: a directory of built images that hosts update from with systemd-sysupdate, its
+//! files listed with their SHA-256 in `SHA256SUMS` (the format `sha256sum` writes, which
+//! sysupdate reads) and that list signed, `SHA256SUMS.gpg` (see [`crate::openpgp`]).
+//!
+//! A feed holds versions of one or more images, each version a set of files named
+//! `NAME_VERSION.EXT`: the image (`.raw`), and for a naked image built with `verity = true`
+//! its hash tree, root hash and signature beside it (a DDI holds them itself), named as
+//! [`FILES`] says. The newest
+//! versions of each image are kept, in systemd's order of versions ([`compare_versions`]).
+//!
+//! Everything is checked before the first write: a directory that isn't a feed, a file the list
+//! doesn't name or whose bytes differ from it, an image whose name carries no version, a version
+//! published before with other bytes. Then new files are written under temporary names, the new
+//! list signed, and only then renamed into place, so a failure leaves the feed as it was.
+
+use crate::openpgp;
+use anyhow::{bail, ensure, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use portable_service_rules::{ddi, names, verity};
+use sha2::{Digest, Sha256};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+/// The list of files and their hashes.
+pub const SUMS: &str = "SHA256SUMS";
+/// Its detached OpenPGP signature.
+pub const SIGNATURE: &str = "SHA256SUMS.gpg";
+
+/// What one version of an image brings to a feed.
+#[derive(Debug)]
+pub struct Image {
+    pub name: String,
+    pub version: String,
+    /// (file name in the feed, where it is now)
+    pub files: Vec<(String, Utf8PathBuf)>,
+}
+
+/// The files of a version: (suffix on the host, as systemd reads them beside the image;
+/// suffix in the feed). A feed can't name the root hash `.roothash`: systemd 257's sysupdate
+/// takes `NAME_@v.roothash` to match `NAME_1.0.roothash.p7s` as well (it ignored what follows
+/// a pattern's end; seen in the VMs, fixed by 262), and installed the signature as the root
+/// hash. No feed name here is the start of another.
+pub const FILES: [(&str, &str); 4] = [
+    (".raw", ".raw"),
+    (".verity", ".verity"),
+    (".roothash", ".roothash.txt"),
+    (".roothash.p7s", ".roothash.p7s"),
+];
+
+/// Characters systemd-sysupdate allows in a version (`version_is_valid()` in its source).
+pub fn is_sysupdate_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".,_-+".contains(c))
+}
+
+/// `NAME_VERSION.EXT` -> (NAME, VERSION, EXT) for the files a feed carries.
+pub fn split_file_name(file: &str) -> Option<(&str, &str, &str)> {
+    let (name, rest) = file.split_once('_')?;
+    let ext = FILES
+        .into_iter()
+        .map(|(_, feed)| feed)
+        .find(|e| rest.ends_with(e))?;
+    let version = &rest[..rest.len() - ext.len()];
+    (names::is_image_name(name) && is_sysupdate_version(version)).then_some((name, version, ext))
+}
+
+impl Image {
+    /// The image at `path`: its `.raw` file, or a directory holding one `.raw` (a Nix output,
+    /// `result`), with the dm-verity files beside a naked image.
+    pub fn find(path: &Utf8Path) -> Result<Image> {
+        let raw = if path.is_dir() {
+            let raws: Vec<Utf8PathBuf> = path
+                .read_dir_utf8()
+                .with_context(|| format!("cannot read {path}"))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().to_owned())
+                .filter(|p| p.extension() == Some("raw"))
+                .collect();
+            match raws.as_slice() {
+                [one] => one.clone(),
+                _ => bail!(
+                    "{path}: expected one .raw image in it, found {}",
+                    raws.len()
+                ),
+            }
+        } else {
+            path.to_owned()
+        };
+        let file = raw.file_name().context("an image file")?.to_owned();
+        let versioned = match extension_in_store(&raw) {
+            Some(version) => format!("{}_{version}.raw", &file[..file.len() - 4]),
+            None => file.clone(),
+        };
+        let Some((name, version, ".raw")) = split_file_name(&versioned) else {
+            bail!(
+                "{raw}: the file name {file:?} carries no version: systemd-sysupdate tells \
+                 versions apart by it; name it NAME_VERSION.raw (as portableService names \
+                 images), with letters, digits and .,_-+ in VERSION"
+            );
+        };
+        ensure!(raw.is_file(), "{raw}: no such image");
+        let mut files = vec![(versioned.clone(), raw.clone())];
+        if !ddi::is_ddi(&raw)? {
+            let stem = &raw.as_str()[..raw.as_str().len() - 4];
+            for (host, feed) in &FILES[1..] {
+                let sidecar = Utf8PathBuf::from(format!("{stem}{host}"));
+                if sidecar.is_file() {
+                    files.push((format!("{name}_{version}{feed}"), sidecar));
+                }
+            }
+        }
+        Ok(Image {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            files,
+        })
+    }
+}
+
+/// The version of an extension image still in its Nix output: an extension's file is `NAME.raw`
+/// (systemd 252 refuses a version in it), its output `HASH-NAME-sysext-VERSION` (or
+/// `-confext-`), as nix/make-image.nix names it. A copy elsewhere must be renamed.
+fn extension_in_store(raw: &Utf8Path) -> Option<String> {
+    let stem = raw.file_name()?.strip_suffix(".raw")?;
+    let output = raw.parent()?.file_name()?;
+    let (hash, name) = output.split_once('-')?;
+    if hash.len() != 32 || stem.contains('_') {
+        return None;
+    }
+    ["sysext", "confext"].into_iter().find_map(|kind| {
+        name.strip_prefix(&format!("{stem}-{kind}-"))
+            .filter(|v| is_sysupdate_version(v))
+            .map(str::to_owned)
+    })
+}
+
+/// systemd's order of versions (`strverscmp_improved()`, which sysupdate sorts by), for the
+/// characters a sysupdate version may hold: runs of digits compare as numbers (leading zeros
+/// aside) and are newer than letters at the same place, runs of letters compare as text and the
+/// longer is newer, a version that goes on is newer than one that ends there, and where one
+/// goes on with `-` or `.` and the other with something else, the `-` or `.` is older (so
+/// `1.9a` is newer than `1.9.1`, as systemd has it). `,`, `_` and `+` only separate.
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    let ignored = |c: &u8| !(c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.');
+    loop {
+        while a.first().is_some_and(ignored) {
+            a = &a[1..];
+        }
+        while b.first().is_some_and(ignored) {
+            b = &b[1..];
+        }
+        if a.is_empty() || b.is_empty() {
+            return (!a.is_empty()).cmp(&(!b.is_empty()));
+        }
+        if let Some(sep) = [b'-', b'.'].into_iter().find(|s| a[0] == *s || b[0] == *s) {
+            let order = (a[0] != sep).cmp(&(b[0] != sep));
+            if order != Ordering::Equal {
+                return order;
+            }
+            (a, b) = (&a[1..], &b[1..]);
+            continue;
+        }
+        let digits = a[0].is_ascii_digit() || b[0].is_ascii_digit();
+        let run = |s: &[u8]| {
+            s.iter()
+                .position(|c| {
+                    if digits {
+                        !c.is_ascii_digit()
+                    } else {
+                        !c.is_ascii_alphabetic()
+                    }
+                })
+                .unwrap_or(s.len())
+        };
+        let (ra, rb) = (run(a), run(b));
+        let order = if digits {
+            let skip = |s: &[u8]| s.iter().take_while(|c| **c == b'0').count();
+            let (x, y) = (&a[skip(&a[..ra])..ra], &b[skip(&b[..rb])..rb]);
+            x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+        } else {
+            a[..ra].cmp(&b[..rb])
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+        (a, b) = (&a[ra..], &b[rb..]);
+    }
+}
+
+fn sha256_of(path: &Utf8Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {path}"))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).with_context(|| format!("cannot read {path}"))?;
+    Ok(verity::hex(&hasher.finalize()))
+}
+
+/// A feed directory as it is: its files and their hashes, all checked against `SHA256SUMS`.
+#[derive(Debug)]
+pub struct Feed {
+    pub dir: Utf8PathBuf,
+    /// file name -> lowercase hex SHA-256
+    pub sums: BTreeMap<String, String>,
+}
+
+impl Feed {
+    /// Reads and checks a feed; a directory that doesn't exist or is empty is an empty feed.
+    pub fn open(dir: &Utf8Path) -> Result<Feed> {
+        let mut feed = Feed {
+            dir: dir.to_owned(),
+            sums: BTreeMap::new(),
+        };
+        if !dir.exists() {
+            return Ok(feed);
+        }
+        ensure!(dir.is_dir(), "{dir} is not a directory");
+        let mut present = BTreeSet::new();
+        for entry in dir
+            .read_dir_utf8()
+            .with_context(|| format!("cannot read {dir}"))?
+        {
+            let entry = entry.with_context(|| format!("cannot read {dir}"))?;
+            present.insert(entry.file_name().to_owned());
+        }
+        if present.is_empty() {
+            return Ok(feed);
+        }
+        let sums = dir.join(SUMS);
+        ensure!(
+            present.contains(SUMS),
+            "{dir} is not a feed: it has files ({}) but no {SUMS}; publish into an empty or new \
+             directory",
+            present
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let text = std::fs::read_to_string(&sums).with_context(|| format!("cannot read {sums}"))?;
+        for (n, line) in text.lines().enumerate() {
+            // `HASH  NAME` (text mode) or `HASH *NAME` (binary), as sha256sum writes them
+            let parsed = line
+                .split_once(' ')
+                .map(|(hash, rest)| (hash, rest.strip_prefix([' ', '*']).unwrap_or("")))
+                .filter(|(hash, name)| {
+                    hash.len() == 64
+                        && hash.chars().all(|c| c.is_ascii_hexdigit())
+                        && !name.is_empty()
+                        && !name.contains('/')
+                });
+            let Some((hash, name)) = parsed else {
+                bail!("{sums}, line {}: not `SHA256  FILE`: {line:?}", n + 1);
+            };
+            ensure!(
+                present.contains(name),
+                "{sums} lists {name}, which is not in {dir}"
+            );
+            feed.sums.insert(name.to_owned(), hash.to_ascii_lowercase());
+        }
+        for name in &present {
+            if name != SUMS && name != SIGNATURE {
+                ensure!(
+                    feed.sums.contains_key(name),
+                    "{dir}/{name} is not listed in {SUMS}: a feed holds only what its list \
+                     names (remove it, or publish into another directory)"
+                );
+            }
+        }
+        for (name, hash) in &feed.sums {
+            let file = dir.join(name);
+            ensure!(
+                &sha256_of(&file)? == hash,
+                "{file} does not match its hash in {SUMS}: the feed was changed after it was \
+                 published"
+            );
+        }
+        Ok(feed)
+    }
+}
+
+/// What `publish` does to a feed.
+pub struct Options<'a> {
+    pub key: &'a Utf8Path,
+    pub passphrase_file: Option<&'a Utf8Path>,
+    /// Versions kept of each image (the newest).
+    pub keep: usize,
+}
+
+/// What `publish` did.
+#[derive(Debug, Default)]
+pub struct Published {
+    pub added: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub removed: Vec<String>,
+    pub signer: String,
+}
+
+/// Adds `images` to the feed in `dir` (made if missing), keeps the newest `keep` versions of
+/// each image, and writes and signs the new list. Nothing is written unless all is well.
+pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Published> {
+    ensure!(options.keep >= 1, "--keep must be at least 1");
+    let feed = Feed::open(dir)?;
+    let mut published = Published::default();
+    let mut sums = feed.sums.clone();
+    // file name -> (source, hash): what is new
+    let mut new: BTreeMap<String, (Utf8PathBuf, String)> = BTreeMap::new();
+    for image in images {
+        for (name, source) in &image.files {
+            let hash = sha256_of(source)?;
+            if let Some((other, other_hash)) = new.get(name) {
+                ensure!(
+                    *other_hash == hash,
+                    "{source} and {other} are both {name} (version {} of {}) with different \
+                     bytes",
+                    image.version,
+                    image.name
+                );
+                continue;
+            }
+            match feed.sums.get(name) {
+                Some(old) if *old == hash => published.unchanged.push(name.clone()),
+                Some(_) => bail!(
+                    "{dir}/{name} was published with other bytes than {source}: version {} of \
+                     {} is in the feed already, and hosts that have it would never fetch the \
+                     new bytes; publish them as a new version",
+                    image.version,
+                    image.name
+                ),
+                None => {
+                    sums.insert(name.clone(), hash.clone());
+                    new.insert(name.clone(), (source.clone(), hash));
+                }
+            }
+        }
+    }
+
+    // the newest `keep` versions of each image stay
+    let mut versions: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for name in sums.keys() {
+        if let Some((image, version, _)) = split_file_name(name) {
+            versions.entry(image).or_default().insert(version);
+        }
+    }
+    let mut dropped: BTreeSet<(String, String)> = BTreeSet::new();
+    for (image, set) in &versions {
+        let mut ordered: Vec<&str> = set.iter().copied().collect();
+        ordered.sort_by(|a, b| compare_versions(b, a));
+        for old in ordered.iter().skip(options.keep) {
+            dropped.insert((image.to_string(), old.to_string()));
+        }
+    }
+    for image in images {
+        ensure!(
+            !dropped.contains(&(image.name.clone(), image.version.clone())),
+            "version {} of {} is older than the {} newest in {dir}, which are kept: it would be \
+             dropped at once",
+            image.version,
+            image.name,
+            options.keep
+        );
+    }
+    let removed: Vec<String> = sums
+        .keys()
+        .filter(|n| {
+            split_file_name(n).is_some_and(|(i, v, _)| dropped.contains(&(i.into(), v.into())))
+        })
+        .cloned()
+        .collect();
+    for name in &removed {
+        sums.remove(name);
+    }
+
+    if new.is_empty() && removed.is_empty() {
+        // nothing to add or drop: the list and its signature stay as they are
+        return Ok(published);
+    }
+
+    // written under temporary names; renamed into place once the list is signed
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot make {dir}"))?;
+    let mut staged = Staged::default();
+    for (name, (source, hash)) in &new {
+        let tmp = dir.join(format!(".{name}.publishing"));
+        staged.files.push(tmp.clone());
+        std::fs::copy(source, &tmp).with_context(|| format!("cannot copy {source} to {tmp}"))?;
+        ensure!(
+            &sha256_of(&tmp)? == hash,
+            "{source} changed while it was copied into the feed"
+        );
+        let mut perms = std::fs::metadata(&tmp)?.permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+        std::fs::set_permissions(&tmp, perms)?;
+    }
+    let list: String = sums
+        .iter()
+        .map(|(name, hash)| format!("{hash}  {name}\n"))
+        .collect();
+    let sums_tmp = dir.join(format!(".{SUMS}.publishing"));
+    let sig_tmp = dir.join(format!(".{SIGNATURE}.publishing"));
+    staged.files.push(sums_tmp.clone());
+    staged.files.push(sig_tmp.clone());
+    let mut f =
+        std::fs::File::create(&sums_tmp).with_context(|| format!("cannot write {sums_tmp}"))?;
+    f.write_all(list.as_bytes())?;
+    f.sync_all()?;
+    published.signer =
+        openpgp::detach_sign(options.key, options.passphrase_file, &sums_tmp, &sig_tmp)?;
+
+    for name in new.keys() {
+        let tmp = dir.join(format!(".{name}.publishing"));
+        std::fs::rename(&tmp, dir.join(name))?;
+        published.added.push(name.clone());
+    }
+    // the signature first: a host reading in between sees a list that doesn't match it and
+    // refuses this one update, rather than taking a list that no signature covers
+    std::fs::rename(&sig_tmp, dir.join(SIGNATURE))?;
+    std::fs::rename(&sums_tmp, dir.join(SUMS))?;
+    staged.files.clear();
+    for name in &removed {
+        std::fs::remove_file(dir.join(name)).with_context(|| format!("cannot remove {name}"))?;
+    }
+    published.removed = removed;
+    Ok(published)
+}
+
+/// Temporary files of a publish that failed midway, removed when it returns.
+#[derive(Default)]
+struct Staged {
+    files: Vec<Utf8PathBuf>,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_order_as_systemd_orders_them() {
+        let mut v = vec![
+            "1.10", "1.9", "2", "1.9.1", "1.0", "10", "1.9a", "001.9", "1.9-2", "1.9b",
+        ];
+        v.sort_by(|a, b| compare_versions(a, b));
+        assert_eq!(
+            v,
+            ["1.0", "1.9", "001.9", "1.9-2", "1.9.1", "1.9a", "1.9b", "1.10", "2", "10"]
+        );
+        assert_eq!(compare_versions("1.0", "1.0"), Ordering::Equal);
+        assert_eq!(compare_versions("2_1", "2+1"), Ordering::Equal);
+    }
+
+    #[test]
+    fn feed_file_names() {
+        assert_eq!(
+            split_file_name("demo_1.0.roothash.p7s"),
+            Some(("demo", "1.0", ".roothash.p7s"))
+        );
+        assert_eq!(
+            split_file_name("demo_1.0.raw"),
+            Some(("demo", "1.0", ".raw"))
+        );
+        assert_eq!(split_file_name("demo.raw"), None);
+        assert_eq!(split_file_name("demo_1.roothash"), None);
+        assert_eq!(
+            split_file_name("demo_1.roothash.txt"),
+            Some(("demo", "1", ".roothash.txt"))
+        );
+        assert_eq!(split_file_name("demo_1~rc.raw"), None);
+        assert_eq!(split_file_name("SHA256SUMS"), None);
+    }
+}

@@ -1,0 +1,160 @@
+//! The feed's OpenPGP signature, made by GnuPG: the program systemd-sysupdate verifies it with
+//! (through systemd-pull: `gpg --verify` against the host's keyring), so what it accepts is
+//! what gpg writes. The key is imported into a throwaway GnuPG home (mode 0700, removed
+//! afterwards with the agent gpg started for it), never into the user's own keyring.
+//!
+//! Why gpg and not a Rust OpenPGP crate: the verifier is gpg, of whatever version a host has
+//! (2.2 on Debian 12, 2.4 on 13), and signing with it leaves no doubt about packet versions or
+//! key formats; it reads every key `gpg --export-secret-keys` writes (passphrases included);
+//! and it adds no crates to this program (an OpenPGP crate with its ciphers would add about as
+//! many as the program has). Signing a feed's list took 0.1 s (BENCHMARKS.md).
+
+use anyhow::{bail, ensure, Context, Result};
+use camino::Utf8Path;
+use std::process::{Command, Output};
+
+/// A throwaway GnuPG home holding one secret key.
+struct Home {
+    dir: tempfile::TempDir,
+    fingerprint: String,
+}
+
+impl Home {
+    fn gpg(&self) -> Command {
+        let mut cmd = Command::new("gpg");
+        cmd.arg("--homedir")
+            .arg(self.dir.path())
+            .args(["--batch", "--no-tty", "--quiet", "--no-auto-key-locate"])
+            .env("LC_ALL", "C");
+        cmd
+    }
+
+    fn import(key: &Utf8Path) -> Result<Home> {
+        ensure!(key.is_file(), "{key}: no such key file");
+        let dir = tempfile::Builder::new()
+            .prefix("portable-service-gpg.")
+            .tempdir()
+            .context("cannot make a temporary GnuPG home")?;
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
+        let mut home = Home {
+            dir,
+            fingerprint: String::new(),
+        };
+        run(
+            home.gpg().arg("--import").arg(key),
+            &format!("importing {key}"),
+        )?;
+        let listed = run(
+            home.gpg()
+                .args(["--with-colons", "--fingerprint", "--list-secret-keys"]),
+            "listing the imported key",
+        )?;
+        let text = String::from_utf8_lossy(&listed.stdout);
+        // `sec` opens a primary secret key; its `fpr` follows
+        let mut primaries = Vec::new();
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            if line.starts_with("sec:") {
+                if let Some(fpr) = lines.peek().filter(|l| l.starts_with("fpr:")) {
+                    primaries.push(fpr.split(':').nth(9).unwrap_or("").to_owned());
+                }
+            }
+        }
+        match primaries.as_slice() {
+            [one] => home.fingerprint = one.clone(),
+            [] => bail!(
+                "{key} holds no OpenPGP secret key (expected what `gpg --armor \
+                 --export-secret-keys KEYID` writes)"
+            ),
+            _ => bail!(
+                "{key} holds {} secret keys; give the one that signs the feed",
+                primaries.len()
+            ),
+        }
+        Ok(home)
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        // the agent gpg started for this home would outlive it
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.dir.path())
+            .args(["--kill", "all"])
+            .output();
+    }
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<Output> {
+    let out = cmd.output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow::anyhow!(
+                "{what}: gpg (GnuPG) is not installed; publish signs the feed with it, as the \
+                 hosts verify it with it"
+            )
+        } else {
+            anyhow::anyhow!("{what}: cannot run gpg: {e}")
+        }
+    })?;
+    ensure!(
+        out.status.success(),
+        "{what}: gpg failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(out)
+}
+
+/// Signs `data` with the one secret key in `key` (armored or binary, as gpg exports it),
+/// writing a detached binary signature to `out`, and verifies it as a host would; the key's
+/// fingerprint.
+pub fn detach_sign(
+    key: &Utf8Path,
+    passphrase_file: Option<&Utf8Path>,
+    data: &Utf8Path,
+    out: &Utf8Path,
+) -> Result<String> {
+    let home = Home::import(key)?;
+    let mut sign = home.gpg();
+    sign.args(["--pinentry-mode", "loopback", "--yes", "--local-user"])
+        .arg(&home.fingerprint);
+    if let Some(p) = passphrase_file {
+        ensure!(p.is_file(), "{p}: no such passphrase file");
+        sign.arg("--passphrase-file").arg(p);
+    } else {
+        // a key with a passphrase then fails at once instead of asking
+        sign.args(["--passphrase", ""]);
+    }
+    sign.args(["--digest-algo", "SHA256", "--detach-sign", "--output"])
+        .arg(out)
+        .arg(data);
+    run(
+        &mut sign,
+        &format!(
+            "signing {data} with {key} (a key protected by a passphrase needs \
+             --passphrase-file)"
+        ),
+    )?;
+    run(
+        home.gpg().arg("--verify").arg(out).arg(data),
+        "verifying the new signature",
+    )?;
+    Ok(home.fingerprint.clone())
+}
+
+/// Writes the public part of the one key in `key` to `out` in OpenPGP's binary form: the
+/// keyring file a host's systemd-sysupdate reads (`/etc/systemd/import-pubring.pgp`, named
+/// `import-pubring.gpg` before systemd 258); its fingerprint.
+pub fn export_public(key: &Utf8Path, out: &Utf8Path) -> Result<String> {
+    let home = Home::import(key)?;
+    let exported = run(
+        home.gpg().arg("--export").arg(&home.fingerprint),
+        &format!("exporting the public key of {key}"),
+    )?;
+    std::fs::write(out, &exported.stdout).with_context(|| format!("cannot write {out}"))?;
+    Ok(home.fingerprint.clone())
+}

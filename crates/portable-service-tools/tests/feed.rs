@@ -1,0 +1,435 @@
+//! `portable-service publish` and `transfers`: a feed as systemd-sysupdate reads it (checked
+//! here with `sha256sum -c` and `gpg --verify` against the exported public key, as a host
+//! does), versions kept and dropped, and every refusal naming its value and leaving the feed as
+//! it was. (The VM tests in tests/tests/acceptance/sysupdate.rs update real hosts from such
+//! feeds.)
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn tool() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_portable-service"))
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A throwaway ed25519 key made by gpg in a temporary home, exported armored.
+struct Key {
+    dir: tempfile::TempDir,
+}
+
+impl Key {
+    fn new(name: &str) -> Key {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let gpg = |args: &[&str]| {
+            let out = Command::new("gpg")
+                .arg("--homedir")
+                .arg(&home)
+                .args(["--batch", "--quiet", "--passphrase", ""])
+                .args(args)
+                .output()
+                .expect("gpg runs (tests/setup.sh installs it)");
+            assert!(out.status.success(), "gpg {args:?}: {}", text(&out));
+            out.stdout
+        };
+        gpg(&[
+            "--quick-gen-key",
+            &format!("{name} <{name}@example.org>"),
+            "ed25519",
+            "sign",
+            "never",
+        ]);
+        let secret = gpg(&["--armor", "--export-secret-keys"]);
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(&home)
+            .args(["--kill", "all"])
+            .output();
+        std::fs::remove_dir_all(&home).unwrap();
+        std::fs::write(dir.path().join("key.asc"), secret).unwrap();
+        Key { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("key.asc")
+    }
+}
+
+/// An image file `name` of `len` bytes made from `seed`, with the given dm-verity files beside
+/// it (their contents made from the seed too).
+fn image(dir: &Path, name: &str, seed: u8, sidecars: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let raw = dir.join(name);
+    std::fs::write(&raw, vec![seed; 5000]).unwrap();
+    let stem = name.strip_suffix(".raw").unwrap();
+    for ext in sidecars {
+        std::fs::write(dir.join(format!("{stem}{ext}")), format!("{ext} {seed}\n")).unwrap();
+    }
+    raw
+}
+
+fn publish(feed: &Path, key: &Key, args: &[&str], images: &[&Path]) -> std::process::Output {
+    tool()
+        .arg("publish")
+        .arg("--feed")
+        .arg(feed)
+        .arg("--key")
+        .arg(key.path())
+        .args(args)
+        .args(images)
+        .output()
+        .unwrap()
+}
+
+/// Every file of a directory and its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().into_string().unwrap(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn listed(feed: &Path) -> Vec<String> {
+    std::fs::read_to_string(feed.join("SHA256SUMS"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split_once("  ").unwrap().1.to_owned())
+        .collect()
+}
+
+/// What a host checks: the signature against the public key alone, each file against the list.
+fn assert_a_host_accepts(feed: &Path, public: &Path) {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new("gpg")
+        .arg("--homedir")
+        .arg(home.path())
+        .args(["--batch", "--no-default-keyring", "--keyring"])
+        .arg(public)
+        .args(["--verify", "SHA256SUMS.gpg", "SHA256SUMS"])
+        .current_dir(feed)
+        .output()
+        .unwrap();
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(home.path())
+        .args(["--kill", "all"])
+        .output();
+    assert!(out.status.success(), "gpg --verify: {}", text(&out));
+    let out = Command::new("sha256sum")
+        .args(["-c", "--strict", "SHA256SUMS"])
+        .current_dir(feed)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sha256sum -c: {}", text(&out));
+}
+
+#[test]
+fn publish_adds_versions_signs_the_list_and_keeps_the_newest() {
+    let key = Key::new("feed");
+    let work = tempfile::tempdir().unwrap();
+    let feed = work.path().join("feed");
+    let public = work.path().join("import-pubring.pgp");
+    let verity = [".verity", ".roothash", ".roothash.p7s"];
+    let v1 = image(&work.path().join("1"), "demo_1.9.raw", 1, &verity);
+    let v2 = image(&work.path().join("2"), "demo_1.10.raw", 2, &verity);
+    let v3 = image(&work.path().join("3"), "demo_2.raw", 3, &verity);
+
+    let out = publish(
+        &feed,
+        &key,
+        &["--keep", "2", "--public-key", public.to_str().unwrap()],
+        &[&v1],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        listed(&feed),
+        [
+            "demo_1.9.raw",
+            "demo_1.9.roothash.p7s",
+            "demo_1.9.roothash.txt",
+            "demo_1.9.verity"
+        ]
+    );
+    // the root hash travels as .roothash.txt, byte for byte
+    assert_eq!(
+        std::fs::read(feed.join("demo_1.9.roothash.txt")).unwrap(),
+        b".roothash 1\n"
+    );
+    assert_a_host_accepts(&feed, &public);
+
+    // 1.10 is newer than 1.9 (as systemd orders versions), and 2 than both: 1.9 goes
+    let out = publish(&feed, &key, &["--keep", "2"], &[&v3, &v2]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("removed"), "{said}");
+    let names = listed(&feed);
+    assert!(
+        names.iter().all(|n| !n.starts_with("demo_1.9.")),
+        "{names:?}"
+    );
+    assert_eq!(names.len(), 8, "{names:?}");
+    let on_disk: Vec<String> = snapshot(&feed).into_keys().collect();
+    assert_eq!(on_disk.len(), 10, "{on_disk:?}"); // and SHA256SUMS(.gpg)
+    assert_a_host_accepts(&feed, &public);
+}
+
+#[test]
+fn publishing_the_same_bytes_again_changes_nothing() {
+    let key = Key::new("feed");
+    let work = tempfile::tempdir().unwrap();
+    let feed = work.path().join("feed");
+    let v1 = image(work.path(), "demo_1.raw", 1, &[]);
+    assert!(publish(&feed, &key, &[], &[&v1]).status.success());
+    let before = snapshot(&feed);
+    let out = publish(&feed, &key, &[], &[&v1]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("unchanged"), "{}", text(&out));
+    assert_eq!(snapshot(&feed), before, "the feed was rewritten");
+}
+
+#[test]
+fn an_extension_in_its_nix_output_is_published_with_its_version() {
+    let key = Key::new("feed");
+    let work = tempfile::tempdir().unwrap();
+    let output = work
+        .path()
+        .join("0123456789abcdfghijklmnpqrsvwxyz-app-sysext-2.0");
+    let app = image(&output, "app.raw", 7, &[]);
+    let feed = work.path().join("feed");
+    let out = publish(&feed, &key, &[], &[&output]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(listed(&feed), ["app_2.0.raw"]);
+    assert_eq!(
+        std::fs::read(feed.join("app_2.0.raw")).unwrap(),
+        std::fs::read(app).unwrap()
+    );
+}
+
+/// Each bad input: publish fails naming `names`, and the feed is byte for byte as it was.
+#[test]
+fn bad_inputs_are_refused_naming_the_value_and_leave_the_feed_as_it_was() {
+    let key = Key::new("feed");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let feed = w.join("feed");
+    let v1 = image(&w.join("a"), "demo_1.raw", 1, &[]);
+    let v2 = image(&w.join("a"), "demo_2.raw", 2, &[]);
+    assert!(publish(&feed, &key, &["--keep", "2"], &[&v1, &v2])
+        .status
+        .success());
+
+    let other_v1 = image(&w.join("b"), "demo_1.raw", 9, &[]);
+    let v4 = image(&w.join("b"), "demo_4.raw", 4, &[]);
+    let other_v4 = image(&w.join("c"), "demo_4.raw", 8, &[]);
+    let v3 = image(&w.join("a"), "demo_3.raw", 3, &[]);
+    let unversioned = image(&w.join("a"), "demo.raw", 4, &[]);
+    let bad_version = image(&w.join("a"), "demo_1~rc1.raw", 5, &[]);
+    let v0 = image(&w.join("a"), "demo_0.raw", 6, &[]);
+    let not_a_key = w.join("not-a-key.asc");
+    std::fs::write(&not_a_key, "hello\n").unwrap();
+
+    // (case, images, extra arguments, what the error must name)
+    type Case<'a> = (&'a str, Vec<&'a Path>, Vec<&'a str>, Vec<String>);
+    let cases: Vec<Case> = vec![
+        (
+            "a version published with other bytes",
+            vec![&other_v1],
+            vec![],
+            vec!["demo_1.raw was published with other bytes".into()],
+        ),
+        (
+            "two images of one version with different bytes",
+            vec![&v3, &v4, &other_v4],
+            vec![],
+            vec!["are both demo_4.raw".into()],
+        ),
+        (
+            "a name without a version",
+            vec![&unversioned],
+            vec![],
+            vec!["\"demo.raw\" carries no version".into()],
+        ),
+        (
+            "a version sysupdate refuses",
+            vec![&bad_version],
+            vec![],
+            vec!["\"demo_1~rc1.raw\" carries no version".into()],
+        ),
+        (
+            "a version older than those kept",
+            vec![&v0],
+            vec!["--keep", "2"],
+            vec!["version 0 of demo is older than the 2 newest".into()],
+        ),
+        (
+            "a key that is none",
+            vec![&v3],
+            vec!["--key", not_a_key.to_str().unwrap()],
+            vec![not_a_key.display().to_string()],
+        ),
+    ];
+    for (case, images, args, needles) in cases {
+        let before = snapshot(&feed);
+        let mut cmd = tool();
+        cmd.arg("publish").arg("--feed").arg(&feed);
+        if !args.contains(&"--key") {
+            cmd.arg("--key").arg(key.path());
+        }
+        let out = cmd.args(&args).args(&images).output().unwrap();
+        let said = text(&out);
+        assert!(!out.status.success(), "{case}: accepted\n{said}");
+        for n in needles {
+            assert!(said.contains(&n), "{case}: expected {n:?} in\n{said}");
+        }
+        assert_eq!(snapshot(&feed), before, "{case}: the feed changed");
+    }
+
+    // feeds that aren't what their list says
+    let stray = w.join("stray");
+    std::fs::create_dir(&stray).unwrap();
+    std::fs::write(stray.join("notes.txt"), "x").unwrap();
+    let unlisted = w.join("unlisted");
+    let changed = w.join("changed");
+    for dir in [&unlisted, &changed] {
+        assert!(publish(dir, &key, &[], &[&v1]).status.success());
+    }
+    std::fs::write(unlisted.join("demo_9.raw"), "x").unwrap();
+    std::fs::write(changed.join("demo_1.raw"), "x").unwrap();
+    for (dir, needle) in [
+        (
+            &stray,
+            "is not a feed: it has files (notes.txt) but no SHA256SUMS",
+        ),
+        (&unlisted, "demo_9.raw is not listed in SHA256SUMS"),
+        (&changed, "demo_1.raw does not match its hash in SHA256SUMS"),
+    ] {
+        let before = snapshot(dir);
+        let out = publish(dir, &key, &[], &[&v3]);
+        let said = text(&out);
+        assert!(!out.status.success(), "{needle}: accepted");
+        assert!(said.contains(needle), "expected {needle:?} in\n{said}");
+        assert!(said.contains(dir.to_str().unwrap()), "{said}");
+        assert_eq!(snapshot(dir), before, "{needle}: the feed changed");
+    }
+}
+
+fn transfers(args: &[&str]) -> (bool, String, tempfile::TempDir) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = tool()
+        .arg("transfers")
+        .arg("--out")
+        .arg(out_dir.path())
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status.success(), text(&out), out_dir)
+}
+
+#[test]
+fn transfers_bind_a_version_s_files_and_keep_what_rollback_needs() {
+    let (ok, said, out) = transfers(&[
+        "--name",
+        "demo",
+        "--url",
+        "https://updates.example.org/demo",
+        "--verity",
+        "--signed",
+        "--keep",
+        "3",
+    ]);
+    assert!(ok, "{said}");
+    let dir = out.path().join("sysupdate.demo.d");
+    let mut names: Vec<String> = snapshot(&dir).into_keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "10-demo-raw.conf",
+            "10-demo-raw.transfer",
+            "20-demo-verity.conf",
+            "20-demo-verity.transfer",
+            "30-demo-roothash.conf",
+            "30-demo-roothash.transfer",
+            "40-demo-roothash-p7s.conf",
+            "40-demo-roothash-p7s.transfer",
+            "switch"
+        ]
+    );
+    let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
+    assert_eq!(
+        read("30-demo-roothash.conf"),
+        read("30-demo-roothash.transfer")
+    );
+    let roothash = read("30-demo-roothash.transfer");
+    for line in [
+        "Path=https://updates.example.org/demo/",
+        "MatchPattern=demo_@v.roothash.txt",
+        "MatchPattern=demo_@v.roothash\n",
+        "Path=/var/lib/portables",
+        "InstancesMax=6",
+    ] {
+        assert!(roothash.contains(line), "{line} in\n{roothash}");
+    }
+    assert!(read("10-demo-raw.transfer").contains("InstancesMax=3"));
+    // the switch script is sh that parses
+    let check = Command::new("sh")
+        .arg("-n")
+        .arg(dir.join("switch"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+    for unit in [
+        "demo-update.service",
+        "demo-rollback.service",
+        "demo-update.timer",
+    ] {
+        assert!(
+            out.path().join("systemd/system").join(unit).is_file(),
+            "{unit}"
+        );
+    }
+
+    for (args, needle) in [
+        (
+            vec!["--name", "demo", "--url", "ftp://example.org/"],
+            "url \"ftp://example.org/\"",
+        ),
+        (
+            vec!["--name", "demo", "--url", "https://x/", "--keep", "1"],
+            "keep = 1",
+        ),
+        (
+            vec![
+                "--name",
+                "demo",
+                "--url",
+                "https://x/",
+                "--target",
+                "portables",
+            ],
+            "target \"portables\"",
+        ),
+    ] {
+        let (ok, said, _) = transfers(&args);
+        assert!(!ok && said.contains(needle), "{args:?}: {said}");
+    }
+}
