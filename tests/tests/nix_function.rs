@@ -521,11 +521,12 @@ fn verity_puts_a_hash_tree_and_root_hash_beside_the_image_the_same_on_every_rebu
 }
 
 /// Builds `example`, links it as `result` in `work` and runs README's `script` there with
-/// `portable-service` on the PATH and a throwaway key (CN=fleet) as `$KEY` and `$CERT`; what it
-/// printed.
+/// `portable-service` on the PATH, a throwaway key (CN=fleet) as `$KEY` and `$CERT` and a
+/// throwaway OpenPGP key as `$FEED_KEY`; what it printed.
 fn readme_flow(example: &str, work: &std::path::Path, script: &str) -> String {
     let out = build(example);
     let key = SigningKey::new("fleet");
+    let feed_key = FeedKey::new("fleet-feed");
     std::os::unix::fs::symlink(&out, work.join("result")).unwrap();
     let path = format!(
         "{}:{}",
@@ -538,6 +539,7 @@ fn readme_flow(example: &str, work: &std::path::Path, script: &str) -> String {
         .env("PATH", path)
         .env("KEY", key.key())
         .env("CERT", key.cert())
+        .env("FEED_KEY", feed_key.key())
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&run.stdout).into_owned();
@@ -651,4 +653,98 @@ fn the_readme_ddi_flow_signs_hello_ddi() {
     assert!(said.contains("verity: signed by CN=fleet"), "{said}");
     assert!(said.contains("root-verity-sig x86-64"), "{said}");
     assert!(said.contains("verdict: accepted"), "{said}");
+}
+
+/// README's update flow on the build machine, command for command, on `hello-ddi`: sign, publish
+/// into a feed a host can verify; and the host's side, `.sysupdate`, holds the files README
+/// copies under /etc. (The VM tests run the host's commands.)
+#[test]
+fn the_readme_update_flow_publishes_hello_ddi_and_builds_its_host_side() {
+    let work = tempfile::tempdir().unwrap();
+    let said = readme_flow(
+        "t.examples.hello-ddi",
+        work.path(),
+        "cp result/hello_2.12.2.raw . && chmod u+w hello_2.12.2.raw
+        portable-service sign --key \"$KEY\" --cert \"$CERT\" hello_2.12.2.raw
+        portable-service publish --feed feed --key \"$FEED_KEY\" --public-key import-pubring.pgp hello_2.12.2.raw
+        (cd feed && sha256sum -c --strict SHA256SUMS)   # what the hosts check, with the signature",
+    );
+    assert!(said.contains("added feed/hello_2.12.2.raw"), "{said}");
+    assert!(said.contains("hello_2.12.2.raw: OK"), "{said}");
+    let feed = work.path().join("feed");
+    let mut names: Vec<String> = std::fs::read_dir(&feed)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["SHA256SUMS", "SHA256SUMS.gpg", "hello_2.12.2.raw"]);
+    assert!(work.path().join("import-pubring.pgp").is_file());
+
+    let host =
+        build("t.examples.hello-ddi.sysupdate { url = \"https://updates.example.org/hello/\"; }");
+    for file in [
+        "sysupdate.hello.d/10-hello-raw.transfer",
+        "sysupdate.hello.d/10-hello-raw.conf",
+        "sysupdate.hello.d/switch",
+        "systemd/system/hello-update.service",
+        "systemd/system/hello-update.timer",
+        "systemd/system/hello-rollback.service",
+    ] {
+        assert!(host.join(file).is_file(), "{file} in {}", host.display());
+    }
+    let transfer =
+        std::fs::read_to_string(host.join("sysupdate.hello.d/10-hello-raw.transfer")).unwrap();
+    assert!(
+        transfer.contains("Path=https://updates.example.org/hello/")
+            && transfer.contains("MatchPattern=hello_@v.raw"),
+        "{transfer}"
+    );
+    // one file a version: a DDI has no other transfer
+    assert_eq!(
+        std::fs::read_dir(host.join("sysupdate.hello.d"))
+            .unwrap()
+            .count(),
+        3
+    );
+}
+
+/// `.sysupdate`'s arguments are checked at evaluation time, naming the attribute and value.
+#[test]
+fn sysupdate_arguments_fail_at_evaluation_naming_attribute_and_value() {
+    let cases = [
+        (
+            "(demo { }).sysupdate { url = \"ftp://example.org/\"; }",
+            "`sysupdate.url` = \"ftp://example.org/\" must be an http:// or https:// URL",
+        ),
+        (
+            "(demo { }).sysupdate { url = \"https://x/\"; keep = 1; }",
+            "`sysupdate.keep` = 1 must be a whole number of at least 2",
+        ),
+        (
+            "(demo { }).sysupdate { url = \"https://x/\"; target = \"portables\"; }",
+            "`sysupdate.target` = \"portables\" must be an absolute path",
+        ),
+        (
+            "(demo { extra.format = \"ddi\"; }).sysupdate { url = \"https://x/\"; signed = true; }",
+            "`sysupdate.signed` = true is for a naked image with `verity = true`",
+        ),
+        (
+            "(demo { version = \"1=1\"; }).sysupdate { url = \"https://x/\"; }",
+            "`version` = \"1=1\" can't be updated by systemd-sysupdate",
+        ),
+    ];
+    for (expr, expected) in cases {
+        let err = eval_error(expr);
+        assert!(
+            err.contains(&format!("portableService: {expected}")),
+            "{expr}\nexpected: {expected}\ngot: {err}"
+        );
+    }
+    // an extension's host side names its base, over which it is attached
+    let host = build("(ext.app { }).sysupdate { url = \"http://127.0.0.1:8080/\"; }");
+    let switch = std::fs::read_to_string(host.join("sysupdate.app.d/switch")).unwrap();
+    assert!(
+        switch.contains("--extension \"$2\" \"$(newest demo)\" app"),
+        "{switch}"
+    );
 }

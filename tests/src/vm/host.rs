@@ -29,7 +29,7 @@ done
 rm -rf /etc/systemd/system.attached /run/systemd/system.attached /etc/portables \
   /run/portables /images/* /etc/verity.d
 # what the update scenarios install: the feed's server, the host's sysupdate files and units
-systemctl stop test-feed.service 2>/dev/null
+systemctl stop test-feed.service '*-update.timer' 2>/dev/null
 rm -rf /srv/feed /srv/busybox /etc/sysupdate.*.d /etc/systemd/import-pubring.* \
   /var/lib/portables/* /var/lib/portables/.[!.]* \
   /etc/systemd/system/*-update.service /etc/systemd/system/*-update.timer \
