@@ -93,17 +93,21 @@ let
     else
       null;
 
+  # `portable-service`, which `check` and `sysupdate` run as their builder
+  toolsFor =
+    attr:
+    if tools.portable-service-tools or null == null then
+      throw "${function}: `${attr}` needs `portable-service-tools` (bin/portable-service) among the functions' packages"
+    else
+      "${tools.portable-service-tools}/bin/portable-service";
+
   # `portable-service check` on the image (an extension: on its base with it), as a
   # derivation that builds only if systemd would attach the image and its units can start. Its
   # output is the report.
   check = derivation {
     name = "${drv.name}-check";
     inherit system;
-    builder =
-      if tools.portable-service-tools or null == null then
-        throw "${function}: `check` needs `portable-service-tools` (bin/portable-service) among the functions' packages"
-      else
-        "${tools.portable-service-tools}/bin/portable-service";
+    builder = toolsFor "check";
     args = [
       "check"
       "--report"
@@ -180,11 +184,7 @@ let
     builtins.seq checkedVersion (derivation {
       name = "${a.pname}-sysupdate";
       inherit system;
-      builder =
-        if tools.portable-service-tools or null == null then
-          throw "${function}: `sysupdate` needs `portable-service-tools` (bin/portable-service) among the functions' packages"
-        else
-          "${tools.portable-service-tools}/bin/portable-service";
+      builder = toolsFor "sysupdate";
       args = [
         "transfers"
         "--out"

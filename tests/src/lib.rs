@@ -143,6 +143,16 @@ pub fn raw_file(out: &Path) -> PathBuf {
     files[0].clone()
 }
 
+/// The names of the files in a directory, sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
 /// `unsquashfs -lln` of an image: one line per entry, paths relative to the root (`/etc/...`).
 pub fn listing(image: &Path) -> Vec<String> {
     let out = run(Command::new("unsquashfs").arg("-lln").arg(image));

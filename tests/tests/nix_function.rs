@@ -471,11 +471,7 @@ fn a_mksquashfs_that_dies_part_way_fails_the_build_naming_it() {
 fn verity_puts_a_hash_tree_and_root_hash_beside_the_image_the_same_on_every_rebuild() {
     let expr = "demo { version = \"verity\"; extra = { verity = true; }; }";
     let out = build(expr);
-    let mut names: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
+    let names = file_names(&out);
     assert_eq!(
         names,
         [
@@ -593,11 +589,7 @@ fn a_ddi_is_one_file_the_same_on_every_rebuild_and_checked() {
     use portable_service_rules::ddi::{self, Designator};
     let expr = "demo { version = \"ddi\"; extra = { format = \"ddi\"; }; }";
     let out = build(expr);
-    let mut names: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
+    let names = file_names(&out);
     assert_eq!(names, ["demo_ddi.raw", "demo_ddi.roothash"]);
     let raw = camino::Utf8PathBuf::from_path_buf(out.join("demo_ddi.raw")).unwrap();
     let table = ddi::read_table(&raw).unwrap();
@@ -672,12 +664,10 @@ fn the_readme_update_flow_publishes_hello_ddi_and_builds_its_host_side() {
     assert!(said.contains("added feed/hello_2.12.2.raw"), "{said}");
     assert!(said.contains("hello_2.12.2.raw: OK"), "{said}");
     let feed = work.path().join("feed");
-    let mut names: Vec<String> = std::fs::read_dir(&feed)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["SHA256SUMS", "SHA256SUMS.gpg", "hello_2.12.2.raw"]);
+    assert_eq!(
+        file_names(&feed),
+        ["SHA256SUMS", "SHA256SUMS.gpg", "hello_2.12.2.raw"]
+    );
     assert!(work.path().join("import-pubring.pgp").is_file());
 
     let host =
