@@ -111,6 +111,14 @@ impl Image {
                 }
             }
         }
+        let beside = |ext: &str| files.iter().any(|(n, _)| n.ends_with(ext));
+        if beside(".verity") && !beside(".roothash.p7s") {
+            eprintln!(
+                "warning: {raw} has a hash tree but no signature beside it: hosts whose \
+                 `.sysupdate` has `signed = true` (the default with `verity`) won't take this \
+                 version, and 262 refuses an unsigned tree; `portable-service sign` it first"
+            );
+        }
         Ok(Image {
             name: name.to_owned(),
             version: version.to_owned(),
@@ -124,7 +132,9 @@ impl Image {
 /// `-confext-`), as nix/make-image.nix names it. A copy elsewhere must be renamed.
 fn extension_in_store(raw: &Utf8Path) -> Option<String> {
     let stem = raw.file_name()?.strip_suffix(".raw")?;
-    let output = raw.parent()?.file_name()?;
+    // `result/app.raw`: the output is where the link leads
+    let real = raw.canonicalize_utf8().ok()?;
+    let output = real.parent()?.file_name()?;
     let (hash, name) = output.split_once('-')?;
     if hash.len() != 32 || stem.contains('_') {
         return None;

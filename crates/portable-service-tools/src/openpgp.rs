@@ -6,8 +6,9 @@
 //! Why gpg and not a Rust OpenPGP crate: the verifier is gpg, of whatever version a host has
 //! (2.2 on Debian 12, 2.4 on 13), and signing with it leaves no doubt about packet versions or
 //! key formats; it reads every key `gpg --export-secret-keys` writes (passphrases included);
-//! and it adds no crates to this program (an OpenPGP crate with its ciphers would add about as
-//! many as the program has). Signing a feed's list took 0.1 s (BENCHMARKS.md).
+//! and it adds no crates to this program (rPGP, `pgp` 0.21, would add 75 to the 130 it links,
+//! by `cargo tree`). Publishing a 36 MiB image, signature included, took 0.14 s
+//! (BENCHMARKS.md).
 
 use anyhow::{bail, ensure, Context, Result};
 use camino::Utf8Path;

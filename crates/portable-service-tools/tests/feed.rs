@@ -215,7 +215,10 @@ fn an_extension_in_its_nix_output_is_published_with_its_version() {
         .join("0123456789abcdfghijklmnpqrsvwxyz-app-sysext-2.0");
     let app = image(&output, "app.raw", 7, &[]);
     let feed = work.path().join("feed");
-    let out = publish(&feed, &key, &[], &[&output]);
+    // through a link, as `nix build` leaves `result`
+    let result = work.path().join("result");
+    std::os::unix::fs::symlink(&output, &result).unwrap();
+    let out = publish(&feed, &key, &[], &[&result]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(listed(&feed), ["app_2.0.raw"]);
     assert_eq!(
