@@ -1,6 +1,6 @@
 # The nixpkgs overlay: `pkgs.portableService`, `pkgs.portableServiceExtension`,
 # `pkgs.portable-service-builder` (what every image's derivation runs) and
-# `pkgs.portable-service-tools` (`portable-service check` and `sign`).
+# `pkgs.portable-service-tools` (`portable-service check`, `sign` and `publish`).
 final: prev:
 
 let

@@ -1,14 +1,16 @@
-# portable-service-tools: the `portable-service` program (check, sign), built with nixpkgs' Rust
-# tooling from the whole workspace. Its check phase runs the tests of the builder, the rules and
-# the tools: they run the real mksquashfs and unsquashfs, compare the dm-verity hash tree with
-# veritysetup's and the root hash signature with openssl's (throwaway keys they make), hence
-# squashfsTools, cryptsetup and openssl in the check inputs.
+# portable-service-tools: the `portable-service` program (check, sign, publish, transfers), built
+# with nixpkgs' Rust tooling from the whole workspace. Its check phase runs the tests of the
+# builder, the rules and the tools: they run the real mksquashfs and unsquashfs, compare the
+# dm-verity hash tree with veritysetup's and the root hash signature with openssl's, and sign and
+# verify feeds with gpg (throwaway keys they make), hence squashfsTools, cryptsetup, openssl and
+# gnupg in the check inputs. `publish` runs the gpg it finds on PATH, as the hosts do.
 {
   lib,
   rustPlatform,
   squashfsTools,
   cryptsetup,
   openssl,
+  gnupg,
 }:
 
 rustPlatform.buildRustPackage {
@@ -54,10 +56,11 @@ rustPlatform.buildRustPackage {
     squashfsTools
     cryptsetup
     openssl
+    gnupg
   ];
 
   meta = {
-    description = "Check what systemd will do with a Portable Service image, and sign its root hash";
+    description = "Check what systemd will do with a Portable Service image, sign its root hash, publish it for systemd-sysupdate";
     license = lib.licenses.mit;
     mainProgram = "portable-service";
     platforms = lib.platforms.linux;

@@ -50,6 +50,7 @@ let
     # only check inputs of nix/tools.nix, which the stand-in buildRustPackage doesn't build
     cryptsetup = null;
     openssl = null;
+    gnupg = null;
     inherit (t)
       squashfsTools
       hello
