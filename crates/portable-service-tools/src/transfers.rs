@@ -20,6 +20,69 @@ use camino::{Utf8Path, Utf8PathBuf};
 /// Where Debian, Fedora and Arch have systemd-sysupdate (not on PATH).
 pub const SYSUPDATE: &str = "/usr/lib/systemd/systemd-sysupdate";
 
+/// What attaches what sysupdate installed (it places files only), for `NAME-update.service` and
+/// `NAME-rollback.service`. `update`: fetch the newest version (for an extension, also its
+/// base's if the host has the base's transfers); attach it if something is new, or if nothing
+/// is attached yet; nothing restarts when nothing is new. `rollback`: attach the version kept
+/// beside the newest and remove the newest (the next update fetches it again while the feed
+/// offers nothing newer: withdraw it there, or publish a fix). Measured in the VMs: 262 leaves
+/// a download it refused as a hidden file and then refuses that version until it is removed,
+/// and `portablectl is-attached --quiet` said 0 for an image that was not attached (257), so
+/// its output is read.
+const SWITCH: &str = r#"#!/bin/sh
+# @NAME@: attach what systemd-sysupdate installed into @DIR@ (`switch update`), or go back to
+# the version kept beside the newest (`switch rollback`). Written by `portable-service transfers`.
+set -eu
+versions() { ls -v @DIR@/"$1"_*.raw 2>/dev/null || true; }
+newest() { versions "$1" | tail -n 1; }
+attached() {
+  case "$(portablectl is-attached "$1" 2>/dev/null || true)" in
+    attached*|enabled*|running*) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+portable() { # attach|reattach IMAGE
+  @ATTACH@
+}
+# what a refused download left, removed before and after, so that a fixed feed gets through
+partials() { rm -f @DIR@/.sysupdate.partial."$1"_* @DIR@/.#sysupdate"$1"_*; }
+fetch() {
+  partials "$1"
+  @SYSUPDATE@ --component="$1" update || { partials "$1"; return 1; }
+}
+# the files of versions sysupdate removed that it left (a root hash: see the transfers)
+orphans() {
+  for ext in @SIDECARS@; do
+    for f in @DIR@/"$1"_*"$ext"; do [ -e "${f%"$ext"}.raw" ] || rm -f "$f"; done
+  done
+}
+case "${1:-}" in
+update)
+  mkdir -p @DIR@
+  # what runs: the newest installed (this script keeps it so); for an image its base is itself
+  old=$(newest @NAME@) old_base=$(newest @BASE@)
+  fetch @NAME@
+  @BASE_FETCH@
+  new=$(newest @NAME@) new_base=$(newest @BASE@)
+  [ -n "$new" ] || { echo "no version of @NAME@ in @DIR@" >&2; exit 1; }
+  if [ -n "$old" ] && attached "$old_base"; then
+    [ "$old $old_base" = "$new $new_base" ] || portable reattach "$new"
+  else
+    portable attach "$new"
+  fi
+  orphans @NAME@
+  orphans @BASE@ ;;
+rollback)
+  current=$(newest @NAME@)
+  previous=$(versions @NAME@ | tail -n 2 | head -n 1)
+  [ -n "$current" ] && [ "$previous" != "$current" ] ||
+    { echo "no older version of @NAME@ in @DIR@ to roll back to" >&2; exit 1; }
+  portable reattach "$previous"
+  for ext in .raw @SIDECARS@; do rm -f "${current%.raw}$ext"; done ;;
+*) echo "usage: $0 update|rollback" >&2; exit 2 ;;
+esac
+"#;
+
 /// The extension's base, as the host attaches it.
 #[derive(Debug, Clone)]
 pub struct Base {
@@ -135,90 +198,32 @@ impl Host {
         )
     }
 
-    /// The switch script: `switch update` (fetch; attach the newest version if it is new, or
-    /// if nothing is attached yet) and `switch rollback`.
+    /// The switch script (see [`SWITCH`]): `switch update` and `switch rollback`.
     pub fn switch_script(&self) -> String {
-        let dir = &self.target;
-        let name = &self.name;
-        let prefixes = self.prefixes.join(" ");
-        // what portablectl attaches: the image, or for an extension the newest base installed
-        // with the extension's version
-        let (attach, attached) = match &self.base {
-            None => (
-                format!("portablectl \"$1\" --now --enable \"$2\" {prefixes}"),
-                "\"$before\"".to_owned(),
+        let (base, base_fetch) = match &self.base {
+            // an extension is attached over the newest base installed; the base's own feed, if
+            // the host has its transfers, is fetched by the same run, so one unit switches both
+            Some(b) => (
+                b.name.clone(),
+                format!("[ ! -d /etc/sysupdate.{0}.d ] || fetch {0}", b.name),
             ),
-            Some(base) => (
-                format!(
-                    "portablectl \"$1\" --now --enable --extension \"$2\" \"$(newest {})\" \
-                     {prefixes}",
-                    base.name
-                ),
-                format!("\"$(newest {})\"", base.name),
-            ),
+            None => (String::new(), "# (an image: no base)".to_owned()),
         };
-        let sidecars: Vec<String> = FILES[1..]
-            .iter()
-            .map(|(host, _)| format!("\"${{1%.raw}}{host}\""))
-            .collect();
-        let orphans: String = FILES[1..]
-            .iter()
-            .map(|(host, _)| {
-                format!(
-                    "  for f in {dir}/{name}_*{host}; do [ -e \"${{f%{host}}}.raw\" ] || rm -f \"$f\"; done\n"
-                )
-            })
-            .collect();
-        format!(
-            "#!/bin/sh\n\
-             # {name}: attach what systemd-sysupdate installed into {dir}, which it doesn't do\n\
-             # itself. `switch update`: fetch the newest version of the feed; attach it if it is\n\
-             # new, or if nothing is attached yet. `switch rollback`: attach the version kept\n\
-             # beside the newest and remove the newest (the next update fetches it again while\n\
-             # the feed has nothing newer: withdraw it there, or publish a fix).\n\
-             set -eu\n\
-             versions() {{ ls -v {dir}/\"$1\"_*.raw 2>/dev/null || true; }}\n\
-             newest() {{ versions \"$1\" | tail -n 1; }}\n\
-             attached() {{\n\
-             \x20 case \"$(portablectl is-attached \"$1\" 2>/dev/null || true)\" in\n\
-             \x20   attached*|enabled*|running*) return 0 ;;\n\
-             \x20   *) return 1 ;;\n\
-             \x20 esac\n\
-             }}\n\
-             portable() {{ # attach|reattach IMAGE\n\
-             \x20 {attach}\n\
-             }}\n\
-             remove() {{ rm -f \"$1\" {sidecars}; }}\n\
-             case \"${{1:-}}\" in\n\
-             update)\n\
-             \x20 mkdir -p {dir}\n\
-             \x20 before=$(newest {name})\n\
-             \x20 # a download refused half-way stays behind as a hidden file, and 262 then refuses\n\
-             \x20 # that version until it is removed: a fixed feed must get through\n\
-             \x20 partials() {{ rm -f {dir}/.sysupdate.partial.{name}_* {dir}/.#sysupdate{name}_*; }}\n\
-             \x20 partials\n\
-             \x20 {SYSUPDATE} --component={name} update || {{ partials; exit 1; }}\n\
-             \x20 after=$(newest {name})\n\
-             \x20 [ -n \"$after\" ] || {{ echo \"no version of {name} in {dir}\" >&2; exit 1; }}\n\
-             \x20 if [ -n \"$before\" ] && attached {attached}; then\n\
-             \x20   [ \"$before\" = \"$after\" ] || portable reattach \"$after\"\n\
-             \x20 else\n\
-             \x20   portable attach \"$after\"\n\
-             \x20 fi\n\
-             \x20 # files sysupdate left of versions it removed (a root hash on 262: see the transfers)\n\
-             {orphans}\
-             \x20 ;;\n\
-             rollback)\n\
-             \x20 current=$(newest {name})\n\
-             \x20 previous=$(versions {name} | tail -n 2 | head -n 1)\n\
-             \x20 [ -n \"$current\" ] && [ \"$previous\" != \"$current\" ] ||\n\
-             \x20   {{ echo \"no older version of {name} in {dir} to roll back to\" >&2; exit 1; }}\n\
-             \x20 portable reattach \"$previous\"\n\
-             \x20 remove \"$current\" ;;\n\
-             *) echo \"usage: $0 update|rollback\" >&2; exit 2 ;;\n\
-             esac\n",
-            sidecars = sidecars.join(" "),
-        )
+        let attach = if self.base.is_some() {
+            "portablectl \"$1\" --now --enable --extension \"$2\" \"$(newest @BASE@)\" @PREFIXES@"
+        } else {
+            "portablectl \"$1\" --now --enable \"$2\" @PREFIXES@"
+        };
+        let hosts: Vec<&str> = FILES[1..].iter().map(|(host, _)| *host).collect();
+        SWITCH
+            .replace("@ATTACH@", attach)
+            .replace("@BASE_FETCH@", &base_fetch)
+            .replace("@BASE@", if base.is_empty() { "@NAME@" } else { &base })
+            .replace("@SIDECARS@", &hosts.join(" "))
+            .replace("@PREFIXES@", &self.prefixes.join(" "))
+            .replace("@SYSUPDATE@", SYSUPDATE)
+            .replace("@DIR@", self.target.as_str())
+            .replace("@NAME@", &self.name)
     }
 
     fn unit(&self, what: &str, verb: &str) -> String {

@@ -411,6 +411,23 @@ fn transfers_bind_a_version_s_files_and_keep_what_rollback_needs() {
         );
     }
 
+    // an extension's: attached over the newest base, whose own versions it fetches too
+    let (ok, said, out) = transfers(&["--name", "app", "--url", "http://x/", "--base", "demo"]);
+    assert!(ok, "{said}");
+    let switch = std::fs::read_to_string(out.path().join("sysupdate.app.d/switch")).unwrap();
+    for line in [
+        "[ ! -d /etc/sysupdate.demo.d ] || fetch demo",
+        "portablectl \"$1\" --now --enable --extension \"$2\" \"$(newest demo)\" app",
+    ] {
+        assert!(switch.contains(line), "{line} in\n{switch}");
+    }
+    let check = Command::new("sh")
+        .arg("-n")
+        .arg(out.path().join("sysupdate.app.d/switch"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+
     for (args, needle) in [
         (
             vec!["--name", "demo", "--url", "ftp://example.org/"],

@@ -337,28 +337,36 @@ fn a_signed_ddi_updates_and_rolls_back(systemd: Systemd) {
     assert_eq!(c.verity_devices(), 1, "{}", c.diagnostics());
 }
 
+/// An extension's versions come from the feed over the base the host has; the base's own
+/// versions, in the same feed, are fetched by the extension's unit too (one unit switches both),
+/// each update fetching only what changed.
 fn an_extension_updates_over_its_base(systemd: Systemd) {
     let c = Host::open(systemd);
     if !has_sysupdate(&c, systemd) {
         return;
     }
-    // the base, installed once by hand; the extension's versions come from the feed, straight
-    // from their Nix outputs (publish reads the version there: an extension's file is app.raw)
-    let base = raw_file(&build("demo { }"));
+    // the base, installed once by hand and in the feed as it is; the extension's versions
+    // straight from their Nix outputs (publish reads the version there: its file is app.raw)
+    let bases: Vec<PathBuf> = ["1.0", "2.0"]
+        .iter()
+        .map(|v| raw_file(&build(&format!("demo {{ version = \"{v}\"; }}"))))
+        .collect();
     let apps: Vec<PathBuf> = ["1.0", "2.0"]
         .iter()
         .map(|v| build(&format!("ext.app {{ version = \"{v}\"; }}")))
         .collect();
-    let image = c.add_image(&base, "demo_1.0.raw");
+    let image = c.add_image(&bases[0], "demo_1.0.raw");
     c.ok(&["mkdir", "-p", "/var/lib/portables"]);
     c.ok(&["cp", &image, "/var/lib/portables/demo_1.0.raw"]);
     let feed = Feed::new(&c);
-    feed.publish(&c, &[&apps[0]]);
+    feed.publish(&c, &[&bases[0], &apps[0]]);
+    install_host_side(&c, "demo { }", "demo");
     install_host_side(&c, "ext.app { }", "app");
 
     run_unit(&c, "app-update.service");
     c.wait_for_journal(&["-u", "app.service"], "app 1.0 runs with BusyBox");
 
+    // a new extension: its file alone is fetched
     feed.publish(&c, &[&apps[1]]);
     c.journal_from_now();
     let took = run_unit(&c, "app-update.service");
@@ -380,10 +388,33 @@ fn an_extension_updates_over_its_base(systemd: Systemd) {
         ["app_1.0.raw", "app_2.0.raw", "demo_1.0.raw"]
     );
 
+    // a new base: its file alone is fetched, and the extension reattached over it
+    feed.publish(&c, &[&bases[1]]);
+    c.journal_from_now();
+    run_unit(&c, "app-update.service");
+    c.wait_for_journal(&["-u", "app.service"], "app 2.0 runs with BusyBox");
+    let fetched = fetched(&c);
+    assert!(fetched.contains(&"demo_2.0.raw".to_owned()), "{fetched:?}");
+    assert!(
+        !fetched.iter().any(|f| f.starts_with("app_")),
+        "the extension was fetched again: {fetched:?}"
+    );
+    let attached = c.ok(&["portablectl", "list", "--no-legend", "--no-pager"]);
+    assert!(
+        attached
+            .lines()
+            .any(|l| l.starts_with("demo_2.0 ") && !l.trim_end().ends_with("detached")),
+        "{attached}"
+    );
+
+    // the extension rolled back, over the new base
     c.journal_from_now();
     run_unit(&c, "app-rollback.service");
     c.wait_for_journal(&["-u", "app.service"], "app 1.0 runs with BusyBox");
-    assert_eq!(installed(&c), ["app_1.0.raw", "demo_1.0.raw"]);
+    assert_eq!(
+        installed(&c),
+        ["app_1.0.raw", "demo_1.0.raw", "demo_2.0.raw"]
+    );
 }
 
 /// Version 1 running and 2 published: each change refused with what ran left running and
