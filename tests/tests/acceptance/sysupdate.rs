@@ -371,11 +371,14 @@ fn an_extension_updates_over_its_base(systemd: Systemd) {
     c.journal_from_now();
     let took = run_unit(&c, "app-update.service");
     c.wait_for_journal(&["-u", "app.service"], "app 2.0 runs with BusyBox");
-    let fetched = fetched(&c);
-    assert!(fetched.contains(&"app_2.0.raw".to_owned()), "{fetched:?}");
+    let app_fetched = fetched(&c);
     assert!(
-        !fetched.iter().any(|f| f.contains("demo")),
-        "the base was fetched: {fetched:?}"
+        app_fetched.contains(&"app_2.0.raw".to_owned()),
+        "{app_fetched:?}"
+    );
+    assert!(
+        !app_fetched.iter().any(|f| f.contains("demo")),
+        "the base was fetched: {app_fetched:?}"
     );
     let size = std::fs::metadata(raw_file(&apps[1])).unwrap().len();
     eprintln!(
@@ -393,11 +396,14 @@ fn an_extension_updates_over_its_base(systemd: Systemd) {
     c.journal_from_now();
     run_unit(&c, "app-update.service");
     c.wait_for_journal(&["-u", "app.service"], "app 2.0 runs with BusyBox");
-    let fetched = fetched(&c);
-    assert!(fetched.contains(&"demo_2.0.raw".to_owned()), "{fetched:?}");
+    let base_fetched = fetched(&c);
     assert!(
-        !fetched.iter().any(|f| f.starts_with("app_")),
-        "the extension was fetched again: {fetched:?}"
+        base_fetched.contains(&"demo_2.0.raw".to_owned()),
+        "{base_fetched:?}"
+    );
+    assert!(
+        !base_fetched.iter().any(|f| f.starts_with("app_")),
+        "the extension was fetched again: {base_fetched:?}"
     );
     let attached = c.ok(&["portablectl", "list", "--no-legend", "--no-pager"]);
     assert!(
