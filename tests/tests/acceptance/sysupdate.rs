@@ -347,7 +347,7 @@ fn a_signed_ddi_updates_and_rolls_back(systemd: Systemd) {
     }
     if systemd == Systemd::V254 {
         // 254 has sysupdate (asserted above) and reads the transfers' `.conf` twins: this flow
-        // passed there in every run of 2026-12-02, and is left out of each run now for time
+        // passed there in four runs of 2026-12-02, and is left out of each run now for time
         return;
     }
     update_and_roll_back(&c, "{ format = \"ddi\"; }", &[".raw"], false);
