@@ -293,8 +293,8 @@ impl Feed {
 
 /// What `publish` does to a feed.
 pub struct Options<'a> {
-    pub key: &'a Utf8Path,
-    pub passphrase_file: Option<&'a Utf8Path>,
+    /// The feed's key, imported (so a bad key is refused before anything is read or written).
+    pub signer: &'a openpgp::Signer,
     /// Versions kept of each image (the newest).
     pub keep: usize,
 }
@@ -415,8 +415,8 @@ pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Pu
         std::fs::File::create(&sums_tmp).with_context(|| format!("cannot write {sums_tmp}"))?;
     f.write_all(list.as_bytes())?;
     f.sync_all()?;
-    published.signer =
-        openpgp::detach_sign(options.key, options.passphrase_file, &sums_tmp, &sig_tmp)?;
+    options.signer.sign(&sums_tmp, &sig_tmp)?;
+    published.signer = options.signer.fingerprint().to_owned();
 
     for name in new.keys() {
         let tmp = dir.join(format!(".{name}.publishing"));

@@ -91,6 +91,7 @@ struct PublishArgs {
 }
 
 fn publish_command(args: PublishArgs) -> Result<()> {
+    let signer = openpgp::Signer::import(&args.key, args.passphrase_file.as_deref())?;
     let images = args
         .images
         .iter()
@@ -100,8 +101,7 @@ fn publish_command(args: PublishArgs) -> Result<()> {
         &args.feed,
         &images,
         &feed::Options {
-            key: &args.key,
-            passphrase_file: args.passphrase_file.as_deref(),
+            signer: &signer,
             keep: args.keep,
         },
     )?;
@@ -123,7 +123,7 @@ fn publish_command(args: PublishArgs) -> Result<()> {
         println!("signed {}/{} with {}", args.feed, feed::SUMS, done.signer);
     }
     if let Some(out) = &args.public_key {
-        openpgp::export_public(&args.key, out)?;
+        signer.export_public(out)?;
         println!("wrote {out}: the public key hosts install as /etc/systemd/import-pubring.pgp");
     }
     Ok(())

@@ -11,16 +11,19 @@
 //! (BENCHMARKS.md).
 
 use anyhow::{bail, ensure, Context, Result};
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use std::process::{Command, Output};
 
-/// A throwaway GnuPG home holding one secret key.
-struct Home {
+/// A throwaway GnuPG home holding the one secret key of a key file: imported once, it signs
+/// and exports the public part.
+pub struct Signer {
     dir: tempfile::TempDir,
+    key: Utf8PathBuf,
+    passphrase_file: Option<Utf8PathBuf>,
     fingerprint: String,
 }
 
-impl Home {
+impl Signer {
     fn gpg(&self) -> Command {
         let mut cmd = Command::new("gpg");
         cmd.arg("--homedir")
@@ -30,8 +33,13 @@ impl Home {
         cmd
     }
 
-    fn import(key: &Utf8Path) -> Result<Home> {
+    /// Imports the one secret key in `key` (armored or binary, as gpg exports it); a key with
+    /// a passphrase needs `passphrase_file`.
+    pub fn import(key: &Utf8Path, passphrase_file: Option<&Utf8Path>) -> Result<Signer> {
         ensure!(key.is_file(), "{key}: no such key file");
+        if let Some(p) = passphrase_file {
+            ensure!(p.is_file(), "{p}: no such passphrase file");
+        }
         let dir = tempfile::Builder::new()
             .prefix("portable-service-gpg.")
             .tempdir()
@@ -40,8 +48,10 @@ impl Home {
             dir.path(),
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )?;
-        let mut home = Home {
+        let mut home = Signer {
             dir,
+            key: key.to_owned(),
+            passphrase_file: passphrase_file.map(Utf8Path::to_owned),
             fingerprint: String::new(),
         };
         run(
@@ -79,7 +89,7 @@ impl Home {
     }
 }
 
-impl Drop for Home {
+impl Drop for Signer {
     fn drop(&mut self) {
         // the agent gpg started for this home would outlive it
         let _ = Command::new("gpgconf")
@@ -110,52 +120,49 @@ fn run(cmd: &mut Command, what: &str) -> Result<Output> {
     Ok(out)
 }
 
-/// Signs `data` with the one secret key in `key` (armored or binary, as gpg exports it),
-/// writing a detached binary signature to `out`, and verifies it as a host would; the key's
-/// fingerprint.
-pub fn detach_sign(
-    key: &Utf8Path,
-    passphrase_file: Option<&Utf8Path>,
-    data: &Utf8Path,
-    out: &Utf8Path,
-) -> Result<String> {
-    let home = Home::import(key)?;
-    let mut sign = home.gpg();
-    sign.args(["--pinentry-mode", "loopback", "--yes", "--local-user"])
-        .arg(&home.fingerprint);
-    if let Some(p) = passphrase_file {
-        ensure!(p.is_file(), "{p}: no such passphrase file");
-        sign.arg("--passphrase-file").arg(p);
-    } else {
-        // a key with a passphrase then fails at once instead of asking
-        sign.args(["--passphrase", ""]);
+impl Signer {
+    /// The key's fingerprint.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
-    sign.args(["--digest-algo", "SHA256", "--detach-sign", "--output"])
-        .arg(out)
-        .arg(data);
-    run(
-        &mut sign,
-        &format!(
-            "signing {data} with {key} (a key protected by a passphrase needs \
-             --passphrase-file)"
-        ),
-    )?;
-    run(
-        home.gpg().arg("--verify").arg(out).arg(data),
-        "verifying the new signature",
-    )?;
-    Ok(home.fingerprint.clone())
-}
 
-/// Writes the public part of the one key in `key` to `out` in OpenPGP's binary form: the
-/// keyring file a host's systemd-sysupdate reads (`/etc/systemd/import-pubring.pgp`, named
-/// `import-pubring.gpg` before systemd 258); its fingerprint.
-pub fn export_public(key: &Utf8Path, out: &Utf8Path) -> Result<String> {
-    let home = Home::import(key)?;
-    let exported = run(
-        home.gpg().arg("--export").arg(&home.fingerprint),
-        &format!("exporting the public key of {key}"),
-    )?;
-    std::fs::write(out, &exported.stdout).with_context(|| format!("cannot write {out}"))?;
-    Ok(home.fingerprint.clone())
+    /// Signs `data`, writing a detached binary signature to `out`, and verifies it as a host
+    /// would.
+    pub fn sign(&self, data: &Utf8Path, out: &Utf8Path) -> Result<()> {
+        let mut sign = self.gpg();
+        sign.args(["--pinentry-mode", "loopback", "--yes", "--local-user"])
+            .arg(&self.fingerprint);
+        match &self.passphrase_file {
+            Some(p) => sign.arg("--passphrase-file").arg(p),
+            // a key with a passphrase then fails at once instead of asking
+            None => sign.args(["--passphrase", ""]),
+        };
+        sign.args(["--digest-algo", "SHA256", "--detach-sign", "--output"])
+            .arg(out)
+            .arg(data);
+        run(
+            &mut sign,
+            &format!(
+                "signing {data} with {} (a key protected by a passphrase needs \
+                 --passphrase-file)",
+                self.key
+            ),
+        )?;
+        run(
+            self.gpg().arg("--verify").arg(out).arg(data),
+            "verifying the new signature",
+        )?;
+        Ok(())
+    }
+
+    /// Writes the public part of the key to `out` in OpenPGP's binary form: the keyring file a
+    /// host's systemd-sysupdate reads (`/etc/systemd/import-pubring.pgp`, named
+    /// `import-pubring.gpg` before systemd 258).
+    pub fn export_public(&self, out: &Utf8Path) -> Result<()> {
+        let exported = run(
+            self.gpg().arg("--export").arg(&self.fingerprint),
+            &format!("exporting the public key of {}", self.key),
+        )?;
+        std::fs::write(out, &exported.stdout).with_context(|| format!("cannot write {out}"))
+    }
 }
