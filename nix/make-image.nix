@@ -149,17 +149,32 @@ let
       target ? "/var/lib/portables",
       keep ? 2,
       signed ? nakedVerity,
+      health ? { },
     }:
     let
       fail = attr: value: why: a.fail "sysupdate.${attr}" value why;
+      rules = import ./rules.nix;
+      # whether every character of `s` is an ASCII letter, digit or one of `punctuation`
+      only =
+        punctuation: s:
+        builtins.all (c: builtins.match "[A-Za-z0-9]" c != null || builtins.elem c punctuation) (
+          builtins.genList (i: builtins.substring i 1 s) (stringLength s)
+        );
       checkedUrl =
-        if !builtins.isString url || builtins.match "https?://[^[:space:]]+" url == null then
+        if !builtins.isString url || builtins.match "https?://.+" url == null then
           fail "url" url "must be an http:// or https:// URL: the directory of the feed, which systemd-sysupdate fetches SHA256SUMS from"
+        else if !only rules.urlPunctuation url then
+          fail "url" url "may hold only letters, digits and ${builtins.concatStringsSep "" rules.urlPunctuation} (percent-encode the rest): it is written into files that hosts run as root"
         else
           url;
       checkedTarget =
-        if !builtins.isString target || builtins.match "/.*" target == null then
-          fail "target" target "must be an absolute path on the host"
+        if
+          !builtins.isString target
+          || builtins.match "/.*" target == null
+          || !only rules.targetPunctuation target
+          || builtins.match "(.*/)?\\.\\.?(/.*)?" target != null
+        then
+          fail "target" target "must be an absolute path on the host of letters, digits and ${builtins.concatStringsSep "" rules.targetPunctuation}, without . or .. components: it is written into files that hosts run as root"
         else
           target;
       checkedKeep =
@@ -174,6 +189,31 @@ let
           fail "signed" signed "is for a naked image with `verity = true`, whose signature travels beside it (a DDI carries its own)"
         else
           signed;
+      # how long a new version's units have to come up, then stay up, before it is kept
+      healthKnown = [
+        "timeout"
+        "steady"
+      ];
+      checkedHealth =
+        if !builtins.isAttrs health then
+          fail "health" health "must be an attribute set: { timeout = SECONDS; steady = SECONDS; }"
+        else
+          let
+            unknown = builtins.filter (n: !builtins.elem n healthKnown) (builtins.attrNames health);
+            seconds =
+              n: default:
+              let
+                v = health.${n} or default;
+              in
+              if builtins.isInt v && v >= 1 then v else fail "health.${n}" v "must be a whole number of seconds, at least 1";
+          in
+          if unknown != [ ] then
+            fail "health" health "knows only timeout and steady, not ${builtins.concatStringsSep ", " unknown}"
+          else
+            {
+              timeout = seconds "timeout" 90;
+              steady = seconds "steady" 2;
+            };
       # systemd-sysupdate takes versions of these characters only (version_is_valid())
       checkedVersion =
         if builtins.match "[A-Za-z0-9.,_+-]+" a.version == null then
@@ -197,6 +237,10 @@ let
         checkedTarget
         "--keep"
         (toString checkedKeep)
+        "--health-timeout"
+        (toString checkedHealth.timeout)
+        "--health-steady"
+        (toString checkedHealth.steady)
       ]
       ++ (if nakedVerity then [ "--verity" ] else [ ])
       ++ (if checkedSigned then [ "--signed" ] else [ ])

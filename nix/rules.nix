@@ -79,6 +79,40 @@ in
     "s390x-linux"
     "loongarch64-linux"
   ];
+  # what `image.sysupdate`'s values may hold beside ASCII letters and digits, since they reach
+  # transfer files, unit files and a script run as root on every host
+  # (transfers::TARGET_PUNCTUATION and URL_PUNCTUATION)
+  targetPunctuation = [
+    "."
+    "_"
+    "/"
+    "+"
+    "-"
+  ];
+  urlPunctuation = [
+    "-"
+    "."
+    "_"
+    "~"
+    ":"
+    "/"
+    "?"
+    "#"
+    "["
+    "]"
+    "@"
+    "!"
+    "$"
+    "&"
+    "("
+    ")"
+    "*"
+    "+"
+    ","
+    ";"
+    "="
+    "%"
+  ];
   # directories systemd mounts over when the service runs
   hiddenBelow = [
     "dev"

@@ -272,6 +272,10 @@ fn the_nix_function_and_the_builder_check_against_the_same_tables() {
         .map(|a| a.nix_system)
         .collect();
     assert_eq!(nix("ddiSystems"), rust(&systems));
+    let chars = |list: &[char]| -> Vec<String> { list.iter().map(|c| c.to_string()).collect() };
+    use portable_service_tools::transfers::{TARGET_PUNCTUATION, URL_PUNCTUATION};
+    assert_eq!(nix("targetPunctuation"), chars(TARGET_PUNCTUATION));
+    assert_eq!(nix("urlPunctuation"), chars(URL_PUNCTUATION));
 }
 
 #[test]
@@ -714,6 +718,31 @@ fn sysupdate_arguments_fail_at_evaluation_naming_attribute_and_value() {
             "(demo { }).sysupdate { url = \"https://x/\"; target = \"portables\"; }",
             "`sysupdate.target` = \"portables\" must be an absolute path",
         ),
+        // what would run as root on every host, or add lines to the transfer files
+        (
+            "(demo { }).sysupdate { url = \"https://x/\"; target = \"/var/lib/p$(touch /x)\"; }",
+            "`sysupdate.target` = \"/var/lib/p$(touch /x)\" must be an absolute path on the host of letters, digits and ._/+-",
+        ),
+        (
+            "(demo { }).sysupdate { url = \"https://x/\"; target = \"/var/lib/p\\nVerify=no\"; }",
+            "`sysupdate.target` = \"/var/lib/p\\nVerify=no\" must be an absolute path",
+        ),
+        (
+            "(demo { }).sysupdate { url = \"https://x/\"; target = \"/var/lib/../etc\"; }",
+            "`sysupdate.target` = \"/var/lib/../etc\" must be an absolute path",
+        ),
+        (
+            "(demo { }).sysupdate { url = \"https://x/'$(id)'\"; }",
+            "`sysupdate.url` = \"https://x/'$(id)'\" may hold only letters, digits and",
+        ),
+        (
+            "(demo { }).sysupdate { url = \"https://x/\"; health.steady = 0; }",
+            "`sysupdate.health.steady` = 0 must be a whole number of seconds, at least 1",
+        ),
+        (
+            "(demo { }).sysupdate { url = \"https://x/\"; health.wait = 3; }",
+            "`sysupdate.health` = {\"wait\":3} knows only timeout and steady, not wait",
+        ),
         (
             "(demo { extra.format = \"ddi\"; }).sysupdate { url = \"https://x/\"; signed = true; }",
             "`sysupdate.signed` = true is for a naked image with `verity = true`",
@@ -733,8 +762,13 @@ fn sysupdate_arguments_fail_at_evaluation_naming_attribute_and_value() {
     // an extension's host side names its base, over which it is attached
     let host = build("(ext.app { }).sysupdate { url = \"http://127.0.0.1:8080/\"; }");
     let switch = std::fs::read_to_string(host.join("sysupdate.app.d/switch")).unwrap();
-    assert!(
-        switch.contains("--extension \"$2\" \"$(newest demo)\" app"),
-        "{switch}"
+    assert!(switch.contains("\nbase='demo'\n"), "{switch}");
+    // health's settings reach the host
+    let host = build(
+        "(demo { }).sysupdate { url = \"https://x/\"; health = { timeout = 30; steady = 5; }; }",
     );
+    let switch = std::fs::read_to_string(host.join("sysupdate.demo.d/switch")).unwrap();
+    for line in ["\nhealth_timeout='30'\n", "\nhealth_steady='5'\n"] {
+        assert!(switch.contains(line), "{line} in {switch}");
+    }
 }

@@ -159,6 +159,12 @@ struct TransfersArgs {
     /// For an extension: the name of the image it extends, attached with it.
     #[arg(long, value_name = "NAME")]
     base: Option<String>,
+    /// Seconds a new version's units have to come up before it is rolled back.
+    #[arg(long, value_name = "S", default_value_t = transfers::Health::default().timeout)]
+    health_timeout: u32,
+    /// Seconds they must then stay up, not restarted.
+    #[arg(long, value_name = "S", default_value_t = transfers::Health::default().steady)]
+    health_steady: u32,
 }
 
 fn transfers_command(args: TransfersArgs) -> Result<()> {
@@ -176,6 +182,10 @@ fn transfers_command(args: TransfersArgs) -> Result<()> {
         signed: args.signed,
         prefixes,
         base: args.base.map(|name| transfers::Base { name }),
+        health: transfers::Health {
+            timeout: args.health_timeout,
+            steady: args.health_steady,
+        },
     };
     for file in host.write(&args.out)? {
         println!("wrote {file}");

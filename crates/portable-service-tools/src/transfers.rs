@@ -17,71 +17,59 @@ use crate::feed::FILES;
 use anyhow::{ensure, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
+/// Where the switch script keeps its state on the host (`NAME/status`, `bad`, `previous`,
+/// `switching`).
+pub const STATE_DIR: &str = "/var/lib/portable-service-update";
+
 /// Where Debian, Fedora and Arch have systemd-sysupdate (not on PATH).
 pub const SYSUPDATE: &str = "/usr/lib/systemd/systemd-sysupdate";
 
-/// What attaches what sysupdate installed (it places files only), for `NAME-update.service` and
-/// `NAME-rollback.service`. `update`: fetch the newest version (for an extension, also its
-/// base's if the host has the base's transfers); attach it if something is new, or if nothing
-/// is attached yet; nothing restarts when nothing is new. `rollback`: attach the version kept
-/// beside the newest and remove the newest (the next update fetches it again while the feed
-/// offers nothing newer: withdraw it there, or publish a fix). Measured in the VMs: 262 leaves
-/// a download it refused as a hidden file and then refuses that version until it is removed,
-/// and `portablectl is-attached --quiet` said 0 for an image that was not attached (257), so
-/// its output is read.
-const SWITCH: &str = r#"#!/bin/sh
-# @NAME@: attach what systemd-sysupdate installed into @DIR@ (`switch update`), or go back to
-# the version kept beside the newest (`switch rollback`). Written by `portable-service transfers`.
-set -eu
-versions() { ls -v @DIR@/"$1"_*.raw 2>/dev/null || true; }
-newest() { versions "$1" | tail -n 1; }
-attached() {
-  case "$(portablectl is-attached "$1" 2>/dev/null || true)" in
-    attached*|enabled*|running*) return 0 ;;
-    *) return 1 ;;
-  esac
+/// What attaches what sysupdate installed (it places files only): the script, with the image's
+/// settings put in place of its marker line (see the script's own header for what it keeps).
+const SWITCH: &str = include_str!("switch.sh");
+
+/// Characters a host path (`target`) may hold beside ASCII letters and digits: what needs no
+/// quoting in a transfer file, a unit file or the script (no `%`, a specifier to systemd; no
+/// whitespace, quotes, `\\` or `$`). nix/rules.nix holds the same table.
+pub const TARGET_PUNCTUATION: &[char] = &['.', '_', '/', '+', '-'];
+
+/// Characters a feed's URL may hold beside ASCII letters and digits: RFC 3986's, without the
+/// quote `'` (whitespace, quotes, `\\`, `<>{}|^` and backquotes never); its `%` is written `%%`
+/// where systemd reads specifiers. nix/rules.nix holds the same table.
+pub const URL_PUNCTUATION: &[char] = &[
+    '-', '.', '_', '~', ':', '/', '?', '#', '[', ']', '@', '!', '$', '&', '(', ')', '*', '+', ',',
+    ';', '=', '%',
+];
+
+/// Whether `s` holds only ASCII letters, digits and `punctuation`.
+fn only(s: &str, punctuation: &[char]) -> bool {
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || punctuation.contains(&c))
 }
-portable() { # attach|reattach IMAGE
-  @ATTACH@
+
+/// `s` as one word for sh: single-quoted (the values are checked to need none; this is the
+/// second line of defence).
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
-# what a refused download left, removed before and after, so that a fixed feed gets through
-partials() { rm -f @DIR@/.sysupdate.partial."$1"_* @DIR@/.#sysupdate"$1"_*; }
-fetch() {
-  partials "$1"
-  @SYSUPDATE@ --component="$1" update || { partials "$1"; return 1; }
+
+/// How long a new version's units have to come up, and to stay up, before it is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Health {
+    /// Seconds for every unit to be active (a oneshot: to have ended well).
+    pub timeout: u32,
+    /// Seconds they must then stay active without a restart.
+    pub steady: u32,
 }
-# the files of versions sysupdate removed that it left (a root hash: see the transfers)
-orphans() {
-  for ext in @SIDECARS@; do
-    for f in @DIR@/"$1"_*"$ext"; do [ -e "${f%"$ext"}.raw" ] || rm -f "$f"; done
-  done
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            timeout: 90,
+            steady: 2,
+        }
+    }
 }
-case "${1:-}" in
-update)
-  mkdir -p @DIR@
-  # what runs: the newest installed (this script keeps it so); for an image its base is itself
-  old=$(newest @NAME@) old_base=$(newest @BASE@)
-  fetch @NAME@
-  @BASE_FETCH@
-  new=$(newest @NAME@) new_base=$(newest @BASE@)
-  [ -n "$new" ] || { echo "no version of @NAME@ in @DIR@" >&2; exit 1; }
-  if [ -n "$old" ] && attached "$old_base"; then
-    [ "$old $old_base" = "$new $new_base" ] || portable reattach "$new"
-  else
-    portable attach "$new"
-  fi
-  orphans @NAME@
-  orphans @BASE@ ;;
-rollback)
-  current=$(newest @NAME@)
-  previous=$(versions @NAME@ | tail -n 2 | head -n 1)
-  [ -n "$current" ] && [ "$previous" != "$current" ] ||
-    { echo "no older version of @NAME@ in @DIR@ to roll back to" >&2; exit 1; }
-  portable reattach "$previous"
-  for ext in .raw @SIDECARS@; do rm -f "${current%.raw}$ext"; done ;;
-*) echo "usage: $0 update|rollback" >&2; exit 2 ;;
-esac
-"#;
 
 /// The extension's base, as the host attaches it.
 #[derive(Debug, Clone)]
@@ -109,6 +97,8 @@ pub struct Host {
     pub prefixes: Vec<String>,
     /// For an extension: the image it extends.
     pub base: Option<Base>,
+    /// When a new version counts as healthy.
+    pub health: Health,
 }
 
 impl Host {
@@ -120,9 +110,16 @@ impl Host {
                 .is_some_and(|rest| !rest.is_empty())
         });
         ensure!(
-            scheme_ok && !self.url.chars().any(char::is_whitespace),
+            scheme_ok,
             "url {:?}: systemd-sysupdate fetches feeds over http:// or https:// only",
             self.url
+        );
+        ensure!(
+            only(&self.url, URL_PUNCTUATION),
+            "url {:?}: only letters, digits and {} may appear in the URL (percent-encode the \
+             rest)",
+            self.url,
+            URL_PUNCTUATION.iter().collect::<String>()
         );
         ensure!(
             portable_service_rules::names::is_image_name(&self.name),
@@ -130,9 +127,36 @@ impl Host {
             self.name
         );
         ensure!(
-            self.target.is_absolute(),
-            "target {:?} must be an absolute path",
-            self.target
+            self.target.is_absolute()
+                && only(self.target.as_str(), TARGET_PUNCTUATION)
+                && !self
+                    .target
+                    .as_str()
+                    .split('/')
+                    .any(|c| matches!(c, ".." | ".")),
+            "target {:?} must be an absolute path of letters, digits and {} (no . or .. \
+             component)",
+            self.target,
+            TARGET_PUNCTUATION.iter().collect::<String>()
+        );
+        for p in &self.prefixes {
+            ensure!(
+                portable_service_rules::names::is_image_name(p),
+                "prefix {p:?} is not a unit prefix portablectl takes"
+            );
+        }
+        if let Some(b) = &self.base {
+            ensure!(
+                portable_service_rules::names::is_image_name(&b.name),
+                "base {:?} is not an image name",
+                b.name
+            );
+        }
+        ensure!(
+            self.health.timeout >= 1 && self.health.steady >= 1,
+            "health timeout {} s and steady {} s must be at least 1 s each",
+            self.health.timeout,
+            self.health.steady
         );
         ensure!(
             self.keep >= 2,
@@ -147,8 +171,9 @@ impl Host {
         Ok(())
     }
 
+    /// The feed's directory as systemd reads it in transfer and unit files (`%` a specifier).
     fn url_dir(&self) -> String {
-        format!("{}/", self.url.trim_end_matches('/'))
+        format!("{}/", self.url.trim_end_matches('/')).replace('%', "%%")
     }
 
     /// The files of a version: (suffix on the host, suffix in the feed).
@@ -198,46 +223,46 @@ impl Host {
         )
     }
 
-    /// The switch script (see [`SWITCH`]): `switch update` and `switch rollback`.
+    /// The switch script (see [`SWITCH`]): its settings, then the script.
     pub fn switch_script(&self) -> String {
-        let (base, base_fetch) = match &self.base {
-            // an extension is attached over the newest base installed; the base's own feed, if
-            // the host has its transfers, is fetched by the same run, so one unit switches both
-            Some(b) => (
-                b.name.clone(),
-                format!("[ ! -d /etc/sysupdate.{0}.d ] || fetch {0}", b.name),
+        let sidecars: Vec<&str> = FILES[1..].iter().map(|(host, _)| *host).collect();
+        let settings = [
+            ("name", self.name.clone()),
+            (
+                "base",
+                self.base
+                    .as_ref()
+                    .map(|b| b.name.clone())
+                    .unwrap_or_default(),
             ),
-            None => (String::new(), "# (an image: no base)".to_owned()),
-        };
-        let attach = if self.base.is_some() {
-            "portablectl \"$1\" --now --enable --extension \"$2\" \"$(newest @BASE@)\" @PREFIXES@"
-        } else {
-            "portablectl \"$1\" --now --enable \"$2\" @PREFIXES@"
-        };
-        let hosts: Vec<&str> = FILES[1..].iter().map(|(host, _)| *host).collect();
-        SWITCH
-            .replace("@ATTACH@", attach)
-            .replace("@BASE_FETCH@", &base_fetch)
-            .replace("@BASE@", if base.is_empty() { "@NAME@" } else { &base })
-            .replace("@SIDECARS@", &hosts.join(" "))
-            .replace("@PREFIXES@", &self.prefixes.join(" "))
-            .replace("@SYSUPDATE@", SYSUPDATE)
-            .replace("@DIR@", self.target.as_str())
-            .replace("@NAME@", &self.name)
+            ("dir", self.target.to_string()),
+            ("sysupdate", SYSUPDATE.to_owned()),
+            ("prefixes", self.prefixes.join(" ")),
+            ("sidecars", sidecars.join(" ")),
+            ("health_timeout", self.health.timeout.to_string()),
+            ("health_steady", self.health.steady.to_string()),
+            ("state_dir", STATE_DIR.to_owned()),
+        ];
+        let settings: Vec<String> = settings
+            .iter()
+            .map(|(k, v)| format!("{k}={}", sh_quote(v)))
+            .collect();
+        SWITCH.replacen("# @SETTINGS@", &settings.join("\n"), 1)
     }
 
-    fn unit(&self, what: &str, verb: &str) -> String {
+    /// A oneshot unit running `switch VERB`; `extra` goes in its [Unit] section, `install`
+    /// after [Service].
+    fn unit(&self, description: &str, verb: &str, extra: &str, install: &str) -> String {
         format!(
             "[Unit]\n\
-             Description={what} {name} from {url}\n\
-             Wants=network-online.target\n\
-             After=network-online.target\n\
+             Description={description}\n\
+             {extra}\
              \n\
              [Service]\n\
              Type=oneshot\n\
-             ExecStart=/bin/sh /etc/sysupdate.{name}.d/switch {verb}\n",
+             ExecStart=/bin/sh /etc/sysupdate.{name}.d/switch {verb}\n\
+             {install}",
             name = self.name,
-            url = self.url_dir(),
         )
     }
 
@@ -259,13 +284,36 @@ impl Host {
             }
         }
         files.push((dir.join("switch"), self.switch_script()));
+        let name = &self.name;
         files.push((
-            units.join(format!("{}-update.service", self.name)),
-            self.unit("Update", "update"),
+            units.join(format!("{name}-update.service")),
+            self.unit(
+                &format!("Update {name} from {}", self.url_dir()),
+                "update",
+                "Wants=network-online.target\nAfter=network-online.target\n",
+                "",
+            ),
         ));
         files.push((
-            units.join(format!("{}-rollback.service", self.name)),
-            self.unit("Roll back", "rollback"),
+            units.join(format!("{name}-rollback.service")),
+            self.unit(
+                &format!("Roll {name} back to the version before, and keep it from coming back"),
+                "rollback",
+                "",
+                "",
+            ),
+        ));
+        // at boot, only when a switch was cut short (the script writes that file first)
+        files.push((
+            units.join(format!("{name}-recover.service")),
+            self.unit(
+                &format!("Put back the version of {name} that a switch cut short replaced"),
+                "recover",
+                &format!(
+                    "ConditionPathExists={STATE_DIR}/{name}/switching\nAfter=local-fs.target\n"
+                ),
+                "\n[Install]\nWantedBy=multi-user.target\n",
+            ),
         ));
         files.push((
             units.join(format!("{}-update.timer", self.name)),
@@ -286,6 +334,14 @@ impl Host {
         for (path, text) in &files {
             std::fs::write(path, text).with_context(|| format!("cannot write {path}"))?;
         }
-        Ok(files.into_iter().map(|(p, _)| p).collect())
+        let mut written: Vec<Utf8PathBuf> = files.into_iter().map(|(p, _)| p).collect();
+        // enabled as copied: `cp -r result/systemd/system/* /etc/systemd/system/`
+        let wants = units.join("multi-user.target.wants");
+        std::fs::create_dir_all(&wants).with_context(|| format!("cannot make {wants}"))?;
+        let link = wants.join(format!("{name}-recover.service"));
+        std::os::unix::fs::symlink(format!("../{name}-recover.service"), &link)
+            .with_context(|| format!("cannot make {link}"))?;
+        written.push(link);
+        Ok(written)
     }
 }

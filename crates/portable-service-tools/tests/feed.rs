@@ -393,6 +393,12 @@ fn transfers_bind_a_version_s_files_and_keep_what_rollback_needs() {
         assert!(roothash.contains(line), "{line} in\n{roothash}");
     }
     assert!(read("10-demo-raw.transfer").contains("InstancesMax=3"));
+    // a URL's % is a specifier to systemd: written %% in what it reads
+    let (ok, said, escaped) = transfers(&["--name", "demo", "--url", "https://x/a%20b/"]);
+    assert!(ok, "{said}");
+    let raw = std::fs::read_to_string(escaped.path().join("sysupdate.demo.d/10-demo-raw.transfer"))
+        .unwrap();
+    assert!(raw.contains("Path=https://x/a%%20b/\n"), "{raw}");
     // the switch script is sh that parses
     let check = Command::new("sh")
         .arg("-n")
@@ -403,22 +409,28 @@ fn transfers_bind_a_version_s_files_and_keep_what_rollback_needs() {
     for unit in [
         "demo-update.service",
         "demo-rollback.service",
+        "demo-recover.service",
         "demo-update.timer",
+        // enabled as copied: a switch cut short is put right at the next boot
+        "multi-user.target.wants/demo-recover.service",
     ] {
         assert!(
             out.path().join("systemd/system").join(unit).is_file(),
             "{unit}"
         );
     }
+    let recover =
+        std::fs::read_to_string(out.path().join("systemd/system/demo-recover.service")).unwrap();
+    assert!(
+        recover.contains("ConditionPathExists=/var/lib/portable-service-update/demo/switching"),
+        "{recover}"
+    );
 
     // an extension's: attached over the newest base, whose own versions it fetches too
     let (ok, said, out) = transfers(&["--name", "app", "--url", "http://x/", "--base", "demo"]);
     assert!(ok, "{said}");
     let switch = std::fs::read_to_string(out.path().join("sysupdate.app.d/switch")).unwrap();
-    for line in [
-        "[ ! -d /etc/sysupdate.demo.d ] || fetch demo",
-        "portablectl \"$1\" --now --enable --extension \"$2\" \"$(newest demo)\" app",
-    ] {
+    for line in ["\nname='app'\n", "\nbase='demo'\n", "\nprefixes='app'\n"] {
         assert!(switch.contains(line), "{line} in\n{switch}");
     }
     let check = Command::new("sh")
@@ -447,6 +459,44 @@ fn transfers_bind_a_version_s_files_and_keep_what_rollback_needs() {
                 "portables",
             ],
             "target \"portables\"",
+        ),
+        // what would run as root on every host, or add lines to the transfer files
+        (
+            vec![
+                "--name",
+                "demo",
+                "--url",
+                "https://x/",
+                "--target",
+                "/var/lib/p$(touch /x)",
+            ],
+            "target \"/var/lib/p$(touch /x)\"",
+        ),
+        (
+            vec![
+                "--name",
+                "demo",
+                "--url",
+                "https://x/",
+                "--target",
+                "/var/lib/p\nVerify=no",
+            ],
+            "target \"/var/lib/p\\nVerify=no\"",
+        ),
+        (
+            vec!["--name", "demo", "--url", "https://x/'$(id)'"],
+            "url \"https://x/'$(id)'\"",
+        ),
+        (
+            vec![
+                "--name",
+                "demo",
+                "--url",
+                "https://x/",
+                "--target",
+                "/var/lib/../etc",
+            ],
+            "target \"/var/lib/../etc\"",
         ),
     ] {
         let (ok, said, _) = transfers(&args);
