@@ -293,7 +293,7 @@ switch_to() {
   if anything_attached; then verb=reattach; else verb=attach; fi
   if ! portable "$verb" "$to"; then
     why="portablectl $verb refused it"
-  elif healthy "$to"; then
+  elif step "attached $to: checking its units" && healthy "$to"; then
     # portabled's files on disk before the switch is crossed out
     sync
     step "$to runs and is healthy"
@@ -376,6 +376,7 @@ update() {
     fetch "$base" "$(attached_version "$base")" || unfetched="$unfetched $base"
   fi
   to=$(good_pairs | head -n 1)
+  step "to run: ${to:-nothing} (running: ${cur:-nothing})"
   if [ -z "$to" ]; then
     die "no version of $name to attach in $dir${unfetched:+ (fetching $unfetched failed)}"
   elif [ "$to" = "$cur" ]; then

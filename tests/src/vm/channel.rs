@@ -69,7 +69,8 @@ impl Vm {
                 "sh",
                 "-c",
                 "mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 host /host && \
-                 ls -d /var/lib/* /var/lib/private/* >/run/tests-var-lib 2>/dev/null; true",
+                 { [ -e /etc/tests-var-lib ] || \
+                   ls -d /var/lib/* /var/lib/private/* >/etc/tests-var-lib 2>/dev/null; }; true",
             ],
             COMMAND_TIMEOUT,
         );
@@ -106,6 +107,16 @@ impl Vm {
         }
         let _ = writeln!(std::io::stderr(), "{note}");
         Ok(())
+    }
+
+    /// Sends `line` to the guest's shell without waiting for an answer (one that resets the
+    /// guest never gives one).
+    pub(super) fn send(&self, line: &str) -> Result<(), String> {
+        self.channel
+            .borrow_mut()
+            .get_mut()
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| format!("writing to the command channel: {e}"))
     }
 
     pub(super) fn read_line_until(&self, deadline: Instant) -> Result<String, String> {

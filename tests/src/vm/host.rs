@@ -33,13 +33,14 @@ systemctl stop test-feed.service '*-update.timer' 2>/dev/null
 rm -rf /srv/feed /srv/busybox /etc/sysupdate.*.d /etc/systemd/import-pubring.* \
   /var/lib/portables/* /var/lib/portables/.[!.]* \
   /etc/systemd/system/*-update.service /etc/systemd/system/*-update.timer \
-  /etc/systemd/system/*-rollback.service
+  /etc/systemd/system/*-rollback.service /etc/systemd/system/*-recover.service \
+  /run/portable-service-update
 # links that enabled attached units leave behind
 find /etc/systemd/system -xtype l -delete
 systemctl daemon-reload
 systemctl reset-failed
 for d in /var/lib/* /var/lib/private/*; do
-  [ -e "$d" ] && ! grep -qxF "$d" /run/tests-var-lib && rm -rf "$d"
+  [ -e "$d" ] && ! grep -qxF "$d" /etc/tests-var-lib && rm -rf "$d"
 done
 attached=$(ls /etc/systemd/system.attached /run/systemd/system.attached 2>/dev/null)
 [ -z "$attached" ] || { echo "still attached: $attached"; exit 1; }
@@ -178,6 +179,34 @@ impl Host {
         assert!(out.status.success(), "resetting the guest: {}", text(&out));
     }
 
+    /// Cuts the guest's power while `script` (bash, through the share) runs: the script ends
+    /// in `echo b >/proc/sysrq-trigger` (an immediate reset: no sync, no unmount, what was not
+    /// written is lost) wherever it wants the cut, and the guest boots again with its disk as
+    /// the cut left it. Returns when the guest is up; the journal starts anew (it is volatile).
+    pub fn power_cut_during(&mut self, script: &str) {
+        fs::write(self.share().join("cut.sh"), script).unwrap();
+        let boot = |h: &Host| h.ok(&["cat", "/proc/sys/kernel/random/boot_id"]);
+        let before = boot(self);
+        self.vm.on_reset("reset").expect("letting a reset reboot the guest");
+        let started = Instant::now();
+        // the answer never comes: the guest resets before; what comes is the next boot's
+        self.vm
+            .send("bash /host/cut.sh </dev/null >/dev/null 2>&1")
+            .unwrap();
+        if let Err(e) = self.vm.come_up(started) {
+            *self.vm.broken.borrow_mut() = Some(e.clone());
+            panic!("the guest did not come back after the power cut: {e}");
+        }
+        self.vm.on_reset("shutdown").expect("qemu's reset action back");
+        assert_ne!(boot(self), before, "the script did not cut the power");
+        eprintln!(
+            "{}: power cut, up again after {:.0?}",
+            self.vm.systemd.name(),
+            started.elapsed()
+        );
+        self.journal_from_now();
+    }
+
     /// The host's copy of an image of the guest's /images.
     pub fn host_copy(&self, inside: &str) -> PathBuf {
         let name = inside
@@ -307,6 +336,15 @@ impl Host {
     /// substring of the message). The filtering is done here: systemd 252's journalctl finds
     /// nothing when `--after-cursor` is combined with a field match.
     pub fn journal(&self, filter: &[&str]) -> Vec<String> {
+        self.journal_entries(filter)
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect()
+    }
+
+    /// [`Host::journal`]'s entries with their times (seconds since the epoch, the guest's
+    /// clock).
+    pub fn journal_entries(&self, filter: &[&str]) -> Vec<(f64, String)> {
         let after = self.after_cursor();
         let out = self.ok(&["journalctl", "--no-pager", "-o", "json", &after]);
         let mut fields: Vec<(&str, &str)> = Vec::new();
@@ -335,7 +373,13 @@ impl Host {
                             .any(|u| field("_SYSTEMD_UNIT") == *u || field("UNIT") == *u))
                     && grep.is_none_or(|g| field("MESSAGE").contains(g))
             })
-            .map(|e| e["MESSAGE"].as_str().unwrap_or("").to_owned())
+            .map(|e| {
+                let us: f64 = e["__REALTIME_TIMESTAMP"]
+                    .as_str()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0.0);
+                (us / 1e6, e["MESSAGE"].as_str().unwrap_or("").to_owned())
+            })
             .collect()
     }
 

@@ -92,8 +92,10 @@ impl Vm {
         lock.lock().unwrap();
         let share = dir.join("share");
         let socket = dir.join("channel.sock");
+        let qmp = dir.join("qmp.sock");
         let _ = fs::remove_dir_all(&share);
         let _ = fs::remove_file(&socket);
+        let _ = fs::remove_file(&qmp);
         fs::create_dir_all(&share).unwrap();
         let console = dir.join("console.log");
 
@@ -127,6 +129,9 @@ impl Vm {
             .args(["-device", "virtconsole,chardev=channel"])
             .args(["-device", "virtio-rng-pci", "-nic", "none"])
             .args(["-display", "none", "-vga", "none", "-monitor", "none"])
+            // to let a reset reboot the guest while a scenario cuts its power (Vm::on_reset)
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()))
             .arg("-serial")
             .arg(format!("file:{}", console.display()))
             .arg("-no-reboot")
@@ -197,6 +202,42 @@ impl Vm {
                 Vm::boot(systemd)
             }
             booted => booted,
+        }
+    }
+}
+
+impl Vm {
+    /// What qemu does when the guest resets: `"reset"` reboots it with its disk as it is (a
+    /// power cut's return), `"shutdown"` ends qemu (as `-no-reboot` says at start, so that a
+    /// kernel panic ends the run at once).
+    pub(super) fn on_reset(&self, action: &str) -> Result<(), String> {
+        let socket = self.dir.join("qmp.sock");
+        let stream = UnixStream::connect(&socket)
+            .map_err(|e| format!("connecting to {}: {e}", socket.display()))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut said = Vec::new();
+        let mut line = String::new();
+        // the greeting, then one answer per command
+        for command in [
+            r#"{"execute":"qmp_capabilities"}"#.to_owned(),
+            format!(r#"{{"execute":"set-action","arguments":{{"reboot":"{action}"}}}}"#),
+        ] {
+            line.clear();
+            std::io::BufRead::read_line(&mut reader, &mut line).map_err(|e| e.to_string())?;
+            said.push(line.clone());
+            (&stream)
+                .write_all(format!("{command}\n").as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        line.clear();
+        std::io::BufRead::read_line(&mut reader, &mut line).map_err(|e| e.to_string())?;
+        if line.contains("\"return\"") {
+            Ok(())
+        } else {
+            Err(format!("qmp set-action said {line:?} (after {said:?})"))
         }
     }
 }
