@@ -163,7 +163,7 @@ write_status() { # STATE MESSAGE
     echo "STATE=$1"
     echo "RUNNING=$(current_pair)"
     echo "PREVIOUS=$(cat "$state/previous" 2>/dev/null)"
-    echo "BAD=$(tr '\n' ',' <"$state/bad" 2>/dev/null | sed 's/,$//')"
+    echo "BAD=$(tr '\n' ',' 2>/dev/null <"$state/bad" | sed 's/,$//')"
     echo "MESSAGE=$2"
     echo "TIME=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   } | put "$state/status"
@@ -267,7 +267,10 @@ detach_ours() {
   done
 }
 
-# Leaves pair $1 attached, and nothing else of ours, from whatever state portabled is in.
+# Leaves pair $1 attached, and nothing else of ours, from whatever state portabled is in;
+# $2: the units that pair had attached, which may still run from the unit files portabled
+# removed (its reattach detaches, then attaches: when the attach is refused they stay active,
+# and an attach of the same units is refused while they are).
 put_back() {
   [ "$(current_pair)" != "$1" ] || return 0
   step "putting back ${1:-nothing}"
@@ -277,18 +280,30 @@ put_back() {
     portable reattach "$1" || {
       # half attached (cut in portabled's own reattach): detach what it left, then attach
       detach_ours
+      stop_units "$2"
       portable attach "$1"
     }
   else
+    stop_units "$2"
     portable attach "$1"
   fi
+}
+
+stop_units() {
+  for u in $1; do
+    systemctl stop "$u" 2>/dev/null
+    systemctl reset-failed "$u" 2>/dev/null
+  done
+  return 0
 }
 
 # Switches from pair $1 (what runs, or nothing) to pair $2: written down first, then attached,
 # then kept only if healthy; otherwise $1 is put back and $2 remembered as bad.
 switch_to() {
   from=$1 to=$2
-  printf '%s\n%s\n' "$from" "$to" | put "$state/switching"
+  from_units=
+  [ -z "$from" ] || from_units=$(units_of "$from" | tr '\n' ' ')
+  printf '%s\n%s\n%s\n' "$from" "$to" "$from_units" | put "$state/switching"
   step "switching from ${from:-nothing} to $to"
   if anything_attached; then verb=reattach; else verb=attach; fi
   if ! portable "$verb" "$to"; then
@@ -304,7 +319,7 @@ switch_to() {
   fi
   echo "$name: $to is not healthy: $why" >&2
   mark_bad "$to" "$why"
-  put_back "$from" || die "$to: $why; putting back ${from:-nothing} failed too: nothing of $name may run"
+  put_back "$from" "$from_units" || die "$to: $why; putting back ${from:-nothing} failed too: nothing of $name may run"
   rm -f "$state/switching"
   sync "$state"
   die "$to: $why; ${from:-nothing} runs again"
@@ -316,6 +331,7 @@ switch_to() {
 recover() {
   [ -f "$state/switching" ] || return 0
   from=$(sed -n 1p "$state/switching") to=$(sed -n 2p "$state/switching")
+  from_units=$(sed -n 3p "$state/switching")
   cuts=1
   if [ "$(sed -n 1p "$state/cut-short" 2>/dev/null)" = "$to" ]; then
     cuts=$(($(sed -n 2p "$state/cut-short") + 1))
@@ -326,7 +342,7 @@ recover() {
   if [ -n "$from" ] && ! installed "$from"; then
     die "cannot put back $from: its files are gone"
   fi
-  put_back "$from" || die "putting back ${from:-nothing} failed: nothing of $name may run"
+  put_back "$from" "$from_units" || die "putting back ${from:-nothing} failed: nothing of $name may run"
   rm -f "$state/switching"
   sync "$state"
 }
@@ -373,9 +389,9 @@ update() {
   unfetched=
   fetch "$name" "$(attached_version "$name")" || unfetched=$name
   if [ -n "$base" ] && [ -d "/etc/sysupdate.$base.d" ]; then
-    fetch "$base" "$(attached_version "$base")" || unfetched="$unfetched $base"
+    fetch "$base" "$(attached_version "$base")" || unfetched="${unfetched:+$unfetched and }$base"
   fi
-  to=$(good_pairs | head -n 1)
+  to=$(good_pairs | sed -n 1p)
   step "to run: ${to:-nothing} (running: ${cur:-nothing})"
   if [ -z "$to" ]; then
     die "no version of $name to attach in $dir${unfetched:+ (fetching $unfetched failed)}"
@@ -406,7 +422,7 @@ rollback() {
       else
         newer "${2%.raw}" "${1%.raw}"
       fi && echo "$p"
-    done | head -n 1)
+    done | sed -n 1p)
   fi
   [ -n "$prev" ] || die "no version of $name kept in $dir to roll back to from $cur"
   mark_bad "$cur" "rolled back by hand"

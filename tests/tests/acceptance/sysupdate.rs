@@ -91,6 +91,12 @@ impl Feed {
         feed.add_keyring(c, &public, keyring);
         c.ok(&["cp", "/host/feed-tools/busybox", "/srv/busybox"]);
         c.ok(&["mkdir", "-p", "/srv/feed"]);
+        feed.start_server(c);
+        feed
+    }
+
+    /// busybox httpd serving /srv/feed on the guest's loopback (again after a boot).
+    fn start_server(&self, c: &Host) {
         c.ok(&[
             "systemd-run",
             "--unit=test-feed",
@@ -102,7 +108,6 @@ impl Feed {
             "-h",
             "/srv/feed",
         ]);
-        feed
     }
 
     /// Installs the key's public part, as `publish --public-key` writes it, as `keyring`.
@@ -742,6 +747,20 @@ const CUTS: &[Cut] = &[
     cut("putting back", 1500, true),
 ];
 
+/// Nix for a demo whose one unit starts at boot (`[Install]`: without it nothing would run
+/// after a power cut, whatever the updater does) and says `demo VERSION started`, or fails.
+fn at_boot(version: &str, fails: bool) -> String {
+    let run = if fails {
+        "echo demo is broken; exit 3".to_owned()
+    } else {
+        format!("echo demo {version} started; exec ${{t.busybox}}/bin/busybox sleep 2147483647")
+    };
+    format!(
+        "extra.units = [ (t.writeText \"demo.service\" \"[Service]\\nExecStart=/bin/sh -c '{run}'\\n\
+         [Install]\\nWantedBy=multi-user.target\\n\") ];"
+    )
+}
+
 /// The switch cut by a power cut at each point of [`CUTS`]: after the guest booted again a
 /// whole version runs (1 or 2, attached alone, its service active), and the next update
 /// brings 2 (or, when 2 fails, leaves 1 running with 2 remembered).
@@ -758,14 +777,19 @@ fn a_power_cut_anywhere_in_a_switch_leaves_a_whole_version(systemd: Systemd) {
                 || (p.step, p.delay_ms) == ("switching from", 2500)
         })
         .collect();
-    let good = plain_demo("2.0", "");
-    let broken = plain_demo("2.0", BROKEN);
+    let first = plain_demo("1.0", &at_boot("1.0", false));
+    let good = plain_demo("2.0", &at_boot("2.0", false));
+    let broken = plain_demo("2.0", &at_boot("2.0", true));
     let mut whole = 0;
     for (n, point) in points.iter().enumerate() {
         if n > 0 {
             c.reset();
         }
-        let feed = running_1(&c);
+        let feed = Feed::new(&c);
+        feed.publish(&c, &[&first]);
+        install_host_side(&c, "demo { }", "demo");
+        run_unit(&c, "demo-update.service");
+        c.wait_for_journal(&["-u", "demo.service"], "demo 1.0 started");
         feed.publish(&c, &[if point.broken { &broken } else { &good }]);
         // the installed script with the cut in its step(), once (the boot's recover runs the
         // same script, disarmed)
@@ -778,7 +802,7 @@ fn a_power_cut_anywhere_in_a_switch_leaves_a_whole_version(systemd: Systemd) {
             )
         };
         let step = format!(
-            "step() {{ say \"$*\"; case \"$*\" in '{}'*) [ -e /root/cut ] || {{ : >/root/cut; {cut_here} }} ;; esac; }}",
+            "step() {{\n  say \"$*\"\n  case \"$*\" in '{}'*) [ -e /root/cut ] || {{\n    : >/root/cut\n    {cut_here}\n  }} ;; esac\n}}",
             point.step
         );
         let script = format!(
@@ -793,6 +817,7 @@ fn a_power_cut_anywhere_in_a_switch_leaves_a_whole_version(systemd: Systemd) {
              sleep 300\n"
         );
         c.power_cut_during(&script);
+        feed.start_server(&c);
         // a whole version runs: one image attached, its service up
         c.ok(&["cp", "/root/switch.real", "/etc/sysupdate.demo.d/switch"]);
         let now = attached(&c);
