@@ -14,6 +14,7 @@
 //! list signed, and only then renamed into place, so a failure leaves the feed as it was.
 
 use crate::openpgp;
+use crate::signing::Cert;
 use anyhow::{bail, ensure, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use portable_service_rules::{ddi, names, verity};
@@ -68,8 +69,9 @@ pub fn split_file_name(file: &str) -> Option<(&str, &str, &str)> {
 
 impl Image {
     /// The image at `path`: its `.raw` file, or a directory holding one `.raw` (a Nix output,
-    /// `result`), with the dm-verity files beside a naked image.
-    pub fn find(path: &Utf8Path) -> Result<Image> {
+    /// `result`), with the dm-verity files beside a naked image, checked against it (a
+    /// signature, when `certs` are given, also made by one of them).
+    pub fn find(path: &Utf8Path, certs: &[Cert]) -> Result<Image> {
         let raw = if path.is_dir() {
             let raws: Vec<Utf8PathBuf> = path
                 .read_dir_utf8()
@@ -112,6 +114,7 @@ impl Image {
             }
         }
         let beside = |ext: &str| files.iter().any(|(n, _)| n.ends_with(ext));
+        check_sidecars(&raw, &beside, certs)?;
         if beside(".verity") && !beside(".roothash.p7s") {
             eprintln!(
                 "warning: {raw} has a hash tree but no signature beside it: hosts whose \
@@ -125,6 +128,45 @@ impl Image {
             files,
         })
     }
+}
+
+/// The dm-verity files beside a naked image, checked against it before they travel with it: the
+/// hash tree against the image and the root hash, the signature against the root hash (and,
+/// with `certs`, its signer against them). A host would otherwise find a mismatch only when
+/// the service fails to start.
+fn check_sidecars(raw: &Utf8Path, beside: &dyn Fn(&str) -> bool, certs: &[Cert]) -> Result<()> {
+    let [tree, root, p7s] = verity::sidecars(raw);
+    match (beside(".verity"), beside(".roothash.txt")) {
+        (true, true) => {
+            let text =
+                std::fs::read_to_string(&root).with_context(|| format!("cannot read {root}"))?;
+            let hash = verity::parse_root_hash(&text).with_context(|| format!("{root}"))?;
+            verity::verify(raw, &tree, &hash).with_context(|| {
+                format!("{tree} and {root} don't match {raw}: rebuild them with the image")
+            })?;
+        }
+        (false, false) => {}
+        _ => bail!(
+            "{raw}: one of {tree} and {root} is missing beside it; hosts need both (or neither)"
+        ),
+    }
+    if beside(".roothash.p7s") {
+        ensure!(
+            beside(".roothash.txt"),
+            "{p7s} is beside {raw} without its root hash"
+        );
+        if certs.is_empty() {
+            crate::signing::covers_root_hash(raw, &p7s)?;
+            eprintln!(
+                "warning: {p7s} was not checked against a certificate (signatures without \
+                 signed attributes, as `portable-service sign` makes them, can't be checked \
+                 without one): publish with --cert, the certificate the hosts trust"
+            );
+        } else {
+            crate::signing::verify(raw, &p7s, certs)?;
+        }
+    }
+    Ok(())
 }
 
 /// The version of an extension image still in its Nix output: an extension's file is `NAME.raw`
@@ -207,6 +249,30 @@ fn sha256_of(path: &Utf8Path) -> Result<String> {
     Ok(verity::hex(&hasher.finalize()))
 }
 
+/// The names and hashes a `SHA256SUMS` lists.
+fn parse_sums(sums: &Utf8Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(sums).with_context(|| format!("cannot read {sums}"))?;
+    let mut listed = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        // `HASH  NAME` (text mode) or `HASH *NAME` (binary), as sha256sum writes them
+        let parsed = line
+            .split_once(' ')
+            .map(|(hash, rest)| (hash, rest.strip_prefix([' ', '*']).unwrap_or("")))
+            .filter(|(hash, name)| {
+                hash.len() == 64
+                    && hash.chars().all(|c| c.is_ascii_hexdigit())
+                    && !name.is_empty()
+                    && !name.contains('/')
+                    && !name.starts_with('.')
+            });
+        let Some((hash, name)) = parsed else {
+            bail!("{sums}, line {}: not `SHA256  FILE`: {line:?}", n + 1);
+        };
+        listed.insert(name.to_owned(), hash.to_ascii_lowercase());
+    }
+    Ok(listed)
+}
+
 /// A feed directory as it is: its files and their hashes, all checked against `SHA256SUMS`.
 #[derive(Debug)]
 pub struct Feed {
@@ -249,26 +315,12 @@ impl Feed {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let text = std::fs::read_to_string(&sums).with_context(|| format!("cannot read {sums}"))?;
-        for (n, line) in text.lines().enumerate() {
-            // `HASH  NAME` (text mode) or `HASH *NAME` (binary), as sha256sum writes them
-            let parsed = line
-                .split_once(' ')
-                .map(|(hash, rest)| (hash, rest.strip_prefix([' ', '*']).unwrap_or("")))
-                .filter(|(hash, name)| {
-                    hash.len() == 64
-                        && hash.chars().all(|c| c.is_ascii_hexdigit())
-                        && !name.is_empty()
-                        && !name.contains('/')
-                });
-            let Some((hash, name)) = parsed else {
-                bail!("{sums}, line {}: not `SHA256  FILE`: {line:?}", n + 1);
-            };
+        feed.sums = parse_sums(&sums)?;
+        for name in feed.sums.keys() {
             ensure!(
                 present.contains(name),
                 "{sums} lists {name}, which is not in {dir}"
             );
-            feed.sums.insert(name.to_owned(), hash.to_ascii_lowercase());
         }
         for name in &present {
             if name != SUMS && name != SIGNATURE {
@@ -297,6 +349,9 @@ pub struct Options<'a> {
     pub signer: &'a openpgp::Signer,
     /// Versions kept of each image (the newest).
     pub keep: usize,
+    /// Sign a feed whose list this key didn't sign (another key's, or none): the list is then
+    /// trusted as it is, checked against its files only.
+    pub new_key: bool,
 }
 
 /// What `publish` did.
@@ -306,14 +361,143 @@ pub struct Published {
     pub unchanged: Vec<String>,
     pub removed: Vec<String>,
     pub signer: String,
+    /// What was done about a publish that was cut short (killed, power lost) before this one.
+    pub recovered: Option<String>,
+}
+
+/// The hidden name a file has while a publish stages it: no list names it, no host fetches it.
+fn staged(name: &str) -> String {
+    format!(".{name}.publishing")
+}
+
+/// The names a publish will remove once the new list is in place, written before it renames
+/// anything, so that one cut short after the list was renamed still gets them removed.
+const REMOVING: &str = ".removing.publishing";
+
+/// Waits for the feed's lock (the directory's own flock): one publish at a time.
+fn lock(dir: &Utf8Path) -> Result<std::fs::File> {
+    let handle = std::fs::File::open(dir).with_context(|| format!("cannot open {dir}"))?;
+    match handle.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!("waiting for another publish into {dir}");
+            handle
+                .lock()
+                .with_context(|| format!("cannot lock {dir}"))?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {dir}"));
+        }
+    }
+    Ok(handle)
+}
+
+fn has_hash(path: &Utf8Path, hash: &str) -> bool {
+    path.is_file() && sha256_of(path).is_ok_and(|h| h == hash)
+}
+
+/// Finishes or undoes a publish that was cut short (killed, power lost) between its first write
+/// and its last: forward when its new list is signed by this key and every file it names is
+/// there (in place or staged), so the feed is as that publish meant it; otherwise back to the
+/// list in place, removing what it had renamed in that no list names. What was done, if
+/// anything.
+fn recover(dir: &Utf8Path, signer: &openpgp::Signer) -> Result<Option<String>> {
+    let mut done = None;
+    let staged_sums = dir.join(staged(SUMS));
+    let staged_sig = dir.join(staged(SIGNATURE));
+    if staged_sums.is_file() {
+        // the signature may have been renamed into place already (it goes first)
+        let sig = if staged_sig.is_file() {
+            staged_sig.clone()
+        } else {
+            dir.join(SIGNATURE)
+        };
+        let listed = parse_sums(&staged_sums).ok();
+        let complete = listed.as_ref().is_some_and(|l| {
+            l.iter()
+                .all(|(n, h)| has_hash(&dir.join(n), h) || has_hash(&dir.join(staged(n)), h))
+        });
+        match listed {
+            Some(listed) if complete && signer.verify(&staged_sums, &sig).is_ok() => {
+                for (name, hash) in &listed {
+                    let from = dir.join(staged(name));
+                    if from.is_file() && !has_hash(&dir.join(name), hash) {
+                        std::fs::rename(&from, dir.join(name))?;
+                    }
+                }
+                if staged_sig.is_file() {
+                    std::fs::rename(&staged_sig, dir.join(SIGNATURE))?;
+                }
+                std::fs::rename(&staged_sums, dir.join(SUMS))?;
+                done = Some("finished the publish that was cut short".to_owned());
+            }
+            listed => {
+                let current = if dir.join(SUMS).is_file() {
+                    parse_sums(&dir.join(SUMS))?
+                } else {
+                    BTreeMap::new()
+                };
+                for (name, hash) in listed.iter().flatten() {
+                    if !current.contains_key(name) && has_hash(&dir.join(name), hash) {
+                        std::fs::remove_file(dir.join(name))?;
+                    }
+                }
+                done = Some("undid the publish that was cut short".to_owned());
+            }
+        }
+    }
+    let removing = dir.join(REMOVING);
+    if removing.is_file() {
+        let current = parse_sums(&dir.join(SUMS)).unwrap_or_default();
+        for name in std::fs::read_to_string(&removing)?.lines() {
+            let file = dir.join(name);
+            if !name.is_empty() && !name.contains('/') && !current.contains_key(name) {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+        done.get_or_insert_with(|| "finished the removals of a publish cut short".to_owned());
+    }
+    for entry in dir.read_dir_utf8()? {
+        let name = entry?.file_name().to_owned();
+        if name.starts_with('.') && name.ends_with(".publishing") {
+            std::fs::remove_file(dir.join(&name))?;
+        }
+    }
+    Ok(done)
+}
+
+/// Refuses to go on from a list this key didn't sign (unless `new_key`): a list changed in
+/// the web root, with a file slipped in beside it, would otherwise be signed again and go to
+/// every host.
+fn check_signed(dir: &Utf8Path, options: &Options) -> Result<()> {
+    let (sums, sig) = (dir.join(SUMS), dir.join(SIGNATURE));
+    if !sums.is_file() || options.new_key {
+        return Ok(());
+    }
+    ensure!(
+        sig.is_file(),
+        "{sums} has no signature beside it ({SIGNATURE}): it can't be trusted as published;          if it is right, publish with --new-key to sign it as it is"
+    );
+    options.signer.verify(&sums, &sig).with_context(|| {
+        format!(
+            "{sums} is not as {} signed it: it was changed after it was published, or another              key signed it; check the feed, and publish with --new-key only if the feed changed              keys",
+            options.signer.fingerprint()
+        )
+    })
 }
 
 /// Adds `images` to the feed in `dir` (made if missing), keeps the newest `keep` versions of
 /// each image, and writes and signs the new list. Nothing is written unless all is well.
 pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Published> {
     ensure!(options.keep >= 1, "--keep must be at least 1");
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot make {dir}"))?;
+    let _lock = lock(dir)?;
+    let mut published = Published {
+        recovered: recover(dir, options.signer)?,
+        ..Published::default()
+    };
+    check_signed(dir, options)?;
     let feed = Feed::open(dir)?;
-    let mut published = Published::default();
     let mut sums = feed.sums.clone();
     // file name -> (source, hash): what is new
     let mut new: BTreeMap<String, (Utf8PathBuf, String)> = BTreeMap::new();
@@ -389,12 +573,12 @@ pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Pu
     }
 
     // written under temporary names; renamed into place once the list is signed
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot make {dir}"))?;
-    let mut staged = Staged::default();
+    let mut staged_files = Staged::default();
     for (name, (source, hash)) in &new {
-        let tmp = dir.join(format!(".{name}.publishing"));
-        staged.files.push(tmp.clone());
+        let tmp = dir.join(staged(name));
+        staged_files.files.push(tmp.clone());
         std::fs::copy(source, &tmp).with_context(|| format!("cannot copy {source} to {tmp}"))?;
+        std::fs::File::open(&tmp)?.sync_all()?;
         ensure!(
             &sha256_of(&tmp)? == hash,
             "{source} changed while it was copied into the feed"
@@ -407,32 +591,67 @@ pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Pu
         .iter()
         .map(|(name, hash)| format!("{hash}  {name}\n"))
         .collect();
-    let sums_tmp = dir.join(format!(".{SUMS}.publishing"));
-    let sig_tmp = dir.join(format!(".{SIGNATURE}.publishing"));
-    staged.files.push(sums_tmp.clone());
-    staged.files.push(sig_tmp.clone());
+    let sums_tmp = dir.join(staged(SUMS));
+    let sig_tmp = dir.join(staged(SIGNATURE));
+    staged_files.files.push(sums_tmp.clone());
+    staged_files.files.push(sig_tmp.clone());
     let mut f =
         std::fs::File::create(&sums_tmp).with_context(|| format!("cannot write {sums_tmp}"))?;
     f.write_all(list.as_bytes())?;
     f.sync_all()?;
     options.signer.sign(&sums_tmp, &sig_tmp)?;
+    std::fs::File::open(&sig_tmp)?.sync_all()?;
     published.signer = options.signer.fingerprint().to_owned();
+    let removing = dir.join(REMOVING);
+    if !removed.is_empty() {
+        staged_files.files.push(removing.clone());
+        let mut f =
+            std::fs::File::create(&removing).with_context(|| format!("cannot write {removing}"))?;
+        f.write_all(removed.join("\n").as_bytes())?;
+        f.sync_all()?;
+    }
+    sync_dir(dir)?;
+    cut_short_at("staged");
 
+    // from here on a publish cut short is finished by the next (see [`recover`])
     for name in new.keys() {
-        let tmp = dir.join(format!(".{name}.publishing"));
-        std::fs::rename(&tmp, dir.join(name))?;
+        std::fs::rename(dir.join(staged(name)), dir.join(name))?;
         published.added.push(name.clone());
+        cut_short_at("renamed-one");
     }
     // the signature first: a host reading in between sees a list that doesn't match it and
     // refuses this one update, rather than taking a list that no signature covers
     std::fs::rename(&sig_tmp, dir.join(SIGNATURE))?;
+    cut_short_at("signature");
     std::fs::rename(&sums_tmp, dir.join(SUMS))?;
-    staged.files.clear();
+    sync_dir(dir)?;
+    cut_short_at("list");
+    staged_files.files.clear();
     for name in &removed {
         std::fs::remove_file(dir.join(name)).with_context(|| format!("cannot remove {name}"))?;
+        cut_short_at("removed-one");
     }
+    if removing.is_file() {
+        std::fs::remove_file(&removing)?;
+    }
+    sync_dir(dir)?;
     published.removed = removed;
     Ok(published)
+}
+
+/// Where the tests cut a publish short (tests/feed.rs): with
+/// `PORTABLE_SERVICE_PUBLISH_CUT_AT=POINT` the process aborts there, as a kill or a power cut
+/// would end it (nothing cleans up).
+fn cut_short_at(point: &str) {
+    if std::env::var_os("PORTABLE_SERVICE_PUBLISH_CUT_AT").is_some_and(|p| p == point) {
+        std::process::abort();
+    }
+}
+
+fn sync_dir(dir: &Utf8Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {dir}"))
 }
 
 /// Temporary files of a publish that failed midway, removed when it returns.

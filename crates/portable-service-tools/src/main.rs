@@ -80,6 +80,15 @@ struct PublishArgs {
     /// How many versions of each image the feed keeps (the newest).
     #[arg(long, default_value_t = 5)]
     keep: usize,
+    /// A certificate the hosts trust to sign root hashes (their /etc/verity.d): every
+    /// `.roothash.p7s` published must be made by one of these. Without it, a signature is
+    /// only checked to be over its image's root hash.
+    #[arg(long = "cert", value_name = "CERT")]
+    certs: Vec<Utf8PathBuf>,
+    /// Sign a feed whose list this key didn't sign (another key, or none): the list is then
+    /// trusted as it is, checked against its files only. Without it such a feed is refused.
+    #[arg(long)]
+    new_key: bool,
     /// Also write the key's public part here, in the binary form hosts install as
     /// /etc/systemd/import-pubring.pgp (import-pubring.gpg before systemd 258).
     #[arg(long, value_name = "FILE")]
@@ -92,10 +101,15 @@ struct PublishArgs {
 
 fn publish_command(args: PublishArgs) -> Result<()> {
     let signer = openpgp::Signer::import(&args.key, args.passphrase_file.as_deref())?;
+    let certs = args
+        .certs
+        .iter()
+        .map(|c| signing::Cert::read(c))
+        .collect::<Result<Vec<_>>>()?;
     let images = args
         .images
         .iter()
-        .map(|i| feed::Image::find(i))
+        .map(|i| feed::Image::find(i, &certs))
         .collect::<Result<Vec<_>>>()?;
     let done = feed::publish(
         &args.feed,
@@ -103,8 +117,12 @@ fn publish_command(args: PublishArgs) -> Result<()> {
         &feed::Options {
             signer: &signer,
             keep: args.keep,
+            new_key: args.new_key,
         },
     )?;
+    if let Some(what) = &done.recovered {
+        println!("{}: {what}", args.feed);
+    }
     for name in &done.added {
         println!("added {}/{name}", args.feed);
     }

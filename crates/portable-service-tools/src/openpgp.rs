@@ -155,6 +155,29 @@ impl Signer {
         Ok(())
     }
 
+    /// Whether `signature` is a good detached signature of `data` by this key (the home holds
+    /// no other): `Err` says why not.
+    pub fn verify(&self, data: &Utf8Path, signature: &Utf8Path) -> Result<()> {
+        let out = self
+            .gpg()
+            .args(["--status-fd", "1", "--verify"])
+            .arg(signature)
+            .arg(data)
+            .output()
+            .context("cannot run gpg")?;
+        let status = String::from_utf8_lossy(&out.stdout);
+        let valid = status.lines().any(|l| {
+            l.starts_with("[GNUPG:] VALIDSIG ") && l.split(' ').any(|f| f == self.fingerprint)
+        });
+        ensure!(
+            out.status.success() && valid,
+            "{signature} is not a good signature of {data} by {}: {}",
+            self.fingerprint,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(())
+    }
+
     /// Writes the public part of the key to `out` in OpenPGP's binary form: the keyring file a
     /// host's systemd-sysupdate reads (`/etc/systemd/import-pubring.pgp`, named
     /// `import-pubring.gpg` before systemd 258).

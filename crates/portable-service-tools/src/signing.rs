@@ -285,6 +285,41 @@ pub fn verify<'c>(image: &Utf8Path, p7s: &Utf8Path, certs: &'c [Cert]) -> Result
     )
 }
 
+/// Checks that `p7s` is a PKCS#7 signature whose signed content is the root hash beside
+/// `image` (who signed it is the hosts' question, answered by their /etc/verity.d): what
+/// `publish` asks before a signature travels with the image. A signature without signed
+/// attributes carries no digest to compare and passes.
+pub fn covers_root_hash(image: &Utf8Path, p7s: &Utf8Path) -> Result<()> {
+    let (root_file, _, root_hash) = signed_root_hash(image)?;
+    let bytes = std::fs::read(p7s).with_context(|| format!("cannot read {p7s}"))?;
+    let info = ContentInfo::from_der(&bytes)
+        .map_err(|e| anyhow::anyhow!("{p7s} is not a DER PKCS#7 signature: {e}"))?;
+    ensure!(
+        info.content_type == rfc5911::ID_SIGNED_DATA,
+        "{p7s} is PKCS#7 content of type {}, not signed data",
+        info.content_type
+    );
+    let signed: SignedData = info
+        .content
+        .decode_as()
+        .map_err(|e| anyhow::anyhow!("{p7s}: malformed signed data: {e}"))?;
+    let mut why_not = Vec::new();
+    for signer in signed.signer_infos.0.iter() {
+        match signed_message(signer, root_hash.as_bytes()) {
+            Ok(_) => return Ok(()),
+            Err(e) => why_not.push(format!("{e:#}")),
+        }
+    }
+    bail!(
+        "{p7s} does not sign the root hash in {root_file}: {}",
+        if why_not.is_empty() {
+            "it holds no signer".to_owned()
+        } else {
+            why_not.join("; ")
+        }
+    )
+}
+
 /// Which of `certs` made the DER PKCS#7 signature `bytes` (named `p7s` in messages) over
 /// `root_hash` (lowercase hex; `whose` says where it comes from).
 fn verify_der<'c>(

@@ -66,15 +66,64 @@ impl Key {
     }
 }
 
-/// An image file `name` of `len` bytes made from `seed`, with the given dm-verity files beside
-/// it (their contents made from the seed too).
+/// An image file `name` of 8 KiB made from `seed`, with the given dm-verity files beside it,
+/// made as `verity = true` and `portable-service sign` make them (the signer a throwaway P-256
+/// key whose certificate is `dir/signer.crt`).
 fn image(dir: &Path, name: &str, seed: u8, sidecars: &[&str]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let raw = dir.join(name);
-    std::fs::write(&raw, vec![seed; 5000]).unwrap();
+    std::fs::write(&raw, vec![seed; 8192]).unwrap();
     let stem = name.strip_suffix(".raw").unwrap();
-    for ext in sidecars {
-        std::fs::write(dir.join(format!("{stem}{ext}")), format!("{ext} {seed}\n")).unwrap();
+    if sidecars.contains(&".verity") {
+        let utf8 = |p: PathBuf| camino::Utf8PathBuf::from_path_buf(p).unwrap();
+        let tree = portable_service_rules::verity::format(
+            &utf8(raw.clone()),
+            &utf8(dir.join(format!("{stem}.verity"))),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{stem}.roothash")),
+            tree.root_hash_hex() + "\n",
+        )
+        .unwrap();
+    }
+    if sidecars.contains(&".roothash.p7s") {
+        let (key, cert) = (dir.join("signer.key"), dir.join("signer.crt"));
+        if !cert.exists() {
+            let out = Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-nodes",
+                    "-days",
+                    "30",
+                    "-subj",
+                    "/CN=feed-test",
+                ])
+                .args([
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-keyout",
+                ])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "openssl: {}", text(&out));
+        }
+        let out = tool()
+            .arg("sign")
+            .arg("--key")
+            .arg(&key)
+            .arg("--cert")
+            .arg(&cert)
+            .arg(&raw)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "sign: {}", text(&out));
     }
     raw
 }
@@ -172,7 +221,7 @@ fn publish_adds_versions_signs_the_list_and_keeps_the_newest() {
     // the root hash travels as .roothash.txt, byte for byte
     assert_eq!(
         std::fs::read(feed.join("demo_1.9.roothash.txt")).unwrap(),
-        b".roothash 1\n"
+        std::fs::read(work.path().join("1/demo_1.9.roothash")).unwrap()
     );
     assert_a_host_accepts(&feed, &public);
 
@@ -333,6 +382,202 @@ fn bad_inputs_are_refused_naming_the_value_and_leave_the_feed_as_it_was() {
         assert!(said.contains(dir.to_str().unwrap()), "{said}");
         assert_eq!(snapshot(dir), before, "{needle}: the feed changed");
     }
+}
+
+/// What a feed's web root may suffer, and what publish then does: a file slipped in with its
+/// line added to the list is refused (the list is no longer as the key signed it), so is a
+/// feed another key signed, unless --new-key says the feed changes keys; sidecars that don't
+/// belong to their image are refused before anything is written.
+#[test]
+fn publish_trusts_only_a_list_its_key_signed_and_sidecars_that_match() {
+    let key = Key::new("feed");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let v1 = image(&w.join("a"), "demo_1.raw", 1, &[]);
+    let v2 = image(&w.join("a"), "demo_2.raw", 2, &[]);
+
+    // a file slipped into the web root, its line added to SHA256SUMS: refused, nothing written
+    let feed = w.join("slipped");
+    assert!(publish(&feed, &key, &[], &[&v1]).status.success());
+    std::fs::write(feed.join("demo_9.raw"), "evil").unwrap();
+    let line = format!(
+        "{}  demo_9.raw\n",
+        "a4ff9e1f2d0a0b3ac1a2b9ae4bd3a1d0c1d71ac5b7e3b4ab8e6d4e3ac7f0e0b1"
+    );
+    let mut sums = std::fs::read_to_string(feed.join("SHA256SUMS")).unwrap();
+    sums.push_str(&line);
+    std::fs::write(feed.join("SHA256SUMS"), sums).unwrap();
+    let before = snapshot(&feed);
+    let out = publish(&feed, &key, &[], &[&v2]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("SHA256SUMS is not as")
+            && said.contains("it was changed after it was published"),
+        "{said}"
+    );
+    assert_eq!(snapshot(&feed), before);
+
+    // a feed another key signed: refused, then taken over with --new-key
+    let feed = w.join("other-key");
+    let other = Key::new("other");
+    assert!(publish(&feed, &other, &[], &[&v1]).status.success());
+    let out = publish(&feed, &key, &[], &[&v2]);
+    assert!(
+        !out.status.success() && text(&out).contains("--new-key"),
+        "{}",
+        text(&out)
+    );
+    let out = publish(&feed, &key, &["--new-key"], &[&v2]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(listed(&feed), ["demo_1.raw", "demo_2.raw"]);
+
+    // sidecars: another image's hash tree and root hash, a signature of another root hash, a
+    // signature by a certificate the hosts don't trust
+    let verity = [".verity", ".roothash", ".roothash.p7s"];
+    let good = image(&w.join("s"), "demo_5.raw", 5, &verity);
+    let swapped = image(&w.join("t"), "demo_5.raw", 6, &verity);
+    for ext in [".verity", ".roothash"] {
+        std::fs::copy(
+            w.join(format!("s/demo_5{ext}")),
+            w.join(format!("t/demo_5{ext}")),
+        )
+        .unwrap();
+    }
+    let resigned = image(&w.join("u"), "demo_5.raw", 5, &verity);
+    image(&w.join("v"), "demo_5.raw", 7, &verity);
+    std::fs::copy(
+        w.join("v/demo_5.roothash.p7s"),
+        w.join("u/demo_5.roothash.p7s"),
+    )
+    .unwrap();
+    let feed = w.join("sidecars");
+    for (case, img, args, needle) in [
+        ("a tree of another image", &swapped, vec![], "don't match"),
+        (
+            "a signature of another root hash",
+            &resigned,
+            vec![
+                "--cert".to_owned(),
+                w.join("v/signer.crt").to_str().unwrap().to_owned(),
+            ],
+            "not a signature of the root hash",
+        ),
+        (
+            "a signer the hosts don't trust",
+            &good,
+            vec![
+                "--cert".to_owned(),
+                w.join("u/signer.crt").to_str().unwrap().to_owned(),
+            ],
+            "not a signature of the root hash",
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = publish(&feed, &key, &args, &[img]);
+        let said = text(&out);
+        assert!(!out.status.success(), "{case}: accepted\n{said}");
+        assert!(
+            said.contains(needle),
+            "{case}: expected {needle:?} in\n{said}"
+        );
+        assert!(!feed.join("SHA256SUMS").exists(), "{case}: written");
+    }
+    let trusted = w.join("s/signer.crt");
+    let out = publish(
+        &feed,
+        &key,
+        &["--cert", trusted.to_str().unwrap()],
+        &[&good],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// A publish cut short (aborted, as a kill or a power cut ends it) at each of its points leaves
+/// a feed the next publish goes on from without cleaning by hand: as it was, or as the cut one
+/// meant it; then the feed is whole (a host accepts it) and holds what was published.
+#[test]
+fn a_publish_cut_short_anywhere_is_finished_or_undone_by_the_next() {
+    let key = Key::new("feed");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let public = w.join("import-pubring.pgp");
+    let v1 = image(&w.join("a"), "demo_1.raw", 1, &[]);
+    let v2 = image(&w.join("a"), "demo_2.raw", 2, &[]);
+    let v3 = image(&w.join("a"), "demo_3.raw", 3, &[]);
+    for point in ["staged", "renamed-one", "signature", "list", "removed-one"] {
+        let feed = w.join(point);
+        let out = publish(
+            &feed,
+            &key,
+            &["--public-key", public.to_str().unwrap()],
+            &[&v1],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        // --keep 1: version 1 goes, so the cut may come among the removals too
+        let out = tool()
+            .env("PORTABLE_SERVICE_PUBLISH_CUT_AT", point)
+            .arg("publish")
+            .arg("--feed")
+            .arg(&feed)
+            .arg("--key")
+            .arg(key.path())
+            .args(["--keep", "1"])
+            .arg(&v2)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}: not cut short");
+        let out = publish(&feed, &key, &["--keep", "1"], &[&v3]);
+        let said = text(&out);
+        assert!(out.status.success(), "{point}: {said}");
+        assert!(said.contains("cut short"), "{point}: {said}");
+        assert_a_host_accepts(&feed, &public);
+        assert_eq!(listed(&feed), ["demo_3.raw"], "{point}");
+        let mut files: Vec<String> = snapshot(&feed).into_keys().collect();
+        files.sort();
+        assert_eq!(
+            files,
+            ["SHA256SUMS", "SHA256SUMS.gpg", "demo_3.raw"],
+            "{point}"
+        );
+    }
+}
+
+/// Two publishes into one feed: the second waits for the first (the directory's lock).
+#[test]
+fn one_publish_at_a_time() {
+    let key = Key::new("feed");
+    let work = tempfile::tempdir().unwrap();
+    let feed = work.path().join("feed");
+    let v1 = image(&work.path().join("a"), "demo_1.raw", 1, &[]);
+    assert!(publish(&feed, &key, &[], &[&v1]).status.success());
+    let v2 = image(&work.path().join("a"), "demo_2.raw", 2, &[]);
+    // another publish holds the lock
+    let held = std::fs::File::open(&feed).unwrap();
+    held.lock().unwrap();
+    let mut waiting = tool()
+        .arg("publish")
+        .arg("--feed")
+        .arg(&feed)
+        .arg("--key")
+        .arg(key.path())
+        .arg(&v2)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(waiting.try_wait().unwrap().is_none(), "it did not wait");
+    assert_eq!(listed(&feed), ["demo_1.raw"]);
+    held.unlock().unwrap();
+    let out = waiting.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("waiting for another publish"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(listed(&feed), ["demo_1.raw", "demo_2.raw"]);
 }
 
 fn transfers(args: &[&str]) -> (bool, String, tempfile::TempDir) {

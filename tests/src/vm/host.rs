@@ -187,7 +187,9 @@ impl Host {
         fs::write(self.share().join("cut.sh"), script).unwrap();
         let boot = |h: &Host| h.ok(&["cat", "/proc/sys/kernel/random/boot_id"]);
         let before = boot(self);
-        self.vm.on_reset("reset").expect("letting a reset reboot the guest");
+        self.vm
+            .on_reset("reset")
+            .expect("letting a reset reboot the guest");
         let started = Instant::now();
         // the answer never comes: the guest resets before; what comes is the next boot's
         self.vm
@@ -197,7 +199,9 @@ impl Host {
             *self.vm.broken.borrow_mut() = Some(e.clone());
             panic!("the guest did not come back after the power cut: {e}");
         }
-        self.vm.on_reset("shutdown").expect("qemu's reset action back");
+        self.vm
+            .on_reset("shutdown")
+            .expect("qemu's reset action back");
         assert_ne!(boot(self), before, "the script did not cut the power");
         eprintln!(
             "{}: power cut, up again after {:.0?}",

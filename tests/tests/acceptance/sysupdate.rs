@@ -235,7 +235,12 @@ fn attached(c: &Host) -> Vec<String> {
     ]);
     let mut images: Vec<String> = lines
         .split_whitespace()
-        .filter_map(|p| p.rsplit('/').next()?.strip_suffix(".raw").map(str::to_owned))
+        .filter_map(|p| {
+            p.rsplit('/')
+                .next()?
+                .strip_suffix(".raw")
+                .map(str::to_owned)
+        })
         .collect();
     images.sort();
     images.dedup();
@@ -333,10 +338,7 @@ fn update_and_roll_back(
     assert_eq!(installed(c), expected);
     let got = fetched(c);
     // each file of version 2 once (the root hash travels as .roothash.txt), and the list
-    let of_2: Vec<&String> = got
-        .iter()
-        .filter(|f| f.starts_with("demo_2.0."))
-        .collect();
+    let of_2: Vec<&String> = got.iter().filter(|f| f.starts_with("demo_2.0.")).collect();
     assert_eq!(of_2.len(), suffixes.len(), "{got:?}");
     assert!(got.contains(&"SHA256SUMS".to_owned()), "{got:?}");
     assert!(
@@ -500,7 +502,11 @@ fn an_extension_updates_over_its_base(systemd: Systemd) {
     c.journal_from_now();
     run_unit(&c, "app-update.service");
     assert_attached(&c, "demo_1.0");
-    assert!(fetched(&c).iter().all(|f| !f.ends_with(".raw")), "{:?}", fetched(&c));
+    assert!(
+        fetched(&c).iter().all(|f| !f.ends_with(".raw")),
+        "{:?}",
+        fetched(&c)
+    );
 
     // the extension that fits, and a base 3.0 whose fetch fails (changed in the served copy):
     // the new extension runs over a base the host has, the unit fails naming the base
