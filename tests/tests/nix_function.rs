@@ -662,7 +662,7 @@ fn the_readme_update_flow_publishes_hello_ddi_and_builds_its_host_side() {
         work.path(),
         "cp result/hello_2.12.2.raw . && chmod u+w hello_2.12.2.raw
         portable-service sign --key \"$KEY\" --cert \"$CERT\" hello_2.12.2.raw
-        portable-service publish --feed feed --key \"$FEED_KEY\" --public-key import-pubring.pgp hello_2.12.2.raw
+        portable-service publish --feed feed --key \"$FEED_KEY\" --cert \"$CERT\" --public-key import-pubring.pgp hello_2.12.2.raw
         (cd feed && sha256sum -c --strict SHA256SUMS)   # what the hosts check, with the signature",
     );
     assert!(said.contains("added feed/hello_2.12.2.raw"), "{said}");
@@ -683,6 +683,8 @@ fn the_readme_update_flow_publishes_hello_ddi_and_builds_its_host_side() {
         "systemd/system/hello-update.service",
         "systemd/system/hello-update.timer",
         "systemd/system/hello-rollback.service",
+        "systemd/system/hello-recover.service",
+        "systemd/system/multi-user.target.wants/hello-recover.service",
     ] {
         assert!(host.join(file).is_file(), "{file} in {}", host.display());
     }

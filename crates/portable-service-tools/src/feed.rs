@@ -104,7 +104,13 @@ impl Image {
         };
         ensure!(raw.is_file(), "{raw}: no such image");
         let mut files = vec![(versioned.clone(), raw.clone())];
-        if !ddi::is_ddi(&raw)? {
+        if ddi::is_ddi(&raw)? {
+            // its signature partition, when the hosts' certificate is given
+            if !certs.is_empty() {
+                let disk = crate::signing::Disk::read(&raw)?;
+                crate::signing::verify_disk(&raw, &disk, certs)?;
+            }
+        } else {
             let stem = &raw.as_str()[..raw.as_str().len() - 4];
             for (host, feed) in &FILES[1..] {
                 let sidecar = Utf8PathBuf::from(format!("{stem}{host}"));
