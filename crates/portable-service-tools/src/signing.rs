@@ -285,6 +285,20 @@ pub fn verify<'c>(image: &Utf8Path, p7s: &Utf8Path, certs: &'c [Cert]) -> Result
     )
 }
 
+/// The signed data of the DER PKCS#7 `bytes` (named `p7s` in messages).
+fn signed_data(bytes: &[u8], p7s: &str) -> Result<SignedData> {
+    let info = ContentInfo::from_der(bytes)
+        .map_err(|e| anyhow::anyhow!("{p7s} is not a DER PKCS#7 signature: {e}"))?;
+    ensure!(
+        info.content_type == rfc5911::ID_SIGNED_DATA,
+        "{p7s} is PKCS#7 content of type {}, not signed data",
+        info.content_type
+    );
+    info.content
+        .decode_as()
+        .map_err(|e| anyhow::anyhow!("{p7s}: malformed signed data: {e}"))
+}
+
 /// Checks that `p7s` is a PKCS#7 signature whose signed content is the root hash beside
 /// `image` (who signed it is the hosts' question, answered by their /etc/verity.d): what
 /// `publish` asks before a signature travels with the image. A signature without signed
@@ -292,17 +306,7 @@ pub fn verify<'c>(image: &Utf8Path, p7s: &Utf8Path, certs: &'c [Cert]) -> Result
 pub fn covers_root_hash(image: &Utf8Path, p7s: &Utf8Path) -> Result<()> {
     let (root_file, _, root_hash) = signed_root_hash(image)?;
     let bytes = std::fs::read(p7s).with_context(|| format!("cannot read {p7s}"))?;
-    let info = ContentInfo::from_der(&bytes)
-        .map_err(|e| anyhow::anyhow!("{p7s} is not a DER PKCS#7 signature: {e}"))?;
-    ensure!(
-        info.content_type == rfc5911::ID_SIGNED_DATA,
-        "{p7s} is PKCS#7 content of type {}, not signed data",
-        info.content_type
-    );
-    let signed: SignedData = info
-        .content
-        .decode_as()
-        .map_err(|e| anyhow::anyhow!("{p7s}: malformed signed data: {e}"))?;
+    let signed = signed_data(&bytes, p7s.as_str())?;
     let mut why_not = Vec::new();
     for signer in signed.signer_infos.0.iter() {
         match signed_message(signer, root_hash.as_bytes()) {
@@ -329,17 +333,7 @@ fn verify_der<'c>(
     whose: &str,
     certs: &'c [Cert],
 ) -> Result<&'c Cert> {
-    let info = ContentInfo::from_der(bytes)
-        .map_err(|e| anyhow::anyhow!("{p7s} is not a DER PKCS#7 signature: {e}"))?;
-    ensure!(
-        info.content_type == rfc5911::ID_SIGNED_DATA,
-        "{p7s} is PKCS#7 content of type {}, not signed data",
-        info.content_type
-    );
-    let signed: SignedData = info
-        .content
-        .decode_as()
-        .map_err(|e| anyhow::anyhow!("{p7s}: malformed signed data: {e}"))?;
+    let signed = signed_data(bytes, p7s)?;
     let mut why_not = Vec::new();
     for signer in signed.signer_infos.0.iter() {
         let candidates: Vec<&Cert> = match &signer.sid {
