@@ -212,7 +212,7 @@ let
           else
             {
               timeout = seconds "timeout" 90;
-              steady = seconds "steady" 2;
+              steady = seconds "steady" 1;
             };
       # systemd-sysupdate takes versions of these characters only (version_is_valid())
       checkedVersion =

@@ -191,26 +191,24 @@ units_of() {
   done
 }
 
-# up, failed or pending: an active unit, or a oneshot (or a unit never started) that ended well,
-# is up.
-unit_state() {
-  active= result=
-  for kv in $(systemctl show -p ActiveState -p Result "$1"); do
-    case $kv in
-      ActiveState=*) active=${kv#*=} ;;
-      Result=*) result=${kv#*=} ;;
-    esac
-  done
-  case $active in
-    active | reloading) echo up ;;
-    failed) echo failed ;;
-    inactive) if [ "$result" = success ]; then echo up; else echo failed; fi ;;
-    *) echo pending ;;
-  esac
-}
-
-restarts() {
-  for u in "$@"; do systemctl show -p NRestarts "$u"; done
+# "UNIT STATE RESTARTS RESULT" for each unit, from one `systemctl show` (a process costs much
+# on a slow host): STATE up (active; or a oneshot, or a unit never started, that ended well),
+# failed, or pending.
+unit_states() {
+  systemctl show -p Id -p ActiveState -p Result -p NRestarts "$@" | awk -F= '
+    function emit() {
+      if (id != "") {
+        if (a == "active" || a == "reloading") s = "up"
+        else if (a == "failed") s = "failed"
+        else if (a == "inactive") s = (r == "success") ? "up" : "failed"
+        else s = "pending"
+        print id, s, (n == "" ? "-" : n), (r == "" ? "-" : r)
+      }
+      id = ""; a = ""; r = ""; n = ""
+    }
+    /^Id=/ { id = $2 } /^ActiveState=/ { a = $2 } /^Result=/ { r = $2 } /^NRestarts=/ { n = $2 }
+    /^$/ { emit() }
+    END { emit() }'
 }
 
 # Whether pair $1's units are up within $health_timeout s and still up, not restarted,
@@ -223,35 +221,25 @@ healthy() {
   }
   waited=0
   while :; do
-    pending=
-    for u in $units; do
-      case $(unit_state "$u") in
-        up) ;;
-        failed)
-          why="$u failed ($(systemctl show -p Result "$u"))"
-          return 1
-          ;;
-        *) pending="$pending $u" ;;
-      esac
-    done
-    [ -n "$pending" ] || break
+    states=$(unit_states $units)
+    why=$(echo "$states" | awk '$2 == "failed" { print $1 " failed (Result=" $4 ")"; exit }')
+    [ -z "$why" ] || return 1
+    echo "$states" | grep -q ' pending ' || break
     if [ "$waited" -ge $((health_timeout * 4)) ]; then
-      why="$pending not up after ${health_timeout} s"
+      why="$(echo "$states" | awk '$2 == "pending" { printf "%s ", $1 }')not up after ${health_timeout} s"
       return 1
     fi
     sleep 0.25
     waited=$((waited + 1))
   done
-  before=$(restarts $units)
+  before=$(echo "$states" | awk '{ print $1, $3 }')
   sleep "$health_steady"
-  for u in $units; do
-    [ "$(unit_state "$u")" = up ] || {
-      why="$u stopped within ${health_steady} s of its start ($(systemctl show -p Result "$u"))"
-      return 1
-    }
-  done
-  [ "$(restarts $units)" = "$before" ] || {
-    why="$units restarted within ${health_steady} s of the start"
+  states=$(unit_states $units)
+  why=$(echo "$states" | awk -v s="$health_steady" '$2 != "up" {
+    print $1 " stopped within " s " s of its start (Result=" $4 ")"; exit }')
+  [ -z "$why" ] || return 1
+  [ "$(echo "$states" | awk '{ print $1, $3 }')" = "$before" ] || {
+    why="$(echo $units) restarted within ${health_steady} s of the start"
     return 1
   }
 }

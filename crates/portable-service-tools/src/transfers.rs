@@ -66,7 +66,7 @@ impl Default for Health {
     fn default() -> Self {
         Health {
             timeout: 90,
-            steady: 2,
+            steady: 1,
         }
     }
 }

@@ -18,6 +18,7 @@ use portable_service_tests::on_every_systemd;
 use portable_service_tests::vm::Host;
 use portable_service_tests::*;
 use std::path::{Path, PathBuf};
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 // 252: asserts there is no sysupdate; 254 that there is; 257, 262: the whole flow with a DDI
@@ -823,7 +824,7 @@ fn a_power_cut_anywhere_in_a_switch_leaves_a_whole_version(systemd: Systemd) {
             )
         };
         let step = format!(
-            "step() {{\n  say \"$*\"\n  case \"$*\" in '{}'*) [ -e /root/cut ] || {{\n    : >/root/cut\n    {cut_here}\n  }} ;; esac\n}}",
+            "step() {{\n  say \"$*\"\n  case \"$*\" in '{}'*) [ -e /root/cut ] || {{\n    : >/root/cut\n    sync /root/cut /root\n    {cut_here}\n  }} ;; esac\n}}",
             point.step
         );
         let script = format!(
@@ -851,6 +852,15 @@ fn a_power_cut_anywhere_in_a_switch_leaves_a_whole_version(systemd: Systemd) {
         );
         c.assert_active("demo.service");
         whole += 1;
+        // past the harness's capture: a sweep is long, and a reader follows it
+        let _ = writeln!(
+            std::io::stderr(),
+            "systemd {}: cut after {:?} + {} ms: {} runs after the boot",
+            c.version(),
+            point.step,
+            point.delay_ms,
+            now[0]
+        );
         eprintln!(
             "systemd {}: cut after {:?} + {} ms{}: {} runs after the boot",
             c.version(),
