@@ -17,8 +17,8 @@ use portable_service_tests::guest::Systemd;
 use portable_service_tests::on_every_systemd;
 use portable_service_tests::vm::Host;
 use portable_service_tests::*;
-use std::path::{Path, PathBuf};
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 // 252: asserts there is no sysupdate; 254 that there is; 257, 262: the whole flow with a DDI
