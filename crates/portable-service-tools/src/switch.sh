@@ -38,6 +38,9 @@ die() {
 }
 
 lock() {
+  # versions are ordered as systemd orders them, or not at all (251 has sysupdate, not this)
+  systemd-analyze compare-versions 1 lt 2 >/dev/null 2>&1 ||
+    die "systemd-analyze compare-versions is missing (systemd 252 or newer): versions can't be ordered"
   mkdir -p /run/lock "$state" "$run"
   exec 9>"/run/lock/portable-service-update.$attached_as.lock"
   if ! flock -n 9; then
