@@ -186,65 +186,80 @@ portable() {
 # The units attached from pair $1's image (templates aside: they run only as instances).
 units_of() {
   set -- $1
-  dropin_dirs | while read -r d; do
-    grep -qsF "/$1" "$d"/*.conf || continue
-    u=${d##*/}
-    u=${u%.d}
-    case $u in *@.*) ;; *) echo "$u" ;; esac
-  done
+  # one grep over every drop-in (/dev/null: never standard input, when none is there)
+  grep -lsF "/$1" /dev/null $(dropin_dirs | sed 's,$,/*.conf,') | sed 's,/[^/]*$,,; s,.*/,,; s,\.d$,,' |
+    grep -v '@\.' | sort -u
 }
 
-# "UNIT STATE RESTARTS RESULT" for each unit, from one `systemctl show` (a process costs much
-# on a slow host): STATE up (active; or a oneshot, or a unit never started, that ended well),
-# failed, or pending.
-unit_states() {
+# One look at units $@, in one `systemctl show` and one awk (each process costs much on a
+# slow host): "up SIGNATURE" when every unit is active (or a oneshot, or a unit never started,
+# that ended well; SIGNATURE: each unit's restarts), else "failed WHY" or "pending UNITS".
+look() {
   systemctl show -p Id -p ActiveState -p Result -p NRestarts "$@" | awk -F= '
     function emit() {
-      if (id != "") {
-        if (a == "active" || a == "reloading") s = "up"
-        else if (a == "failed") s = "failed"
-        else if (a == "inactive") s = (r == "success") ? "up" : "failed"
-        else s = "pending"
-        print id, s, (n == "" ? "-" : n), (r == "" ? "-" : r)
-      }
-      id = ""; a = ""; r = ""; n = ""
+      if (id == "") return
+      if (a == "active" || a == "reloading" || (a == "inactive" && r == "success"))
+        up = up id ":" n " "
+      else if (a == "failed" || a == "inactive") {
+        if (failed == "") failed = id " failed (Result=" r ")"
+      } else pending = pending id " "
+      id = a = r = n = ""
     }
     /^Id=/ { id = $2 } /^ActiveState=/ { a = $2 } /^Result=/ { r = $2 } /^NRestarts=/ { n = $2 }
     /^$/ { emit() }
-    END { emit() }'
+    END {
+      emit()
+      if (failed != "") print "failed " failed
+      else if (pending != "") print "pending " pending
+      else print "up " up
+    }'
 }
 
 # Whether pair $1's units are up within $health_timeout s and still up, not restarted,
-# $health_steady s later; if not, $why says what.
+# $health_steady s later; if not, $why says what. portabled's files are synced meanwhile.
 healthy() {
+  sync &
+  syncing=$!
   units=$(units_of "$1")
   [ -n "$units" ] || {
     why="no unit of $1 is attached"
     return 1
   }
-  waited=0
+  polls=0
   while :; do
-    states=$(unit_states $units)
-    why=$(echo "$states" | awk '$2 == "failed" { print $1 " failed (Result=" $4 ")"; exit }')
-    [ -z "$why" ] || return 1
-    echo "$states" | grep -q ' pending ' || break
-    if [ "$waited" -ge $((health_timeout * 4)) ]; then
-      why="$(echo "$states" | awk '$2 == "pending" { printf "%s ", $1 }')not up after ${health_timeout} s"
+    seen=$(look $units)
+    case $seen in
+      up*) break ;;
+      failed*)
+        why=${seen#failed }
+        return 1
+        ;;
+    esac
+    if [ "$polls" -ge $((health_timeout * 4)) ]; then
+      why="${seen#pending }not up after ${health_timeout} s"
       return 1
     fi
     sleep 0.25
-    waited=$((waited + 1))
+    polls=$((polls + 1))
   done
-  before=$(echo "$states" | awk '{ print $1, $3 }')
   sleep "$health_steady"
-  states=$(unit_states $units)
-  why=$(echo "$states" | awk -v s="$health_steady" '$2 != "up" {
-    print $1 " stopped within " s " s of its start (Result=" $4 ")"; exit }')
-  [ -z "$why" ] || return 1
-  [ "$(echo "$states" | awk '{ print $1, $3 }')" = "$before" ] || {
-    why="$(echo $units) restarted within ${health_steady} s of the start"
-    return 1
-  }
+  later=$(look $units)
+  case $later in
+    "$seen") ;;
+    up*)
+      why="$(echo $units) restarted within ${health_steady} s of the start"
+      return 1
+      ;;
+    failed*)
+      why="${later#failed } within ${health_steady} s of its start"
+      return 1
+      ;;
+    *)
+      why="${later#pending }stopped within ${health_steady} s of its start"
+      return 1
+      ;;
+  esac
+  wait "$syncing"
 }
 
 # Detaches whatever of ours is attached (with the extensions it was attached with).
@@ -300,8 +315,6 @@ switch_to() {
   if ! portable "$verb" "$to"; then
     why="portablectl $verb refused it"
   elif step "attached $to: checking its units" && healthy "$to"; then
-    # portabled's files on disk before the switch is crossed out
-    sync
     step "$to runs and is healthy"
     [ -z "$from" ] || echo "$from" | put "$state/previous"
     rm -f "$state/switching" "$state/cut-short"

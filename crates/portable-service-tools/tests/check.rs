@@ -2,6 +2,8 @@
 //! base and extension are accepted, and each rule broken alone is refused with its reason (or,
 //! for advice, reported without failing).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -626,25 +628,8 @@ fn a_signature_is_checked_against_the_certificates_given() {
     let raw8 = Utf8PathBuf::from_path_buf(raw.clone()).unwrap();
     let tree = verity::format(&raw8, &raw8.with_extension("verity")).unwrap();
     fs::write(dir.path().join("svc_1.roothash"), tree.root_hash_hex()).unwrap();
-    let pair = |name: &str| {
-        let (key, cert) = (
-            dir.path().join(format!("{name}.key")),
-            dir.path().join(format!("{name}.crt")),
-        );
-        let ok = Command::new("openssl")
-            .args([
-                "req", "-x509", "-nodes", "-newkey", "rsa:2048", "-days", "30",
-            ])
-            .args(["-subj", &format!("/CN={name}")])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("openssl runs (tests/setup.sh installs it)");
-        assert!(ok.status.success());
-        (key, cert)
-    };
+    let pair =
+        |name: &str| common::key_and_cert_in(dir.path(), name, common::RSA, &format!("/CN={name}"));
     let (key, cert) = pair("fleet");
     let (_, stranger) = pair("stranger");
     let cert_arg = cert.to_str().unwrap();
@@ -666,15 +651,7 @@ fn a_signature_is_checked_against_the_certificates_given() {
     let (ok, report) = check_path(&raw, &["--cert", cert_arg]);
     assert!(!ok && report.contains("is not signed"), "{report}");
 
-    let signed = Command::new(env!("CARGO_BIN_EXE_portable-service"))
-        .arg("sign")
-        .arg("--key")
-        .arg(&key)
-        .arg("--cert")
-        .arg(&cert)
-        .arg(&raw)
-        .output()
-        .unwrap();
+    let signed = common::sign(&key, &cert, &raw);
     assert!(signed.status.success(), "{signed:?}");
 
     let (ok, report) = check_path(&raw, &["--cert", stranger_arg, "--cert", cert_arg]);

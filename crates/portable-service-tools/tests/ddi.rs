@@ -4,7 +4,10 @@
 //! signed already (unless `--resign`), one whose tree doesn't match its data, and one whose table
 //! is damaged; `check` reads the partitions, the tree and the signature.
 
+mod common;
+
 use camino::{Utf8Path, Utf8PathBuf};
+use common::{key_and_cert, openssl, RSA};
 use portable_service_rules::ddi::{self, Designator};
 use std::fs;
 use std::process::{Command, Output};
@@ -83,33 +86,14 @@ fn disk() -> Disk {
     d
 }
 
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl").args(args).output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {out:?}");
-}
-
 /// An RSA key and its self-signed certificate, `NAME.key` and `NAME.crt`.
 fn key(d: &Disk, name: &str) -> (Utf8PathBuf, Utf8PathBuf) {
-    let (key, cert) = (
-        d.path(&format!("{name}.key")),
-        d.path(&format!("{name}.crt")),
-    );
-    openssl(&[
-        "req",
-        "-x509",
-        "-nodes",
-        "-days",
-        "30",
-        "-newkey",
-        "rsa:2048",
-        "-subj",
+    key_and_cert(
+        Utf8Path::from_path(d.dir.path()).unwrap(),
+        name,
+        RSA,
         &format!("/CN={name}"),
-        "-keyout",
-        key.as_str(),
-        "-out",
-        cert.as_str(),
-    ]);
-    (key, cert)
+    )
 }
 
 fn tool(args: &[&str]) -> Output {

@@ -4,6 +4,8 @@
 //! it was. (The VM tests in tests/tests/acceptance/sysupdate.rs update real hosts from such
 //! feeds.)
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -90,39 +92,9 @@ fn image(dir: &Path, name: &str, seed: u8, sidecars: &[&str]) -> PathBuf {
     if sidecars.contains(&".roothash.p7s") {
         let (key, cert) = (dir.join("signer.key"), dir.join("signer.crt"));
         if !cert.exists() {
-            let out = Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-nodes",
-                    "-days",
-                    "30",
-                    "-subj",
-                    "/CN=feed-test",
-                ])
-                .args([
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-keyout",
-                ])
-                .arg(&key)
-                .arg("-out")
-                .arg(&cert)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "openssl: {}", text(&out));
+            common::key_and_cert_in(dir, "signer", common::P256, "/CN=feed-test");
         }
-        let out = tool()
-            .arg("sign")
-            .arg("--key")
-            .arg(&key)
-            .arg("--cert")
-            .arg(&cert)
-            .arg(&raw)
-            .output()
-            .unwrap();
+        let out = common::sign(&key, &cert, &raw);
         assert!(out.status.success(), "sign: {}", text(&out));
     }
     raw

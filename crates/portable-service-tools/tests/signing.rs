@@ -5,10 +5,13 @@
 //! that name the file and leave no `.p7s`. Keys are throwaway ones made by openssl in temporary
 //! directories.
 
+mod common;
+
 use camino::{Utf8Path, Utf8PathBuf};
+use common::{key_and_cert, openssl, P256, RSA};
 use portable_service_rules::verity;
 use portable_service_tools::signing::{self, Cert};
-use std::process::{Command, Output};
+use std::process::Command;
 
 struct Dir(tempfile::TempDir);
 
@@ -17,8 +20,12 @@ impl Dir {
         Dir(tempfile::tempdir().unwrap())
     }
 
+    fn root(&self) -> Utf8PathBuf {
+        Utf8Path::from_path(self.0.path()).unwrap().to_owned()
+    }
+
     fn path(&self, name: &str) -> Utf8PathBuf {
-        Utf8Path::from_path(self.0.path()).unwrap().join(name)
+        self.root().join(name)
     }
 
     /// An image (two blocks of bytes standing in for a squashfs) with its hash tree and root
@@ -40,54 +47,12 @@ impl Dir {
     }
 }
 
-fn openssl(args: &[&str]) -> Output {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl runs (tests/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A key (`NAME.key`) and self-signed certificate (`NAME.crt`): `newkey` is openssl's
-/// `-newkey` argument (`rsa:2048`, `ec` with `-pkeyopt`).
-fn key_and_cert(
-    dir: &Dir,
-    name: &str,
-    newkey: &[&str],
-    subject: &str,
-) -> (Utf8PathBuf, Utf8PathBuf) {
-    let (key, cert) = (
-        dir.path(&format!("{name}.key")),
-        dir.path(&format!("{name}.crt")),
-    );
-    let mut args = vec!["req", "-x509", "-nodes", "-days", "30", "-subj", subject];
-    args.extend(newkey);
-    args.extend(["-keyout", key.as_str(), "-out", cert.as_str()]);
-    openssl(&args);
-    (key, cert)
-}
-
 fn rsa(dir: &Dir, name: &str) -> (Utf8PathBuf, Utf8PathBuf) {
-    key_and_cert(
-        dir,
-        name,
-        &["-newkey", "rsa:2048"],
-        &format!("/CN={name}/O=Fleet"),
-    )
+    key_and_cert(&dir.root(), name, RSA, &format!("/CN={name}/O=Fleet"))
 }
 
 fn p256(dir: &Dir, name: &str) -> (Utf8PathBuf, Utf8PathBuf) {
-    key_and_cert(
-        dir,
-        name,
-        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
-        &format!("/CN={name}"),
-    )
+    key_and_cert(&dir.root(), name, P256, &format!("/CN={name}"))
 }
 
 /// `openssl smime -sign` of the root hash beside the image into `out`: as systemd-repart and
@@ -101,25 +66,6 @@ fn openssl_sign(dir: &Dir, key: &Utf8Path, cert: &Utf8Path, out: &Utf8Path, attr
     args.extend(["-in", root_file.as_str(), "-inkey", key.as_str()]);
     args.extend(["-signer", cert.as_str(), "-out", out.as_str()]);
     openssl(&args);
-}
-
-/// `portable-service sign --key KEY --cert CERT IMAGE`.
-fn sign_with(key: &Utf8Path, cert: &Utf8Path, image: &Utf8Path) -> Output {
-    sign(&[
-        "--key",
-        key.as_str(),
-        "--cert",
-        cert.as_str(),
-        image.as_str(),
-    ])
-}
-
-fn sign(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_portable-service"))
-        .arg("sign")
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 /// What systemd does in userspace: the signature over the root hash file's hex, the signer's
@@ -142,7 +88,7 @@ fn an_rsa_signature_is_openssls_byte_for_byte() {
     let dir = Dir::new();
     let (image, _) = dir.image();
     let (key, cert) = rsa(&dir, "fleet");
-    let out = sign_with(&key, &cert, &image);
+    let out = common::sign(&key, &cert, &image);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -161,7 +107,7 @@ fn an_ec_signature_verifies_and_is_the_same_every_time() {
     let (image, _) = dir.image();
     let (key, cert) = p256(&dir, "ec");
     let signed = || {
-        let out = sign_with(&key, &cert, &image);
+        let out = common::sign(&key, &cert, &image);
         assert!(out.status.success(), "{out:?}");
         std::fs::read(dir.p7s()).unwrap()
     };
@@ -184,7 +130,7 @@ fn the_root_hash_is_signed_as_systemd_hands_it_to_the_kernel() {
     )
     .unwrap();
     let (key, cert) = rsa(&dir, "fleet");
-    assert!(sign_with(&key, &cert, &image).status.success());
+    assert!(common::sign(&key, &cert, &image).status.success());
     std::fs::write(dir.path("svc_1.roothash"), &root_hash).unwrap();
     assert!(openssl_verifies(&dir, &cert));
 }
@@ -198,7 +144,7 @@ fn verify_names_the_signer_or_says_why_not() {
     let certs = |paths: &[&Utf8PathBuf]| -> Vec<Cert> {
         paths.iter().map(|p| Cert::read(p).unwrap()).collect()
     };
-    assert!(sign_with(&key, &cert, &image).status.success());
+    assert!(common::sign(&key, &cert, &image).status.success());
 
     let given = certs(&[&other, &cert]);
     let by = signing::verify(&image, &dir.p7s(), &given).unwrap();
@@ -331,7 +277,7 @@ fn bad_keys_certificates_and_images_name_the_file_and_write_nothing() {
         ),
     ];
     for (key, cert, image, expected) in cases {
-        let out = sign_with(key, cert, image);
+        let out = common::sign(key, cert, image);
         let said = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{said}");
         assert!(said.contains(&expected), "{expected:?} in {said}");
