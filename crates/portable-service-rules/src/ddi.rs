@@ -266,10 +266,117 @@ pub struct Table {
     pub partitions: Vec<Partition>,
 }
 
+/// The partitions a host runs of a DDI: a root partition, and the hash tree and signature of
+/// the same architecture.
+#[derive(Debug, Clone, Copy)]
+pub struct Chosen<'t> {
+    pub arch: &'static Architecture,
+    pub root: &'t Partition,
+    pub verity: Option<&'t Partition>,
+    pub signature: Option<&'t Partition>,
+}
+
+/// The architecture systemd falls back to when an image has no root partition for the host's
+/// own (its `ARCHITECTURE_SECONDARY`: 32-bit code on a 64-bit CPU that runs it).
+fn secondary(host: &str) -> Option<&'static str> {
+    match host {
+        "x86-64" => Some("x86"),
+        "arm64" => Some("arm"),
+        _ => None,
+    }
+}
+
 impl Table {
-    /// The first partition of `designator`.
+    /// The first partition of `designator`, whatever its architecture (tests read tables they
+    /// made with it); what a host runs is [`Table::for_host`]'s.
     pub fn find(&self, designator: Designator) -> Option<&Partition> {
         self.partitions.iter().find(|p| p.is(designator))
+    }
+
+    /// The partitions of `designator` for architecture `arch`.
+    fn of(&self, designator: Designator, arch: &str) -> Vec<&Partition> {
+        self.partitions
+            .iter()
+            .filter(|p| matches!(p.designator, Some((d, a)) if d == designator && a.name == arch))
+            .collect()
+    }
+
+    /// The one partition of `designator` for `arch`, if any. Two are refused: systemd takes
+    /// the root whose label has the newest version, and its versions differ in how they compare
+    /// labels; a check that guessed could judge one partition while hosts run another.
+    fn one(&self, designator: Designator, arch: &str) -> Result<Option<&Partition>> {
+        match self.of(designator, arch)[..] {
+            [] => Ok(None),
+            [p] => Ok(Some(p)),
+            [a, b, ..] => bail!(
+                "partitions {} and {} are both {} partitions for {arch}: which one a host runs \
+                 depends on their labels and its systemd's version; a DDI meant to run has one",
+                a.number,
+                b.number,
+                designator.name()
+            ),
+        }
+    }
+
+    /// What a host of architecture `host` (systemd's name: `x86-64`, `arm64`) runs, as
+    /// systemd's dissect code chooses it: the root partition for its own architecture, or, when
+    /// there is none, for its secondary one (x86 on x86-64, arm on arm64), and the root-verity
+    /// and root-verity-sig partitions of the same architecture. Partitions of other
+    /// architectures are not looked at.
+    pub fn for_host(&self, host: &str) -> Result<Chosen<'_>> {
+        let candidates = std::iter::once(host).chain(secondary(host));
+        for arch in candidates {
+            if let Some(root) = self.one(Designator::Root, arch)? {
+                let (_, arch) = root.designator.expect("a root partition has a designator");
+                return Ok(Chosen {
+                    arch,
+                    root,
+                    verity: self.one(Designator::RootVerity, arch.name)?,
+                    signature: self.one(Designator::RootVeritySig, arch.name)?,
+                });
+            }
+        }
+        let others: Vec<&str> = self
+            .partitions
+            .iter()
+            .filter_map(|p| match p.designator {
+                Some((Designator::Root, a)) => Some(a.name),
+                _ => None,
+            })
+            .collect();
+        if others.is_empty() {
+            bail!("it has no root partition systemd knows")
+        }
+        bail!(
+            "it has no root partition for {host}{}, only for {}: a host of {host} finds \
+             nothing to run",
+            secondary(host)
+                .map(|s| format!(" or {s}"))
+                .unwrap_or_default(),
+            others.join(", ")
+        )
+    }
+
+    /// The partitions of a DDI that holds one architecture's: what `sign` signs. A DDI with
+    /// root partitions of several architectures is refused, since the hash tree signed would be
+    /// one of them and hosts of the others would run theirs.
+    pub fn single(&self) -> Result<Chosen<'_>> {
+        let mut archs: Vec<&str> = self
+            .partitions
+            .iter()
+            .filter_map(|p| p.designator.map(|(_, a)| a.name))
+            .collect();
+        archs.sort_unstable();
+        archs.dedup();
+        match archs[..] {
+            [arch] => self.for_host(arch),
+            [] => bail!("it has no partition systemd knows"),
+            _ => bail!(
+                "it holds partitions for {}: hosts of each architecture run their own root \
+                 partition, and one signature can't cover them all",
+                archs.join(" and ")
+            ),
+        }
     }
 }
 
@@ -293,42 +400,100 @@ fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
+/// The kernel, which makes the partition devices systemd mounts, reads only 128-byte entries
+/// (its efi.c refuses others) and an entry array of at most 4 MiB (its allocation limit on
+/// x86-64); a table beyond either gives systemd no partitions.
+const ENTRY_SIZE: u32 = 128;
+const MAX_ENTRY_ARRAY: u64 = 4 << 20;
+
+/// `lba`'s byte offset, if it and the `len` bytes from it lie inside a file of `size` bytes.
+fn inside(lba: u64, len: u64, size: u64) -> Option<u64> {
+    let at = lba.checked_mul(SECTOR)?;
+    (at.checked_add(len)? <= size).then_some(at)
+}
+
+/// The GPT header at `lba` of `file` (`size` bytes) and its entries, every field that sizes a
+/// read checked against the file before anything is read or allocated by it.
+fn read_gpt(
+    file: &mut std::fs::File,
+    lba: u64,
+    size: u64,
+    damaged: &dyn Fn(String) -> anyhow::Error,
+) -> Result<(GPTHeader, Vec<GPTPartitionEntry>)> {
+    let at = inside(lba, SECTOR, size)
+        .ok_or_else(|| damaged(format!("its header at sector {lba} lies outside the file")))?;
+    file.seek(SeekFrom::Start(at))?;
+    let header = GPTHeader::read_from(file).map_err(|e| damaged(e.to_string()))?;
+    let (count, entry_size) = (
+        header.number_of_partition_entries,
+        header.size_of_partition_entry,
+    );
+    if entry_size != ENTRY_SIZE {
+        return Err(damaged(format!(
+            "its entries are {entry_size} bytes: the kernel reads only {ENTRY_SIZE}-byte \
+             entries, and systemd would find no partition"
+        )));
+    }
+    let array = u64::from(count) * u64::from(ENTRY_SIZE);
+    if array > MAX_ENTRY_ARRAY {
+        return Err(damaged(format!(
+            "it claims {count} partition entries ({array} bytes): the kernel reads at most \
+             {MAX_ENTRY_ARRAY} bytes of entries"
+        )));
+    }
+    if inside(header.partition_entry_lba, array, size).is_none() {
+        return Err(damaged(format!(
+            "its {count} entries at sector {} lie outside the file",
+            header.partition_entry_lba
+        )));
+    }
+    let entries = header
+        .read_partitions(file, SECTOR)
+        .map_err(|e| damaged(e.to_string()))?;
+    Ok((header, entries))
+}
+
 /// Reads a DDI's table. Both the primary and the backup table must be whole: a damaged one is
 /// refused with what is wrong, rather than passed over (systemd's libblkid would fall back to the
-/// backup, but a file that needs it is not one to sign or ship).
+/// backup, but a file that needs it is not one to sign or ship). Nothing is allocated by what
+/// the file claims before it is checked against the file's size.
 pub fn read_table(path: &Utf8Path) -> Result<Table> {
     let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
-    let damaged = |which: &str, e: gptman::Error| {
-        anyhow::anyhow!("{path}: the {which} GPT partition table is damaged: {e}")
+    let size = file
+        .seek(SeekFrom::End(0))
+        .with_context(|| format!("cannot read {path}"))?;
+    let damaged = |which: &'static str| {
+        move |why: String| {
+            anyhow::anyhow!("{path}: the {which} GPT partition table is damaged: {why}")
+        }
     };
-    file.seek(SeekFrom::Start(SECTOR))?;
-    let primary = GPTHeader::read_from(&mut file).map_err(|e| damaged("primary", e))?;
-    let entries = primary
-        .read_partitions(&mut file, SECTOR)
-        .map_err(|e| damaged("primary", e))?;
-    file.seek(SeekFrom::Start(primary.backup_lba * SECTOR))
-        .map_err(|e| damaged("backup", e.into()))?;
-    let backup = GPTHeader::read_from(&mut file).map_err(|e| damaged("backup", e))?;
-    let backup_entries = backup
-        .read_partitions(&mut file, SECTOR)
-        .map_err(|e| damaged("backup", e))?;
+    let (primary, entries) = read_gpt(&mut file, 1, size, &damaged("primary"))?;
+    let (backup, backup_entries) =
+        read_gpt(&mut file, primary.backup_lba, size, &damaged("backup"))?;
     ensure!(
         backup_entries == entries && backup.disk_guid == primary.disk_guid,
         "{path}: the backup GPT partition table differs from the primary one"
     );
-    let size = file.seek(SeekFrom::End(0))?;
     let mut partitions = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         if e.is_unused() {
             continue;
         }
-        let range = e.starting_lba * SECTOR..(e.ending_lba + 1) * SECTOR;
-        ensure!(
-            e.starting_lba <= e.ending_lba && range.end <= size,
-            "{path}: partition {} lies outside the file ({} bytes)",
-            i + 1,
-            size
-        );
+        let range = (e.starting_lba <= e.ending_lba)
+            .then(|| {
+                let start = inside(e.starting_lba, 0, size)?;
+                let end = inside(e.ending_lba.checked_add(1)?, 0, size)?;
+                Some(start..end)
+            })
+            .flatten()
+            .with_context(|| {
+                format!(
+                    "{path}: partition {} (sectors {} to {}) lies outside the file ({size} bytes)",
+                    i + 1,
+                    e.starting_lba,
+                    e.ending_lba
+                )
+            })?;
         let type_uuid = from_disk(&e.partition_type_guid);
         partitions.push(Partition {
             number: i as u32 + 1,
@@ -422,13 +587,9 @@ pub fn finish(image: &Utf8Path, arch: &Architecture) -> Result<(crate::verity::T
 /// [`Layout::new`] puts them for their sizes, and the file's size. Anything else (another tool's
 /// DDI, a table changed by hand) is refused, since `sign` must not move what it doesn't own.
 pub fn layout_of(table: &Table, size: u64) -> Result<(Layout, &'static Architecture)> {
-    let root = table
-        .find(Designator::Root)
-        .context("there is no root partition")?;
-    let verity = table
-        .find(Designator::RootVerity)
-        .context("there is no root-verity partition")?;
-    let (_, arch) = root.designator.unwrap();
+    let chosen = table.single()?;
+    let (root, arch) = (chosen.root, chosen.arch);
+    let verity = chosen.verity.context("there is no root-verity partition")?;
     let layout = Layout::new(
         root.range.end - root.range.start,
         verity.range.end - verity.range.start,

@@ -291,11 +291,11 @@ struct CheckArgs {
 /// Runs the check and prints the report; whether systemd would accept the image.
 fn check_command(args: CheckArgs) -> Result<bool> {
     use check::tree::Image;
-    let base = Image::open(&args.image)?;
+    let base = Image::open(&args.image, &args.architecture)?;
     let extensions = args
         .extensions
         .iter()
-        .map(|e| Image::open(e))
+        .map(|e| Image::open(e, &args.architecture))
         .collect::<Result<Vec<_>>>()?;
     let certs = args
         .certs

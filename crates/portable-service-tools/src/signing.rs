@@ -29,7 +29,7 @@ use cms::signed_data::{EncapsulatedContentInfo, SignedData, SignerIdentifier, Si
 use const_oid::db::{rfc5911, rfc5912};
 use der::asn1::{Any, OctetString, SetOfVec};
 use der::{Decode, DecodePem, Encode};
-use portable_service_rules::ddi::{self, Designator};
+use portable_service_rules::ddi;
 use portable_service_rules::verity::{self, sidecars};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
@@ -441,43 +441,49 @@ pub struct DiskSignature {
     pub signature: String,
 }
 
-/// A DDI's partitions as `sign` and `check` need them: the table, where its parts are, and the
-/// root hash its partition UUIDs carry.
+/// A DDI's partitions as `sign` and `check` need them: the table, the partitions a host runs,
+/// and the root hash their UUIDs carry.
 pub struct Disk {
     pub table: ddi::Table,
+    pub arch: &'static ddi::Architecture,
     pub root: ddi::Partition,
     pub verity: ddi::Partition,
+    pub signature: Option<ddi::Partition>,
     pub root_hash: [u8; 32],
 }
 
 impl Disk {
-    /// Reads `image`'s table and checks its hash tree against its data and the root hash its
-    /// partition UUIDs carry (the first and last 128 bits: the specification's pairing rule).
+    /// Reads `image`'s table, for `sign`: it must hold one architecture's partitions (see
+    /// [`ddi::Table::single`]).
     pub fn read(image: &Utf8Path) -> Result<Disk> {
         ensure!(
             ddi::is_ddi(image)?,
             "{image} is not a disk image (no GPT partition table)"
         );
-        Disk::of_table(image, ddi::read_table(image)?)
+        let table = ddi::read_table(image)?;
+        let chosen = table.single().with_context(|| format!("{image}"))?;
+        Disk::of(image, &table, chosen)
     }
 
-    /// [`Disk::read`] of a table already read (`check` has it from opening the image).
-    pub fn of_table(image: &Utf8Path, table: ddi::Table) -> Result<Disk> {
-        let root = table
-            .find(Designator::Root)
-            .with_context(|| format!("{image} has no root partition"))?
-            .clone();
-        let verity = table
-            .find(Designator::RootVerity)
-            .with_context(|| format!("{image} has no root-verity partition (no hash tree)"))?
-            .clone();
+    /// The partitions `chosen` of `table` (`check` has them from opening the image for its
+    /// hosts' architecture), with the root hash their UUIDs carry (the first and last 128
+    /// bits: the specification's pairing rule).
+    pub fn of(image: &Utf8Path, table: &ddi::Table, chosen: ddi::Chosen) -> Result<Disk> {
+        let verity = chosen.verity.with_context(|| {
+            format!(
+                "{image} has no root-verity partition for {} (no hash tree)",
+                chosen.arch.name
+            )
+        })?;
         let mut root_hash = [0u8; 32];
-        root_hash[..16].copy_from_slice(&root.uuid);
+        root_hash[..16].copy_from_slice(&chosen.root.uuid);
         root_hash[16..].copy_from_slice(&verity.uuid);
         Ok(Disk {
-            table,
-            root,
-            verity,
+            table: table.clone(),
+            arch: chosen.arch,
+            root: chosen.root.clone(),
+            verity: verity.clone(),
+            signature: chosen.signature.cloned(),
             root_hash,
         })
     }
@@ -497,7 +503,7 @@ impl Disk {
 
     /// The signature partition's content, if there is one.
     pub fn signature(&self, image: &Utf8Path) -> Result<Option<DiskSignature>> {
-        let Some(p) = self.table.find(Designator::RootVeritySig) else {
+        let Some(p) = &self.signature else {
             return Ok(None);
         };
         ensure!(
@@ -530,7 +536,7 @@ pub fn sign_disk(
     let (layout, arch) = ddi::layout_of(&disk.table, size).with_context(|| refuse("its layout"))?;
     disk.verify_tree(image)
         .with_context(|| refuse("its hash tree does not match its data"))?;
-    if let Some(p) = disk.table.find(Designator::RootVeritySig) {
+    if let Some(p) = &disk.signature {
         ensure!(
             p.range == layout.signature,
             refuse("its signature partition is not where portableService puts it")

@@ -28,6 +28,11 @@ impl Disk {
 
 /// A portable service image as a DDI for x86-64, unsigned.
 fn disk() -> Disk {
+    disk_for("x86_64-linux")
+}
+
+/// The same for the architecture of Nix system `system`.
+fn disk_for(system: &str) -> Disk {
     let d = Disk {
         dir: tempfile::tempdir().unwrap(),
     };
@@ -78,11 +83,7 @@ fn disk() -> Disk {
         .status()
         .expect("mksquashfs runs (tests/setup.sh installs it)");
     assert!(ok.success());
-    ddi::finish(
-        &d.image(),
-        ddi::architecture_of_system("x86_64-linux").unwrap(),
-    )
-    .unwrap();
+    ddi::finish(&d.image(), ddi::architecture_of_system(system).unwrap()).unwrap();
     d
 }
 
@@ -338,4 +339,217 @@ fn check_refuses_partitions_without_the_read_only_flag_for_262() {
     );
     let (accepted, report) = check(&d.image(), &["--systemd", "257"]);
     assert!(accepted && report.contains("advice:"), "{report}");
+}
+
+/// The 92-byte GPT header at byte `at` of `bytes` changed by `edit`, its checksum made to hold
+/// again: a hostile table is well-formed wherever a reader checks first.
+fn edit_header(bytes: &mut [u8], at: usize, edit: impl FnOnce(&mut [u8])) {
+    let header = &mut bytes[at..at + 92];
+    edit(header);
+    header[16..20].fill(0);
+    let sum = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(header);
+    header[16..20].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Both tables of the disk at `image` with their entries changed by `edit`, checksums made
+/// right, and nothing of gptman's own checks on the way (they are what a hostile file skips).
+fn edit_entries(image: &Utf8Path, edit: impl Fn(&mut Vec<gptman::GPTPartitionEntry>)) {
+    use std::io::{Seek, SeekFrom};
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .unwrap();
+    file.seek(SeekFrom::Start(512)).unwrap();
+    let mut primary = gptman::GPTHeader::read_from(&mut file).unwrap();
+    let mut entries = primary.read_partitions(&mut file, 512).unwrap();
+    file.seek(SeekFrom::Start(primary.backup_lba * 512))
+        .unwrap();
+    let mut backup = gptman::GPTHeader::read_from(&mut file).unwrap();
+    edit(&mut entries);
+    primary.write_into(&mut file, 512, &entries).unwrap();
+    backup.write_into(&mut file, 512, &entries).unwrap();
+}
+
+/// `check` and `sign` on tables a hostile file could hold: each is an error that says what is
+/// wrong (exit 2 for check), never a panic, an abort or an allocation the file asks for; the
+/// file is left as it was.
+#[test]
+fn hostile_partition_tables_are_errors_not_crashes() {
+    let d = disk();
+    let fleet = key(&d, "fleet");
+    let good = fs::read(d.image()).unwrap();
+    fn u32_at(h: &mut [u8], at: usize, v: u32) {
+        h[at..at + 4].copy_from_slice(&v.to_le_bytes())
+    }
+    fn u64_at(h: &mut [u8], at: usize, v: u64) {
+        h[at..at + 8].copy_from_slice(&v.to_le_bytes())
+    }
+    type HeaderEdit = Box<dyn Fn(&mut [u8])>;
+    let headers: [(&str, HeaderEdit, &str); 4] = [
+        // legal in GPT, not read by the kernel
+        (
+            "entries of 256 bytes",
+            Box::new(|h| u32_at(h, 84, 256)),
+            "its entries are 256 bytes",
+        ),
+        (
+            "0xFFFFFFFF entries",
+            Box::new(|h| u32_at(h, 80, u32::MAX)),
+            "it claims 4294967295 partition entries",
+        ),
+        (
+            "entries at sector 2^55",
+            Box::new(|h| u64_at(h, 72, 1 << 55)),
+            "entries at sector 36028797018963968 lie outside the file",
+        ),
+        (
+            "a backup header past the end",
+            Box::new(|h| u64_at(h, 32, u64::MAX / 2)),
+            "the backup GPT partition table is damaged: its header at sector",
+        ),
+    ];
+    for (what, edit, why) in headers {
+        let mut bytes = good.clone();
+        edit_header(&mut bytes, 512, edit);
+        fs::write(d.image(), &bytes).unwrap();
+        let out = tool(&["check", d.image().as_str()]);
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", said(&out));
+        assert!(said(&out).contains(why), "{what}: {}", said(&out));
+        let out = sign(&fleet, &d.image(), &[]);
+        assert!(
+            !out.status.success() && said(&out).contains(why),
+            "{what}: {}",
+            said(&out)
+        );
+        assert!(
+            fs::read(d.image()).unwrap() == bytes,
+            "{what}: the file changed"
+        );
+    }
+    type EntriesEdit = Box<dyn Fn(&mut Vec<gptman::GPTPartitionEntry>)>;
+    let entries: [(&str, EntriesEdit); 3] = [
+        // wraps to a small range when multiplied by 512 in 64 bits
+        (
+            "a root partition at sector 2^55",
+            Box::new(|e| {
+                e[0].starting_lba = 1 << 55;
+                e[0].ending_lba = (1 << 55) + 8;
+            }),
+        ),
+        (
+            "a root partition ending at the last sector there is",
+            Box::new(|e| e[0].ending_lba = u64::MAX),
+        ),
+        (
+            "a root partition ending before it starts",
+            Box::new(|e| e[0].ending_lba = e[0].starting_lba - 1),
+        ),
+    ];
+    for (what, edit) in entries {
+        fs::write(d.image(), &good).unwrap();
+        edit_entries(&d.image(), edit);
+        let bytes = fs::read(d.image()).unwrap();
+        let out = tool(&["check", d.image().as_str()]);
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", said(&out));
+        assert!(
+            said(&out).contains("partition 1 (sectors"),
+            "{what}: {}",
+            said(&out)
+        );
+        assert!(
+            said(&out).contains("lies outside the file"),
+            "{what}: {}",
+            said(&out)
+        );
+        let out = sign(&fleet, &d.image(), &[]);
+        assert!(!out.status.success(), "{what}: signed");
+        assert!(
+            fs::read(d.image()).unwrap() == bytes,
+            "{what}: the file changed"
+        );
+    }
+}
+
+/// A DDI whose first partitions are a properly signed arm64 root, verity and signature, and
+/// which also holds an unsigned x86-64 root: an x86-64 host runs the x86-64 one, so `check`
+/// for x86-64 judges that one (no tree, not signed), for arm64 the signed one, and
+/// `sign` refuses a disk whose partitions are for two architectures.
+#[test]
+fn the_partition_judged_is_the_one_the_host_runs() {
+    let d = disk_for("aarch64-linux");
+    let fleet = key(&d, "fleet");
+    let out = sign(&fleet, &d.image(), &[]);
+    assert!(out.status.success(), "{}", said(&out));
+    let (accepted, report) = check(
+        &d.image(),
+        &["--architecture", "arm64", "--cert", fleet.1.as_str()],
+    );
+    assert!(
+        accepted && report.contains("signed by CN=fleet"),
+        "{report}"
+    );
+    // on x86-64, the arm64 disk alone has nothing to run
+    let out = tool(&["check", d.image().as_str(), "--architecture", "x86-64"]);
+    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+    assert!(
+        said(&out).contains("no root partition for x86-64 or x86, only for arm64"),
+        "{}",
+        said(&out)
+    );
+
+    // an x86-64 root over the same bytes, unsigned and without a tree
+    let x86_64 = ddi::architecture_of_system("x86_64-linux").unwrap();
+    edit_entries(&d.image(), |e| {
+        let mut extra = e[0].clone();
+        extra.partition_type_guid = ddi::to_disk(&x86_64.root);
+        extra.unique_partition_guid[0] ^= 0xff;
+        extra.partition_name = "root-x86-64".into();
+        e[3] = extra;
+    });
+    // systemd runs an unsigned root without a tree (its default policy allows it): accepted,
+    // and said to be what it is
+    let (accepted, report) = check(
+        &d.image(),
+        &["--architecture", "x86-64", "--cert", fleet.1.as_str()],
+    );
+    assert!(accepted && !report.contains("signed by"), "{report}");
+    assert!(report.contains("no root-verity partition"), "{report}");
+    assert!(
+        report.contains(
+            "partition 1 is a root partition for arm64, and hosts of x86-64 run x86-64's"
+        ),
+        "{report}"
+    );
+    let (accepted, report) = check(
+        &d.image(),
+        &["--architecture", "arm64", "--cert", fleet.1.as_str()],
+    );
+    assert!(
+        accepted && report.contains("signed by CN=fleet"),
+        "{report}"
+    );
+    let bytes = fs::read(d.image()).unwrap();
+    let out = sign(&fleet, &d.image(), &["--resign"]);
+    assert!(!out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("it holds partitions for arm64 and x86-64"),
+        "{}",
+        said(&out)
+    );
+    assert!(fs::read(d.image()).unwrap() == bytes, "the file changed");
+
+    // two x86-64 roots: which one runs depends on systemd's version; refused
+    edit_entries(&d.image(), |e| {
+        let mut again = e[3].clone();
+        again.unique_partition_guid[1] ^= 0xff;
+        e[4] = again;
+    });
+    let out = tool(&["check", d.image().as_str(), "--architecture", "x86-64"]);
+    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+    assert!(
+        said(&out).contains("partitions 4 and 5 are both root partitions for x86-64"),
+        "{}",
+        said(&out)
+    );
 }

@@ -64,7 +64,7 @@ fn check_and_portabled_agree_on_generated_images(systemd: Systemd) {
         for case in batch {
             let image = case.build(&dir);
             let report = check::check(
-                &Image::open(Utf8Path::from_path(&image).unwrap()).unwrap(),
+                &Image::open(Utf8Path::from_path(&image).unwrap(), "x86-64").unwrap(),
                 &[],
                 &Options {
                     prefixes: case.matches.clone(),

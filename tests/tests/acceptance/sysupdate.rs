@@ -779,7 +779,7 @@ fn a_power_cut_anywhere_in_a_switch_leaves_a_whole_version(systemd: Systemd) {
     // each boot costs about a minute under TCG: the test command cuts once a version (257: in
     // the middle of portabled's reattach; the newest: after sysupdate installed 2, before the
     // switch), the sweep everywhere
-    // PORTABLE_SERVICE_TESTS_POWER_CUTS: `all`, or the start of the steps to cut at
+    // PORTABLE_SERVICE_TESTS_POWER_CUTS: `all`, or the starts of the steps to cut at, by commas
     let chosen = std::env::var("PORTABLE_SERVICE_TESTS_POWER_CUTS").unwrap_or_default();
     let ci_point = if systemd == Systemd::V257 {
         ("switching from", 2500)
@@ -791,7 +791,7 @@ fn a_power_cut_anywhere_in_a_switch_leaves_a_whole_version(systemd: Systemd) {
         .filter(|p| match chosen.as_str() {
             "" => (p.step, p.delay_ms) == ci_point,
             "all" => true,
-            step => p.step.starts_with(step),
+            steps => steps.split(',').any(|step| p.step.starts_with(step)),
         })
         .collect();
     let first = plain_demo("1.0", &at_boot("1.0", false));
@@ -845,7 +845,7 @@ fn a_power_cut_anywhere_in_a_switch_leaves_a_whole_version(systemd: Systemd) {
              cp /etc/sysupdate.demo.d/switch /root/switch.real\n\
              cat >/root/step <<'EOF'\n{step}\nEOF\n\
              sed -i '/^step() {{ say \"$\\*\"; }}$/{{r /root/step\nd}}' /etc/sysupdate.demo.d/switch\n\
-             grep -q sysrq /etc/sysupdate.demo.d/switch\n\
+             grep -q /root/cut /etc/sysupdate.demo.d/switch\n\
              rm -f /root/cut /run/cut-now\n\
              sync\n\
              systemctl start --no-block demo-update.service\n\

@@ -105,6 +105,7 @@ pub fn this_architecture() -> String {
         "x86" => "x86",
         "arm" => "arm",
         "riscv64" => "riscv64",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64-le",
         "powerpc64" => "ppc64",
         "s390x" => "s390x",
         "loongarch64" => "loongarch64",
@@ -498,6 +499,10 @@ fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Optio
             message,
         })
     };
+    let chosen = table.for_host(&options.architecture);
+    let runs = chosen
+        .as_ref()
+        .map_or(options.architecture.as_str(), |c| c.arch.name);
     for p in &table.partitions {
         r.partitions.push(report::PartitionReport {
             image: image.name.clone(),
@@ -511,9 +516,9 @@ fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Optio
             bytes: p.range.end - p.range.start,
         });
         match p.designator {
-            Some((d, arch)) if arch.name != options.architecture => r.advice(&format!(
-                "{path}: partition {} is a {} partition for {}, and the hosts are {}: systemd \
-                 there looks for its own architecture's",
+            Some((d, arch)) if arch.name != runs => r.advice(&format!(
+                "{path}: partition {} is a {} partition for {}, and hosts of {} run {runs}'s: \
+                 systemd passes it over",
                 p.number,
                 d.name(),
                 arch.name,
@@ -541,7 +546,11 @@ fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Optio
             )),
         }
     }
-    if table.find(ddi::Designator::RootVerity).is_none() {
+    let chosen = match chosen {
+        Ok(c) => c,
+        Err(e) => return error(r, format!("{path}: {e:#}")),
+    };
+    if chosen.verity.is_none() {
         if !options.certs.is_empty() {
             r.verity.push(format!(
                 "{path}: no root-verity partition: not signed, and systemd runs it without \
@@ -550,7 +559,7 @@ fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Optio
         }
         return;
     }
-    let disk = match Disk::of_table(path, table.clone()) {
+    let disk = match Disk::of(path, table, chosen) {
         Ok(d) => d,
         Err(e) => return error(r, format!("{e:#}")),
     };

@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use portable_service_rules::ddi::{self, Designator};
+use portable_service_rules::ddi;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
@@ -59,12 +59,15 @@ impl Image {
     /// Reads a squashfs image, or the squashfs root partition of a Discoverable Disk Image.
     /// backhand reads it in this process, names and all (no listing to parse), with the
     /// compressors mksquashfs writes; see BENCHMARKS.md for its cost.
-    pub fn open(path: &Utf8Path) -> Result<Image> {
+    /// A disk image is read as a host of architecture `arch` (systemd's name) reads it: its
+    /// root partition for that architecture (see [`ddi::Table::for_host`]).
+    pub fn open(path: &Utf8Path, arch: &str) -> Result<Image> {
         let (offset, disk) = if ddi::is_ddi(path)? {
             let table = ddi::read_table(path)?;
-            let root = table.find(Designator::Root).with_context(|| {
-                format!("{path} is a GPT disk image without a root partition systemd knows")
-            })?;
+            let root = table
+                .for_host(arch)
+                .with_context(|| format!("{path} is a GPT disk image that can't run on {arch}"))?
+                .root;
             (root.range.start, Some(table))
         } else {
             (0, None)
