@@ -214,60 +214,72 @@ pub fn format(image: &Utf8Path, hash_file: &Utf8Path) -> Result<Tree> {
 /// Checks `image` against its hash tree and root hash as the kernel would, block by block:
 /// the superblock's parameters, every digest of every level, and the root.
 pub fn verify(image: &Utf8Path, hash_file: &Utf8Path, root_hash: &[u8; DIGEST]) -> Result<Tree> {
-    let stored = std::fs::read(hash_file).with_context(|| format!("cannot read {hash_file}"))?;
-    verify_bytes(image, None, &stored, hash_file.as_str(), root_hash)
+    verify_at(image, None, hash_file, None, hash_file.as_str(), root_hash)
 }
 
-/// [`verify`] of `range` of `image` (a partition) against the hash device `stored`, named
-/// `hash_file` in messages.
-pub fn verify_bytes(
+/// [`verify`] of `range` of `image` (a partition) against the hash device in `hash_range` of
+/// `hash_file` (the whole file when `None`), named `name` in messages. The stored tree is read
+/// in pieces and only as far as the image's own tree reaches: what the file claims sizes
+/// nothing, and the memory used is the computed tree's (a 128th of the image).
+pub fn verify_at(
     image: &Utf8Path,
     range: Option<&Range<u64>>,
-    stored: &[u8],
-    hash_file: &str,
+    hash_file: &Utf8Path,
+    hash_range: Option<&Range<u64>>,
+    name: &str,
     root_hash: &[u8; DIGEST],
 ) -> Result<Tree> {
+    let mut file =
+        std::fs::File::open(hash_file).with_context(|| format!("cannot read {hash_file}"))?;
+    let (start, len) = match hash_range {
+        Some(r) => (r.start, r.end.saturating_sub(r.start)),
+        None => (0, file.metadata()?.len()),
+    };
+    let read_error = || format!("cannot read {name}");
+    file.seek(SeekFrom::Start(start)).with_context(read_error)?;
+    let mut sb = vec![0u8; BLOCK];
     ensure!(
-        stored.len() >= BLOCK && stored.starts_with(SIGNATURE),
-        "{hash_file} is not a dm-verity hash tree (no superblock)"
+        len >= BLOCK as u64 && file.read_exact(&mut sb).is_ok() && sb.starts_with(SIGNATURE),
+        "{name} is not a dm-verity hash tree (no superblock)"
     );
-    let u32_at = |o: usize| u32::from_le_bytes(stored[o..o + 4].try_into().unwrap());
+    let u32_at = |o: usize| u32::from_le_bytes(sb[o..o + 4].try_into().unwrap());
     let (version, hash_type) = (u32_at(8), u32_at(12));
-    let algorithm = &stored[32..64];
     let (data_size, hash_size) = (u32_at(64), u32_at(68));
-    let data_blocks = u64::from_le_bytes(stored[72..80].try_into().unwrap());
-    let salt_size = u16::from_le_bytes(stored[80..82].try_into().unwrap()) as usize;
-    if version != 1 || hash_type != 1 || !algorithm.starts_with(b"sha256\0") {
-        bail!("{hash_file}: only version 1, hash type 1 and sha256 are read here");
+    let data_blocks = u64::from_le_bytes(sb[72..80].try_into().unwrap());
+    let salt_size = u16::from_le_bytes(sb[80..82].try_into().unwrap()) as usize;
+    if version != 1 || hash_type != 1 || !sb[32..64].starts_with(b"sha256\0") {
+        bail!("{name}: only version 1, hash type 1 and sha256 are read here");
     }
     ensure!(
         data_size as usize == BLOCK && hash_size as usize == BLOCK && salt_size <= 256,
-        "{hash_file}: block sizes {data_size}/{hash_size} (only {BLOCK} is read here)"
+        "{name}: block sizes {data_size}/{hash_size} (only {BLOCK} is read here)"
     );
-    let salt = stored[88..88 + salt_size].to_vec();
+    let salt = sb[88..88 + salt_size].to_vec();
     let (levels, computed_root, blocks) = levels(image, range, &salt)?;
     ensure!(
         blocks == data_blocks,
-        "{image} has {blocks} blocks, its hash tree {hash_file} covers {data_blocks}"
+        "{image} has {blocks} blocks, its hash tree {name} covers {data_blocks}"
     );
     let expected: Vec<u8> = levels.concat();
-    // a hash partition may be larger than its tree: what follows the tree is not read
-    let stored = if range.is_some() && stored.len() > BLOCK + expected.len() {
-        &stored[..BLOCK + expected.len()]
-    } else {
-        stored
+    let stored_len = len - BLOCK as u64;
+    let changed = |at: u64| {
+        anyhow::anyhow!(
+            "{image} does not match its hash tree {name} (first difference at byte {at} of the \
+             tree): the image or the tree was changed"
+        )
     };
-    if stored[BLOCK..] != expected[..] {
-        let at = stored[BLOCK..]
-            .iter()
-            .zip(&expected)
-            .position(|(a, b)| a != b)
-            .map(|i| i + BLOCK)
-            .unwrap_or(expected.len().min(stored.len() - BLOCK) + BLOCK);
-        bail!(
-            "{image} does not match its hash tree {hash_file} (first difference at byte {at} \
-             of the tree): the image or the tree was changed"
-        );
+    // a hash partition may be larger than its tree (what follows is not read); a file is not
+    let whole = expected.len() as u64;
+    if stored_len < whole || (hash_range.is_none() && stored_len > whole) {
+        return Err(changed(BLOCK as u64 + whole.min(stored_len)));
+    }
+    let mut piece = vec![0u8; 1 << 16];
+    for (i, want) in expected.chunks(piece.len()).enumerate() {
+        let got = &mut piece[..want.len()];
+        file.read_exact(got).with_context(read_error)?;
+        if let Some(at) = got.iter().zip(want).position(|(a, b)| a != b) {
+            return Err(changed((BLOCK + i * (1 << 16) + at) as u64));
+        }
     }
     ensure!(
         computed_root == *root_hash,
@@ -279,11 +291,35 @@ pub fn verify_bytes(
     let mut tree = Tree {
         root_hash: computed_root,
         salt: [0; DIGEST],
-        uuid: stored[16..32].try_into().unwrap(),
+        uuid: sb[16..32].try_into().unwrap(),
         data_blocks,
     };
     tree.salt[..salt_size.min(DIGEST)].copy_from_slice(&salt[..salt_size.min(DIGEST)]);
     Ok(tree)
+}
+
+/// The most read of a root hash or signature file beside an image: a root hash is 64 hex
+/// digits, a signature of one signer a few KiB.
+pub const MAX_SIDECAR: u64 = 1 << 20;
+
+/// The bytes of `path`, a root hash or signature beside an image, read only if it is no larger
+/// than [`MAX_SIDECAR`] (a larger one is not one, and is not read whole).
+pub fn read_sidecar(path: &Utf8Path) -> Result<Vec<u8>> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {path}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SIDECAR + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {path}"))?;
+    ensure!(
+        bytes.len() as u64 <= MAX_SIDECAR,
+        "{path} is over {MAX_SIDECAR} bytes: not a root hash or a signature"
+    );
+    Ok(bytes)
+}
+
+/// [`read_sidecar`] of a text file.
+pub fn read_sidecar_text(path: &Utf8Path) -> Result<String> {
+    String::from_utf8(read_sidecar(path)?).with_context(|| format!("{path} is not text"))
 }
 
 /// The files systemd looks for beside `NAME.raw`: `NAME.verity`, `NAME.roothash` and

@@ -310,7 +310,7 @@ fn check_command(args: CheckArgs) -> Result<bool> {
         store_dir: args.store_dir.into(),
         architecture: args.architecture,
     };
-    let report = check::check(&base, &extensions, &options);
+    let report = check::check(&base, &extensions, &options)?;
     let text = if args.json {
         serde_json::to_string_pretty(&report)? + "\n"
     } else {

@@ -192,7 +192,7 @@ fn algorithm(oid: const_oid::ObjectIdentifier, null_parameters: bool) -> Algorit
 /// and as it is signed: lowercase hex.
 fn signed_root_hash(image: &Utf8Path) -> Result<(Utf8PathBuf, [u8; 32], String)> {
     let [_, root_file, _] = sidecars(image);
-    let text = std::fs::read_to_string(&root_file).with_context(|| {
+    let text = verity::read_sidecar_text(&root_file).with_context(|| {
         format!(
             "cannot read {root_file}: the root hash beside {image} (build the image with \
              `verity = true`)"
@@ -275,7 +275,7 @@ pub fn sign(image: &Utf8Path, key_file: &Utf8Path, cert_file: &Utf8Path) -> Resu
 /// says why none did.
 pub fn verify<'c>(image: &Utf8Path, p7s: &Utf8Path, certs: &'c [Cert]) -> Result<&'c Cert> {
     let (root_file, _, root_hash) = signed_root_hash(image)?;
-    let bytes = std::fs::read(p7s).with_context(|| format!("cannot read {p7s}"))?;
+    let bytes = verity::read_sidecar(p7s)?;
     verify_der(
         &bytes,
         p7s.as_str(),
@@ -305,7 +305,7 @@ fn signed_data(bytes: &[u8], p7s: &str) -> Result<SignedData> {
 /// attributes carries no digest to compare and passes.
 pub fn covers_root_hash(image: &Utf8Path, p7s: &Utf8Path) -> Result<()> {
     let (root_file, _, root_hash) = signed_root_hash(image)?;
-    let bytes = std::fs::read(p7s).with_context(|| format!("cannot read {p7s}"))?;
+    let bytes = verity::read_sidecar(p7s)?;
     let signed = signed_data(&bytes, p7s.as_str())?;
     let mut why_not = Vec::new();
     for signer in signed.signer_infos.0.iter() {
@@ -491,11 +491,11 @@ impl Disk {
     /// Checks the hash tree (the root-verity partition) against the root partition and the root
     /// hash, block by block.
     pub fn verify_tree(&self, image: &Utf8Path) -> Result<verity::Tree> {
-        let tree = ddi::read_range(image, &self.verity.range)?;
-        verity::verify_bytes(
+        verity::verify_at(
             image,
             Some(&self.root.range),
-            &tree,
+            image,
+            Some(&self.verity.range),
             &format!("{image}'s root-verity partition"),
             &self.root_hash,
         )

@@ -545,6 +545,50 @@ fn a_file_that_is_no_image_is_an_error_not_a_verdict() {
     assert!(said.contains("is not a squashfs image"), "{said}");
 }
 
+/// A unit or release file larger than check reads (squashfs holds sparse files of 2 TiB in a
+/// few bytes) is an error naming it, exit 2: not read, not taken as missing.
+#[test]
+fn a_file_too_large_to_read_is_an_error_naming_it() {
+    let big: &'static str = Box::leak("# padding\n".repeat(500_000).into_boxed_str());
+    let os_release: &'static str =
+        Box::leak(format!("ID=test\nPORTABLE_PREFIXES=svc\n{big}").into_boxed_str());
+    let unit: &'static str =
+        Box::leak(format!("[Service]\nExecStart=/bin/sh\n{big}").into_boxed_str());
+    let release: &'static str =
+        Box::leak(format!("ID=test\nSYSEXT_LEVEL=1\n{big}").into_boxed_str());
+    let mut large_os_release = base();
+    large_os_release.insert("etc/os-release", E::File(os_release, 0o644));
+    let mut large_unit = base();
+    large_unit.insert("etc/systemd/system/svc.service", E::File(unit, 0o644));
+    let dir = tempfile::tempdir().unwrap();
+    for (tree, exts, file) in [
+        (&large_os_release, vec![], "/etc/os-release"),
+        (&large_unit, vec![], "/etc/systemd/system/svc.service"),
+        (
+            &base(),
+            vec![("app", extension("app", release))],
+            "/usr/lib/extension-release.d/extension-release.app",
+        ),
+    ] {
+        let sub = tempfile::tempdir_in(dir.path()).unwrap();
+        let raw = image(sub.path(), "svc_1.raw", tree);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portable-service"));
+        cmd.arg("check").arg(&raw);
+        for (name, ext) in &exts {
+            cmd.arg("--extension")
+                .arg(image(sub.path(), &format!("{name}_1.raw"), ext));
+        }
+        let out = cmd.output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {said}");
+        assert!(
+            said.contains(&format!("{file} in "))
+                && said.contains("bytes: check reads unit and release files of up to"),
+            "{file}: {said}"
+        );
+    }
+}
+
 /// `check` on an image with dm-verity files beside it.
 fn check_path(image: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))

@@ -71,7 +71,8 @@ fn check_and_portabled_agree_on_generated_images(systemd: Systemd) {
                     systemd: c.version(),
                     ..Options::default()
                 },
-            );
+            )
+            .unwrap();
             checked.insert(case.tag.clone(), report);
             let mut args = vec![format!("/images/{}", case.file_name)];
             args.extend(case.matches.iter().cloned());

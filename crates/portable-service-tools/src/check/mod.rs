@@ -132,14 +132,34 @@ fn prefix_of(name: &str) -> &str {
     name.split('_').next().unwrap_or(name)
 }
 
-/// Checks `base` with `extensions` layered on it.
-pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
+/// A read's error passed on when it says the image can't be judged ([`tree::TooLarge`]);
+/// any other is the file's absence or kind, which the rules judge.
+fn unjudgeable(e: anyhow::Error) -> anyhow::Result<anyhow::Error> {
+    if e.is::<tree::TooLarge>() {
+        Err(e)
+    } else {
+        Ok(e)
+    }
+}
+
+/// Checks `base` with `extensions` layered on it: the report, or an error when a file that
+/// decides the verdict is too large to read.
+pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::Result<Report> {
     let mut r = Report::new(base, options.systemd);
 
     // os-release: portabled refuses an image without one
-    let os_release = ["etc/os-release", "usr/lib/os-release"]
-        .iter()
-        .find_map(|p| View::new(base).read(Path::new(p)).ok().map(|d| (*p, d)));
+    let mut os_release = None;
+    for p in ["etc/os-release", "usr/lib/os-release"] {
+        match View::new(base).read(Path::new(p)) {
+            Ok(d) => {
+                os_release = Some((p, d));
+                break;
+            }
+            Err(e) => {
+                unjudgeable(e)?;
+            }
+        }
+    }
     let fields = match &os_release {
         Some((path, data)) => {
             r.os_release_file = Some(format!("/{path}"));
@@ -188,7 +208,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
     // the extensions systemd takes, in order, with their kind
     let mut layered = Vec::new();
     for ext in extensions {
-        let (report, kind, prefixes) = check_extension(ext, &fields, options);
+        let (report, kind, prefixes) = check_extension(ext, &fields, options)?;
         if let Some(kind) = kind {
             layered.push((ext, kind));
         }
@@ -332,7 +352,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
                     Err(e) => r.skipped_units.push(SkippedUnit {
                         name: name.clone(),
                         from,
-                        why: format!("can't be read: {e:#}"),
+                        why: format!("can't be read: {:#}", unjudgeable(e)?),
                         passed_over: false,
                     }),
                 }
@@ -418,7 +438,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> Report {
     }
 
     r.units = units.into_iter().map(|(u, _)| u).collect();
-    r
+    Ok(r)
 }
 
 /// The dm-verity files beside an image, if it has any: the hash tree must match the image and
@@ -443,8 +463,7 @@ fn check_verity(r: &mut Report, image: &camino::Utf8Path, options: &Options) {
         }
         return;
     }
-    let verified = std::fs::read_to_string(&root_file)
-        .map_err(|e| anyhow::anyhow!("cannot read {root_file}: {e}"))
+    let verified = verity::read_sidecar_text(&root_file)
         .and_then(|text| verity::parse_root_hash(&text))
         .and_then(|root| verity::verify(image, &tree_file, &root));
     match verified {
@@ -759,7 +778,7 @@ fn check_extension(
     ext: &Image,
     base: &BTreeMap<String, String>,
     options: &Options,
-) -> (ExtensionReport, Option<Kind>, Option<Vec<String>>) {
+) -> anyhow::Result<(ExtensionReport, Option<Kind>, Option<Vec<String>>)> {
     let systemd = options.systemd;
     let mut report = ExtensionReport {
         path: ext.path.to_string(),
@@ -791,14 +810,17 @@ fn check_extension(
                 .collect::<Vec<_>>()
                 .join(" or ")
         ));
-        return (report, None, None);
+        return Ok((report, None, None));
     };
     report.kind = Some(kind.name().to_owned());
     report.release_file = Some(format!("/{}", release_path.display()));
-    let fields = View::new(ext)
-        .read(&release_path)
-        .map(|d| os_release::parse(&String::from_utf8_lossy(&d)))
-        .unwrap_or_default();
+    let fields = match View::new(ext).read(&release_path) {
+        Ok(d) => os_release::parse(&String::from_utf8_lossy(&d)),
+        Err(e) => {
+            unjudgeable(e)?;
+            BTreeMap::new()
+        }
+    };
     report.dissect_extension = fields
         .get(kind.scope_and_level().0)
         .is_none_or(|s| s.split_whitespace().any(|w| w == "portable"));
@@ -828,7 +850,7 @@ fn check_extension(
         .get("PORTABLE_PREFIXES")
         .map(|p| p.split_whitespace().map(str::to_owned).collect());
     report.release = fields;
-    (report, Some(kind), prefixes)
+    Ok((report, Some(kind), prefixes))
 }
 
 /// The extension-release files a systemd version looks for in `ext`, in its order (measured in

@@ -39,6 +39,22 @@ pub struct Image {
 /// Gives a file's content by its path in the image.
 type ReadFile = dyn Fn(&Path) -> Result<Vec<u8>>;
 
+/// The most check reads of one file of an image (a unit or release file).
+pub const MAX_READ: u64 = 4 << 20;
+
+/// A file of an image larger than [`MAX_READ`]: the image can't be judged (exit 2), which is
+/// not the verdict that systemd refuses it.
+#[derive(Debug)]
+pub struct TooLarge(pub String);
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
 impl Image {
     /// An image from a tree and a function giving a file's content (tests).
     pub fn from_tree(
@@ -114,9 +130,24 @@ impl Image {
             let backhand::InnerNode::File(file) = &node.inner else {
                 bail!("{} is not a file", p.display());
             };
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut fs.file(file).reader(), &mut data)
-                .with_context(|| format!("cannot read {} in {image_path}", p.display()))?;
+            // the size a file claims is checked before it is read: squashfs holds sparse files
+            // of up to 2 TiB in a few bytes
+            let len = file.file_len() as u64;
+            if len > MAX_READ {
+                return Err(TooLarge(format!(
+                    "/{} in {image_path} is {len} bytes: check reads unit and release files of up \
+                     to {MAX_READ} bytes (systemd's are a few KiB), and judges no image with a \
+                     larger one",
+                    p.display()
+                ))
+                .into());
+            }
+            let mut data = Vec::with_capacity(len as usize);
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(fs.file(file).reader(), MAX_READ),
+                &mut data,
+            )
+            .with_context(|| format!("cannot read {} in {image_path}", p.display()))?;
             Ok(data)
         };
         let mut image = Image::from_tree(path, nodes, contents);
