@@ -215,6 +215,19 @@ look() {
     }'
 }
 
+# Whether the main processes of units $@ run their own programs. A service is active from
+# systemd's fork on, and its program runs only once the forked process (systemd's own binary, or
+# its systemd-executor) has mounted the image and set up the namespace: seconds on a slow host,
+# in which a program that fails at once has not yet failed. The steady wait starts after it.
+exec_done() {
+  for pid in $(systemctl show -p MainPID --value "$@"); do
+    [ "$pid" -gt 0 ] 2>/dev/null || continue
+    case $(readlink "/proc/$pid/exe" 2>/dev/null) in
+      */systemd | */systemd-executor) return 1 ;;
+    esac
+  done
+}
+
 # Whether pair $1's units are up within $health_timeout s and still up, not restarted,
 # $health_steady s later; if not, $why says what. portabled's files are synced meanwhile.
 healthy() {
@@ -242,6 +255,16 @@ healthy() {
     sleep 0.25
     polls=$((polls + 1))
   done
+  polls=0
+  while ! exec_done $units; do
+    if [ "$polls" -ge $((health_timeout * 4)) ]; then
+      why="$(echo $units) still setting up its namespace after ${health_timeout} s"
+      return 1
+    fi
+    sleep 0.25
+    polls=$((polls + 1))
+  done
+  say "$1: its programs run; watching them for ${health_steady} s"
   sleep "$health_steady"
   later=$(look $units)
   case $later in
