@@ -415,7 +415,7 @@ fn inside(lba: u64, len: u64, size: u64) -> Option<u64> {
 /// The GPT header at `lba` of `file` (`size` bytes) and its entries, every field that sizes a
 /// read checked against the file before anything is read or allocated by it.
 fn read_gpt(
-    file: &mut std::fs::File,
+    file: &mut (impl Read + Seek),
     lba: u64,
     size: u64,
     damaged: &dyn Fn(String) -> anyhow::Error,
@@ -459,6 +459,11 @@ fn read_gpt(
 /// the file claims before it is checked against the file's size.
 pub fn read_table(path: &Utf8Path) -> Result<Table> {
     let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
+    read_table_from(&mut file, path.as_str())
+}
+
+/// [`read_table`] of a disk read through `file`, named `path` in messages.
+pub fn read_table_from(file: &mut (impl Read + Seek), path: &str) -> Result<Table> {
     let size = file
         .seek(SeekFrom::End(0))
         .with_context(|| format!("cannot read {path}"))?;
@@ -467,9 +472,8 @@ pub fn read_table(path: &Utf8Path) -> Result<Table> {
             anyhow::anyhow!("{path}: the {which} GPT partition table is damaged: {why}")
         }
     };
-    let (primary, entries) = read_gpt(&mut file, 1, size, &damaged("primary"))?;
-    let (backup, backup_entries) =
-        read_gpt(&mut file, primary.backup_lba, size, &damaged("backup"))?;
+    let (primary, entries) = read_gpt(file, 1, size, &damaged("primary"))?;
+    let (backup, backup_entries) = read_gpt(file, primary.backup_lba, size, &damaged("backup"))?;
     ensure!(
         backup_entries == entries && backup.disk_guid == primary.disk_guid,
         "{path}: the backup GPT partition table differs from the primary one"
