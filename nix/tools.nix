@@ -22,7 +22,12 @@ rustPlatform.buildRustPackage {
     fileset = lib.fileset.unions [
       ../Cargo.toml
       ../Cargo.lock
-      ../crates
+      ../crates/portable-service-rules
+      ../crates/portable-service-builder
+      # the tools without their fuzz/ (its own workspace, and its build directory is large)
+      ../crates/portable-service-tools/Cargo.toml
+      ../crates/portable-service-tools/src
+      ../crates/portable-service-tools/tests
       ../tests/Cargo.toml
       ../tests/src
       ../tests/tests

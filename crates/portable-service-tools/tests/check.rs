@@ -589,6 +589,30 @@ fn a_file_too_large_to_read_is_an_error_naming_it() {
     }
 }
 
+/// A 4 KiB image whose unit file claims 20 GiB (a sparse file, as mksquashfs 4.5 keeps it:
+/// `truncate -s 20G etc/systemd/system/svc.service`): an error naming it, nothing read.
+#[test]
+fn a_sparse_unit_file_of_20_gib_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("svc_1.raw");
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unit-of-20-gib.raw"),
+        &raw,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))
+        .arg("check")
+        .arg(&raw)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("/etc/systemd/system/svc.service in ") && said.contains("21474836480 bytes"),
+        "{said}"
+    );
+}
+
 /// `check` on an image with dm-verity files beside it.
 fn check_path(image: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))
