@@ -228,8 +228,9 @@ exec_done() {
   done
 }
 
-# Whether pair $1's units are up within $health_timeout s and still up, not restarted,
-# $health_steady s later; if not, $why says what. portabled's files are synced meanwhile.
+# Whether pair $1's units are up and running their own programs within $health_timeout s, and
+# still up, not restarted, $health_steady s later; if not, $why says what. portabled's files
+# are synced meanwhile.
 healthy() {
   sync &
   syncing=$!
@@ -242,23 +243,17 @@ healthy() {
   while :; do
     seen=$(look $units)
     case $seen in
-      up*) break ;;
+      up*) ! exec_done $units || break ;;
       failed*)
         why=${seen#failed }
         return 1
         ;;
     esac
     if [ "$polls" -ge $((health_timeout * 4)) ]; then
-      why="${seen#pending }not up after ${health_timeout} s"
-      return 1
-    fi
-    sleep 0.25
-    polls=$((polls + 1))
-  done
-  polls=0
-  while ! exec_done $units; do
-    if [ "$polls" -ge $((health_timeout * 4)) ]; then
-      why="$(echo $units) still setting up its namespace after ${health_timeout} s"
+      case $seen in
+        up*) why="$(echo $units) still starting (systemd setting up the image) after ${health_timeout} s" ;;
+        *) why="${seen#pending }not up after ${health_timeout} s" ;;
+      esac
       return 1
     fi
     sleep 0.25
