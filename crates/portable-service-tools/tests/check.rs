@@ -543,6 +543,9 @@ fn a_file_that_is_no_image_is_an_error_not_a_verdict() {
     assert_eq!(out.status.code(), Some(2));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("is not a squashfs image"), "{said}");
+    // with backhand's reason (its errors print nothing without its `error-strings` feature)
+    let reason = said.trim_end().rsplit_once("backhand can read:").unwrap().1;
+    assert!(!reason.trim().is_empty(), "{said}");
 }
 
 /// A unit or release file larger than check reads (squashfs holds sparse files of 2 TiB in a
