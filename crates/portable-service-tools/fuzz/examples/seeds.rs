@@ -4,17 +4,22 @@
 //! (GPT entries of 256 bytes, 0xFFFFFFFF entries, sectors near 2^55, two architectures in one
 //! disk). Run by tests/fuzz.sh; needs mksquashfs and openssl, as the tools' tests do.
 
+#[path = "../fuzz_targets/common.rs"]
+mod common;
+
 use anyhow::{ensure, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use portable_service_rules::{ddi, verity};
 use std::fs;
 use std::process::Command;
 
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-
 fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().with_context(|| format!("{cmd:?}"))?;
-    ensure!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
@@ -22,10 +27,21 @@ fn run(cmd: &mut Command) -> Result<()> {
 fn squashfs(work: &Utf8Path, out: &Utf8Path, offset: u64) -> Result<()> {
     let root = work.join("root");
     if !root.exists() {
-        for dir in ["dev", "proc", "sys", "run", "tmp", "var/tmp", "etc/systemd/system"] {
+        for dir in [
+            "dev",
+            "proc",
+            "sys",
+            "run",
+            "tmp",
+            "var/tmp",
+            "etc/systemd/system",
+        ] {
             fs::create_dir_all(root.join(dir))?;
         }
-        fs::write(root.join("etc/os-release"), "ID=seed\nPORTABLE_PREFIXES=svc\n")?;
+        fs::write(
+            root.join("etc/os-release"),
+            "ID=seed\nPORTABLE_PREFIXES=svc\n",
+        )?;
         fs::write(root.join("etc/machine-id"), "")?;
         fs::write(root.join("etc/resolv.conf"), "")?;
         fs::write(
@@ -42,26 +58,21 @@ fn squashfs(work: &Utf8Path, out: &Utf8Path, offset: u64) -> Result<()> {
     run(Command::new("mksquashfs")
         .arg(&root)
         .arg(out)
-        .args(["-noappend", "-all-root", "-quiet", "-no-progress", "-comp", "gzip"])
+        .args([
+            "-noappend",
+            "-all-root",
+            "-quiet",
+            "-no-progress",
+            "-comp",
+            "gzip",
+        ])
         .args(["-offset", &offset.to_string()]))
 }
 
 /// The header at `at` of `disk` changed by `edit`, with both checksums made to hold.
 fn edit_header(disk: &mut [u8], at: usize, edit: impl Fn(&mut [u8])) {
     edit(&mut disk[at..at + 92]);
-    let u32_at = |o: usize| u32::from_le_bytes(disk[at + o..at + o + 4].try_into().unwrap());
-    let lba = u64::from_le_bytes(disk[at + 72..at + 80].try_into().unwrap());
-    let len = u64::from(u32_at(80)) * u64::from(u32_at(84));
-    let range = lba
-        .checked_mul(512)
-        .and_then(|start| Some(start as usize..start.checked_add(len)? as usize));
-    if let Some(array) = range.and_then(|r| disk.get(r)) {
-        let sum = CRC.checksum(array);
-        disk[at + 88..at + 92].copy_from_slice(&sum.to_le_bytes());
-    }
-    disk[at + 16..at + 20].fill(0);
-    let sum = CRC.checksum(&disk[at..at + 92]);
-    disk[at + 16..at + 20].copy_from_slice(&sum.to_le_bytes());
+    common::fix_checksums(disk, at);
 }
 
 fn main() -> Result<()> {
@@ -105,7 +116,11 @@ fn main() -> Result<()> {
     fs::copy(&p7s, dir("signature")?.join("ec.p7s"))?;
 
     // DDIs: unsigned and signed, for x86-64 and arm64
-    for (system, signed) in [("x86_64-linux", false), ("x86_64-linux", true), ("aarch64-linux", true)] {
+    for (system, signed) in [
+        ("x86_64-linux", false),
+        ("x86_64-linux", true),
+        ("aarch64-linux", true),
+    ] {
         let disk = work.join(format!("{system}-{signed}_1.raw"));
         squashfs(&work, &disk, ddi::FIRST_PARTITION)?;
         ddi::finish(&disk, ddi::architecture_of_system(system).unwrap())?;
@@ -113,7 +128,10 @@ fn main() -> Result<()> {
             portable_service_tools::signing::sign_disk(&disk, &key, &cert, false)?;
         }
         let bytes = fs::read(&disk)?;
-        let name = format!("{system}-{}.raw", if signed { "signed" } else { "unsigned" });
+        let name = format!(
+            "{system}-{}.raw",
+            if signed { "signed" } else { "unsigned" }
+        );
         fs::write(dir("image")?.join(&name), &bytes)?;
         fs::write(dir("gpt_table")?.join(&name), &bytes)?;
     }
@@ -121,10 +139,22 @@ fn main() -> Result<()> {
     // the hostile tables
     let good = fs::read(work.join("x86_64-linux-true_1.raw"))?;
     let hostile: [(&str, Box<dyn Fn(&mut [u8])>); 4] = [
-        ("entries-of-256-bytes", Box::new(|h| h[84..88].copy_from_slice(&256u32.to_le_bytes()))),
-        ("ffffffff-entries", Box::new(|h| h[80..84].copy_from_slice(&u32::MAX.to_le_bytes()))),
-        ("entries-at-2^55", Box::new(|h| h[72..80].copy_from_slice(&(1u64 << 55).to_le_bytes()))),
-        ("backup-past-the-end", Box::new(|h| h[32..40].copy_from_slice(&(u64::MAX / 2).to_le_bytes()))),
+        (
+            "entries-of-256-bytes",
+            Box::new(|h| h[84..88].copy_from_slice(&256u32.to_le_bytes())),
+        ),
+        (
+            "ffffffff-entries",
+            Box::new(|h| h[80..84].copy_from_slice(&u32::MAX.to_le_bytes())),
+        ),
+        (
+            "entries-at-2^55",
+            Box::new(|h| h[72..80].copy_from_slice(&(1u64 << 55).to_le_bytes())),
+        ),
+        (
+            "backup-past-the-end",
+            Box::new(|h| h[32..40].copy_from_slice(&(u64::MAX / 2).to_le_bytes())),
+        ),
     ];
     for (name, edit) in hostile {
         let mut bytes = good.clone();
@@ -135,7 +165,8 @@ fn main() -> Result<()> {
     // a root at sector 2^55 (wraps when multiplied by 512 in 64 bits), in both tables
     let mut bytes = good.clone();
     let backup_at = (bytes.len() - 512) as u64;
-    let backup_entries = u64::from_le_bytes(bytes[backup_at as usize + 72..][..8].try_into()?) * 512;
+    let backup_entries =
+        u64::from_le_bytes(bytes[backup_at as usize + 72..][..8].try_into()?) * 512;
     for entries in [1024u64, backup_entries] {
         bytes[entries as usize + 32..][..8].copy_from_slice(&(1u64 << 55).to_le_bytes());
     }
@@ -144,11 +175,15 @@ fn main() -> Result<()> {
     fs::write(dir("gpt_table")?.join("root-at-2^55.raw"), &bytes)?;
 
     // the builder's attrs
-    let fixtures = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("../../portable-service-builder/tests/fixtures");
+    let fixtures = Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../portable-service-builder/tests/fixtures");
     for entry in fs::read_dir(&fixtures)? {
         let entry = entry?;
         if entry.path().extension().is_some_and(|e| e == "json") {
-            fs::copy(entry.path(), dir("builder_attrs")?.join(entry.file_name().to_str().unwrap()))?;
+            fs::copy(
+                entry.path(),
+                dir("builder_attrs")?.join(entry.file_name().to_str().unwrap()),
+            )?;
         }
     }
     fs::remove_dir_all(&work)?;

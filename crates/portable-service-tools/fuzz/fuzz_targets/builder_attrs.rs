@@ -10,6 +10,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(attrs) = Attrs::from_json(text) {
-        let _ = portable_service_builder::prepare(&attrs, |_| Ok(b"[Service]\nExecStart=/bin/sh\n".to_vec()));
+        let _ = portable_service_builder::prepare(&attrs, |_| {
+            Ok(b"[Service]\nExecStart=/bin/sh\n".to_vec())
+        });
     }
 });
