@@ -18,17 +18,19 @@ struct Fixture {
     attrs: Attrs,
 }
 
+/// `program` as PATH finds it: nothing but PATH is sure to be there, not even /bin/sh (Nix's
+/// sandbox has none unless the Nix was built to bind one).
+fn on_path(program: &str) -> Utf8PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .map(|dir| Utf8Path::new(dir).join(program))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| panic!("{program} is not on PATH (tests/setup.sh installs it)"))
+}
+
 fn mksquashfs() -> Utf8PathBuf {
-    let found = Command::new("sh")
-        .args(["-c", "command -v mksquashfs"])
-        .output()
-        .expect("sh runs");
-    let path = String::from_utf8(found.stdout).unwrap().trim().to_owned();
-    assert!(
-        !path.is_empty(),
-        "mksquashfs is not installed (tests/setup.sh installs it)"
-    );
-    path.into()
+    on_path("mksquashfs")
 }
 
 /// Where the fixture's store goes: the target directory, unless the checkout is below a
@@ -495,10 +497,10 @@ fn a_failing_mksquashfs_fails_the_build_with_its_message_and_no_output() {
     assert!(!f.root().join("out").exists(), "no output is left");
 }
 
-/// A script standing in for mksquashfs in `f`'s store.
+/// A shell script standing in for mksquashfs in `f`'s store.
 fn fake_mksquashfs(f: &mut Fixture, script: &str) {
     let fake = f.root().join("fake-mksquashfs");
-    fs::write(&fake, script).unwrap();
+    fs::write(&fake, format!("#!{}\n{script}", on_path("sh"))).unwrap();
     fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
     f.attrs.mksquashfs = fake;
 }
@@ -512,7 +514,7 @@ fn a_builder_killed_after_mksquashfs_leaves_no_image() {
     fake_mksquashfs(
         &mut f,
         &format!(
-            "#!/bin/sh\n[ \"$1\" = -version ] && exec {real} -version\n{real} \"$@\" || exit\n\
+            "[ \"$1\" = -version ] && exec {real} -version\n{real} \"$@\" || exit\n\
              kill -9 $PPID\nsleep 5\n"
         ),
     );
@@ -541,7 +543,7 @@ fn a_mksquashfs_that_cannot_start_is_reported_in_its_own_words() {
     // what the dynamic loader says when a library is missing
     fake_mksquashfs(
         &mut f,
-        "#!/bin/sh\necho 'mksquashfs: error while loading shared libraries: liblzo2.so.2: \
+        "echo 'mksquashfs: error while loading shared libraries: liblzo2.so.2: \
          cannot open shared object file: No such file or directory' >&2\nexit 127\n",
     );
     let (ok, log) = run_binary(&f);
@@ -559,7 +561,7 @@ fn a_mksquashfs_too_old_for_tar_streams_is_refused() {
     let mut f = Fixture::new();
     fake_mksquashfs(
         &mut f,
-        "#!/bin/sh\necho 'mksquashfs version 4.4 (2019/08/29)'\nexit 0\n",
+        "echo 'mksquashfs version 4.4 (2019/08/29)'\nexit 0\n",
     );
     let (ok, log) = run_binary(&f);
     assert!(!ok);
