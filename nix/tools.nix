@@ -3,7 +3,8 @@
 # builder, the rules and the tools: they run the real mksquashfs and unsquashfs, compare the
 # dm-verity hash tree with veritysetup's and the root hash signature with openssl's, and sign and
 # verify feeds with gpg (throwaway keys they make), hence squashfsTools, cryptsetup, openssl and
-# gnupg in the check inputs. `publish` runs the gpg it finds on PATH, as the hosts do.
+# gnupg in the check inputs. `publish` runs this package's gnupg (PORTABLE_SERVICE_GNUPG_BIN,
+# read at compile time); the hosts verify with their own.
 {
   lib,
   rustPlatform,
@@ -34,11 +35,16 @@ rustPlatform.buildRustPackage {
     ];
   };
   cargoLock.lockFile = ../Cargo.lock;
+  env.PORTABLE_SERVICE_GNUPG_BIN = "${gnupg}/bin";
 
   cargoBuildFlags = [
     "-p"
     "portable-service-tools"
   ];
+  # The tests in cargo's dev profile: with overflow checks and debug assertions, which is what
+  # the readers of hostile files are tested for, and without thin LTO over every test program,
+  # which took most of the check phase's time (cargo's dev profile, as `cargo test` runs them).
+  checkType = "debug";
   cargoTestFlags = [
     "-p"
     "portable-service-rules"

@@ -14,6 +14,15 @@ use anyhow::{bail, ensure, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use std::process::{Command, Output};
 
+/// GnuPG's `program` (gpg, gpgconf): from the directory the package was built with, when it
+/// names one (nix/tools.nix sets PORTABLE_SERVICE_GNUPG_BIN to its gnupg's bin), else from PATH.
+fn gnupg(program: &str) -> Command {
+    match option_env!("PORTABLE_SERVICE_GNUPG_BIN") {
+        Some(dir) if !dir.is_empty() => Command::new(Utf8Path::new(dir).join(program)),
+        _ => Command::new(program),
+    }
+}
+
 /// A throwaway GnuPG home holding the one secret key of a key file: imported once, it signs
 /// and exports the public part.
 pub struct Signer {
@@ -25,7 +34,7 @@ pub struct Signer {
 
 impl Signer {
     fn gpg(&self) -> Command {
-        let mut cmd = Command::new("gpg");
+        let mut cmd = gnupg("gpg");
         cmd.arg("--homedir")
             .arg(self.dir.path())
             .args(["--batch", "--no-tty", "--quiet", "--no-auto-key-locate"])
@@ -92,7 +101,7 @@ impl Signer {
 impl Drop for Signer {
     fn drop(&mut self) {
         // the agent gpg started for this home would outlive it
-        let _ = Command::new("gpgconf")
+        let _ = gnupg("gpgconf")
             .arg("--homedir")
             .arg(self.dir.path())
             .args(["--kill", "all"])
