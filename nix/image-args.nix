@@ -51,7 +51,9 @@ let
   ownedFields = rules.ownedFields extension;
 
   show = v: if isString v || isPath v then toJSON (toString v) else toJSON v;
-  fail = attr: value: why: throw "${function}: `${attr}` = ${show value} ${why}";
+  fail =
+    attr: value: why:
+    throw "${function}: `${attr}` = ${show value} ${why}";
 
   isImageName = s: isString s && match "[A-Za-z0-9.-]+" s != null;
   escapeRegex = builtins.replaceStrings [ "." ] [ "\\." ];
@@ -67,13 +69,15 @@ let
 
   checkedPname =
     if !isImageName pname then
-      fail "pname" pname "may hold only letters, digits, `-` and `.`: portablectl takes the image name from the file name up to the first `_`"
+      fail "pname" pname
+        "may hold only letters, digits, `-` and `.`: portablectl takes the image name from the file name up to the first `_`"
     else
       pname;
 
   checkedVersion =
     if !isString version || match "[A-Za-z0-9+._?=-]+" version == null then
-      fail "version" version "must be a non-empty string of letters, digits and `+-._?=` (no `/`): it is part of the image's file name and of the store name"
+      fail "version" version
+        "must be a non-empty string of letters, digits and `+-._?=` (no `/`): it is part of the image's file name and of the store name"
     else
       version;
 
@@ -84,7 +88,8 @@ let
     else if !isString v then
       fail attr v "must be a string or null"
     else if match "[^[:cntrl:]]*" v == null then
-      fail attr v "must fit on one line: os-release values can't hold a newline or other control character"
+      fail attr v
+        "must fit on one line: os-release values can't hold a newline or other control character"
     else
       v;
 
@@ -96,7 +101,9 @@ let
     if !isList given || given == [ ] then
       fail "portablePrefixes" given "must be a non-empty list of unit prefixes"
     else if bad != [ ] then
-      fail "portablePrefixes[${toString (head bad)}]" (elemAt given (head bad)) "must hold only letters, digits, `-` and `.`, like an image name"
+      fail "portablePrefixes[${toString (head bad)}]" (elemAt given (
+        head bad
+      )) "must hold only letters, digits, `-` and `.`, like an image name"
     else
       given;
 
@@ -109,7 +116,9 @@ let
     if extension == null || b == null then
       null
     else if !isAttrs b || !(b ? portableService) || b.portableService.extension or null != null then
-      fail "base" (if isAttrs b then b.name or (attrNames b) else b) "is not an image made by portableService"
+      fail "base" (
+        if isAttrs b then b.name or (attrNames b) else b
+      ) "is not an image made by portableService"
     else
       b.portableService;
 
@@ -122,13 +131,16 @@ let
           name = "${attr}.${key}";
         in
         if match "[A-Z][A-Z0-9_]*" key == null then
-          fail name value "has a key that is not an os-release key (upper-case letters, digits and `_`, starting with a letter)"
+          fail name value
+            "has a key that is not an os-release key (upper-case letters, digits and `_`, starting with a letter)"
         else if attr == "osRelease" && elem key ownedFields then
           fail name value "is written by the image itself; to replace it, put it in `osReleaseOverrides`"
         else if attr == "osReleaseOverrides" && key == "PORTABLE_PREFIXES" then
-          fail name value "can't be overridden: give the prefixes as `portablePrefixes`, which the unit names are checked against"
+          fail name value
+            "can't be overridden: give the prefixes as `portablePrefixes`, which the unit names are checked against"
         else if attr == "osReleaseOverrides" && !elem key ownedFields then
-          fail name value "is not a field the image writes itself (${concatStringsSep ", " ownedFields}); put it in `osRelease`"
+          fail name value
+            "is not a field the image writes itself (${concatStringsSep ", " ownedFields}); put it in `osRelease`"
         else
           checkLine name value;
       all =
@@ -173,7 +185,8 @@ let
         file = u;
       }
     else
-      fail attr u "is not a unit file: give a derivation, a store path, a path, or { name = \"${head checkedPrefixes}@.service\"; file = ...; }";
+      fail attr u
+        "is not a unit file: give a derivation, a store path, a path, or { name = \"${head checkedPrefixes}@.service\"; file = ...; }";
 
   checkUnitName =
     i: u:
@@ -186,17 +199,22 @@ let
       );
     in
     if suffix == null || !elem (head suffix) unitSuffixes then
-      fail attr u.name "is not a unit type portabled attaches: the name must end in .${concatStringsSep ", ." unitSuffixes}"
-    else if !any (p: match (pattern p) u.name != null) checkedPrefixes || match ".*/.*" u.name != null then
+      fail attr u.name
+        "is not a unit type portabled attaches: the name must end in .${concatStringsSep ", ." unitSuffixes}"
+    else if
+      !any (p: match (pattern p) u.name != null) checkedPrefixes || match ".*/.*" u.name != null
+    then
       fail attr u.name "is never attached by portabled: a unit name must be ${allowed}"
     else if base != null && elem u.name base.units then
-      fail attr u.name "is a unit of the base image too; portabled would attach the base's and ignore this one"
+      fail attr u.name
+        "is a unit of the base image too; portabled would attach the base's and ignore this one"
     else
       u;
 
   checkedUnits =
     if !isList units || units == [ ] then
-      fail "units" units "must be a non-empty list: portabled refuses an image without a unit, and gives an extension's files only to its own units"
+      fail "units" units
+        "must be a non-empty list: portabled refuses an image without a unit, and gives an extension's files only to its own units"
     else
       let
         normalised = genList (i: checkUnitName i (normaliseUnit i (elemAt units i))) (length units);
@@ -207,7 +225,9 @@ let
         );
       in
       if repeated != [ ] then
-        fail "units[${toString (head repeated)}].name" (elemAt names (head repeated)) "is the name of an earlier unit: two units of one name"
+        fail "units[${toString (head repeated)}].name" (elemAt names (
+          head repeated
+        )) "is the name of an earlier unit: two units of one name"
       else
         normalised;
 
@@ -246,15 +266,15 @@ let
       allowed =
         i:
         isCompressorOption (elemAt options i)
-        || (
-          i > 0 && isCompressorOption (elemAt options (i - 1)) && match "-.*" (elemAt options i) == null
-        );
+        || (i > 0 && isCompressorOption (elemAt options (i - 1)) && match "-.*" (elemAt options i) == null);
       bad = filter (i: !allowed i) (genList (i: i) (length options));
     in
     if !isString squash-compression || words == [ ] || !elem (head words) compressors then
-      fail "squash-compression" squash-compression "must start with a compressor mksquashfs knows: ${concatStringsSep ", " compressors}"
+      fail "squash-compression" squash-compression
+        "must start with a compressor mksquashfs knows: ${concatStringsSep ", " compressors}"
     else if bad != [ ] then
-      fail "squash-compression" squash-compression "may hold after the compressor only its own options (`-X...`, each with its value), not `${elemAt options (head bad)}`: the builder sets mksquashfs's other options itself, so that an image's bytes depend on its inputs alone"
+      fail "squash-compression" squash-compression
+        "may hold after the compressor only its own options (`-X...`, each with its value), not `${elemAt options (head bad)}`: the builder sets mksquashfs's other options itself, so that an image's bytes depend on its inputs alone"
     else
       concatStringsSep " " words;
 
@@ -263,7 +283,8 @@ let
       s = toString squash-block-size;
     in
     if !elem s blockSizes then
-      fail "squash-block-size" squash-block-size "must be a power of two from 4K to 1M, such as \"128K\", \"1M\" or 131072"
+      fail "squash-block-size" squash-block-size
+        "must be a power of two from 4K to 1M, such as \"128K\", \"1M\" or 131072"
     else
       s;
 
@@ -272,7 +293,8 @@ let
       v = args.verity or false;
     in
     if !isBool v then
-      fail "verity" v "must be true or false: whether the image gets a dm-verity hash tree and root hash beside it"
+      fail "verity" v
+        "must be true or false: whether the image gets a dm-verity hash tree and root hash beside it"
     else
       v;
 
@@ -281,18 +303,24 @@ let
       f = args.format or "squashfs";
     in
     if !elem f rules.formats then
-      fail "format" f "must be \"squashfs\" (the file system alone, its hash tree beside it with `verity`) or \"ddi\" (a Discoverable Disk Image: the file system and its hash tree as partitions of one GPT disk file)"
+      fail "format" f
+        "must be \"squashfs\" (the file system alone, its hash tree beside it with `verity`) or \"ddi\" (a Discoverable Disk Image: the file system and its hash tree as partitions of one GPT disk file)"
     else if f == "ddi" && !elem system rules.ddiSystems then
-      fail "system" system "has no partition types in the Discoverable Partitions Specification, so format = \"ddi\" can't be built for it (systems: ${concatStringsSep ", " rules.ddiSystems})"
+      fail "system" system
+        "has no partition types in the Discoverable Partitions Specification, so format = \"ddi\" can't be built for it (systems: ${concatStringsSep ", " rules.ddiSystems})"
     else
       f;
 
   checkedKind =
-    if extension != null && !elem extension [
-      "sysext"
-      "confext"
-    ] then
-      fail "kind" extension "must be \"sysext\" (files below /usr, store paths included) or \"confext\" (files below /etc)"
+    if
+      extension != null
+      && !elem extension [
+        "sysext"
+        "confext"
+      ]
+    then
+      fail "kind" extension
+        "must be \"sysext\" (files below /usr, store paths included) or \"confext\" (files below /etc)"
     else
       extension;
 

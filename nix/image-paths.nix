@@ -120,7 +120,8 @@ let
     if any (h: isBelow h path) hiddenBelow then
       fail attr given "is below a directory systemd mounts over when the service runs"
     else if visibleBelow != null && !isBelow visibleBelow path then
-      fail attr given "is outside /${visibleBelow}: an extension of this kind is overlaid on /${visibleBelow} only, so the service would not see it"
+      fail attr given
+        "is outside /${visibleBelow}: an extension of this kind is overlaid on /${visibleBelow} only, so the service would not see it"
     else if clash != [ ] then
       fail attr given "collides with /${head clash} in the image"
     else
@@ -135,7 +136,8 @@ let
           earlier = genList (j: imagePath "files[${toString j}].path" (elemAt files j).path) i;
         in
         if extension == null then
-          fail "files" files "is for extension images; put files of a portable service image in a package of `contents`"
+          fail "files" files
+            "is for extension images; put files of a portable service image in a package of `contents`"
         else if !isAttrs f || !(f ? path) || !(f ? file) then
           fail attr f "must be an attribute set { path; file; }"
         else
@@ -166,7 +168,8 @@ let
             path = freePath "${attr}.symlink" s.symlink earlier;
           in
           if !(isStorePathString "${s.object}") then
-            fail "${attr}.object" s.object "must be a store path or a path inside one (e.g. \"\${pkgs.cacert}/etc/ssl\")"
+            fail "${attr}.object" s.object
+              "must be a store path or a path inside one (e.g. \"\${pkgs.cacert}/etc/ssl\")"
           else
             builtins.seq path {
               symlink = s.symlink;

@@ -29,7 +29,10 @@ in
       sizes = genList (i: foldl' (n: _: n * 2) 4096 (genList (x: x) i)) 9;
       kib = map (n: toString (n / 1024) + "K") sizes;
     in
-    map toString sizes ++ kib ++ map (s: builtins.replaceStrings [ "K" ] [ "k" ] s) kib ++ [
+    map toString sizes
+    ++ kib
+    ++ map (s: builtins.replaceStrings [ "K" ] [ "k" ] s) kib
+    ++ [
       "1M"
       "1m"
     ];

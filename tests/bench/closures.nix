@@ -47,7 +47,12 @@ let
   # A store path holding `files` files of `size` bytes, each 8 MiB of generated text repeated
   # (generating 1 GiB with awk would take minutes; repeats 8 MiB apart are beyond xz's window).
   large =
-    { name, files, size, seed ? 1 }:
+    {
+      name,
+      files,
+      size,
+      seed ? 1,
+    }:
     t.runBusyboxWith name { inherit files size seed; } ''
       busybox mkdir -p $out/share
       ${awk} -v seed="$seed" 'BEGIN {
