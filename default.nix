@@ -1,5 +1,6 @@
 # For users without flakes:
 #   let pkgs = import <nixpkgs> { overlays = [ (import ./path/to/this/nix/overlay.nix) ]; };
+# (nix/overlay-additive.nix leaves nixpkgs' own portableService as it is)
 # or this file, which uses the nixpkgs pinned in flake.lock unless given `pkgs`:
 #   nix-build -A hello            # the manual's first example
 #   (import ./. { }).portableService { ... }
@@ -35,11 +36,19 @@ let
 in
 {
   inherit overlay;
+  overlayAdditive = import ./nix/overlay-additive.nix;
   inherit (pkgs')
     portableService
     portableServiceExtension
+    buildPortableService
+    buildPortableServiceExtension
     portable-service-builder
     portable-service-tools
     ;
-  inherit (examples) hello hello-with-ssl hello-verity hello-ddi;
+  inherit (examples)
+    hello
+    hello-with-ssl
+    hello-verity
+    hello-ddi
+    ;
 }

@@ -23,9 +23,12 @@
         );
     in
     {
-      # pkgs.portableService, pkgs.portableServiceExtension, pkgs.portable-service-builder and
-      # pkgs.portable-service-tools.
+      # pkgs.buildPortableService, pkgs.buildPortableServiceExtension, pkgs.portable-service-builder
+      # and pkgs.portable-service-tools; and pkgs.portableService and pkgs.portableServiceExtension
+      # replaced by this project's functions, for everything in that nixpkgs.
       overlays.default = import ./nix/overlay.nix;
+      # the same, leaving nixpkgs' own portableService as it is
+      overlays.additive = import ./nix/overlay-additive.nix;
 
       # The function without nixpkgs: give it a package with bin/mksquashfs, one with
       # bin/portable-service-builder and, for `.check`, one with bin/portable-service (README.md).
@@ -48,7 +51,12 @@
           # `nix run` gives `portable-service` (check, sign)
           default = pkgs.portable-service-tools;
           inherit (pkgs) portable-service-builder portable-service-tools;
-          inherit (examples) hello hello-with-ssl hello-verity hello-ddi;
+          inherit (examples)
+            hello
+            hello-with-ssl
+            hello-verity
+            hello-ddi
+            ;
         }
       );
 
@@ -91,6 +99,7 @@
         }
       );
 
-      formatter = forAllSystems (pkgs: pkgs.nixfmt);
+      # `nix fmt` gives a formatter no paths since Nix 2.25: nixfmt-tree formats the whole tree
+      formatter = forAllSystems (pkgs: pkgs.nixfmt-tree);
     };
 }

@@ -20,17 +20,35 @@
 }@tools:
 
 # `function`: the name errors start with. `extension`: null for a portable service image, else
-# "sysext" or "confext".
-{ function, extension }:
+# "sysext" or "confext". `again`: the function itself, which the image's `override` and
+# `overrideAttrs` call with changed arguments.
+{
+  function,
+  extension,
+  again,
+}:
 
+# the arguments as the user gave them
 args:
 
 let
   inherit (builtins) stringLength;
-  a = import ./image-args.nix {
-    inherit function extension;
-    system = hostSystem;
-  } args;
+  a =
+    import ./image-args.nix
+      {
+        inherit function extension;
+        system = hostSystem;
+      }
+      (
+        builtins.removeAttrs args (
+          [
+            "kind"
+            "meta"
+            "passthru"
+          ]
+          ++ (if args.portablePrefixes or null == null then [ "portablePrefixes" ] else [ ])
+        )
+      );
   inherit (a) base fileName;
   mksquashfsPackage = if a.squashfsTools != null then a.squashfsTools else tools.squashfsTools;
 
@@ -114,12 +132,7 @@ let
       (builtins.placeholder "out")
     ]
     # the signature is made after the build, outside the store (`portable-service sign`)
-    ++ (
-      if hasVerity || (base != null && base.verity) then
-        [ "--signed-later" ]
-      else
-        [ ]
-    )
+    ++ (if hasVerity || (base != null && base.verity) then [ "--signed-later" ] else [ ])
     # with the matches a host attaches with (portablectl's default, the image name, is one of
     # them unless `portablePrefixes` leaves out the pname)
     ++ builtins.concatMap (p: [
@@ -152,7 +165,9 @@ let
       health ? { },
     }:
     let
-      fail = attr: value: why: a.fail "sysupdate.${attr}" value why;
+      fail =
+        attr: value: why:
+        a.fail "sysupdate.${attr}" value why;
       rules = import ./rules.nix;
       # whether every character of `s` is an ASCII letter, digit or one of `punctuation`
       only =
@@ -162,9 +177,11 @@ let
         );
       checkedUrl =
         if !builtins.isString url || builtins.match "https?://.+" url == null then
-          fail "url" url "must be an http:// or https:// URL: the directory of the feed, which systemd-sysupdate fetches SHA256SUMS from"
+          fail "url" url
+            "must be an http:// or https:// URL: the directory of the feed, which systemd-sysupdate fetches SHA256SUMS from"
         else if !only rules.urlPunctuation url then
-          fail "url" url "may hold only letters, digits and ${builtins.concatStringsSep "" rules.urlPunctuation} (percent-encode the rest): it is written into files that hosts run as root"
+          fail "url" url
+            "may hold only letters, digits and ${builtins.concatStringsSep "" rules.urlPunctuation} (percent-encode the rest): it is written into files that hosts run as root"
         else
           url;
       checkedTarget =
@@ -174,19 +191,22 @@ let
           || !only rules.targetPunctuation target
           || builtins.match "(.*/)?\\.\\.?(/.*)?" target != null
         then
-          fail "target" target "must be an absolute path on the host of letters, digits and ${builtins.concatStringsSep "" rules.targetPunctuation}, without . or .. components: it is written into files that hosts run as root"
+          fail "target" target
+            "must be an absolute path on the host of letters, digits and ${builtins.concatStringsSep "" rules.targetPunctuation}, without . or .. components: it is written into files that hosts run as root"
         else
           target;
       checkedKeep =
         if !builtins.isInt keep || keep < 2 then
-          fail "keep" keep "must be a whole number of at least 2: the version running and the one to roll back to"
+          fail "keep" keep
+            "must be a whole number of at least 2: the version running and the one to roll back to"
         else
           keep;
       checkedSigned =
         if !builtins.isBool signed then
           fail "signed" signed "must be true or false"
         else if signed && !nakedVerity then
-          fail "signed" signed "is for a naked image with `verity = true`, whose signature travels beside it (a DDI carries its own)"
+          fail "signed" signed
+            "is for a naked image with `verity = true`, whose signature travels beside it (a DDI carries its own)"
         else
           signed;
       # how long a new version's units have to come up, then stay up, before it is kept
@@ -205,7 +225,10 @@ let
               let
                 v = health.${n} or default;
               in
-              if builtins.isInt v && v >= 1 then v else fail "health.${n}" v "must be a whole number of seconds, at least 1";
+              if builtins.isInt v && v >= 1 then
+                v
+              else
+                fail "health.${n}" v "must be a whole number of seconds, at least 1";
           in
           if unknown != [ ] then
             fail "health" health "knows only timeout and steady, not ${builtins.concatStringsSep ", " unknown}"
@@ -217,7 +240,8 @@ let
       # systemd-sysupdate takes versions of these characters only (version_is_valid())
       checkedVersion =
         if builtins.match "[A-Za-z0-9.,_+-]+" a.version == null then
-          a.fail "version" a.version "can't be updated by systemd-sysupdate, which takes versions of letters, digits and .,_+- only"
+          a.fail "version" a.version
+            "can't be updated by systemd-sysupdate, which takes versions of letters, digits and .,_+- only"
         else
           a.version;
     in
@@ -260,11 +284,42 @@ let
           ]
       );
     });
+  # nixpkgs' derivations have these; an image has no stdenv (README: "Overriding an image").
+  meta =
+    (if a.description != null then { inherit (a) description; } else { })
+    // (if a.homepage != null then { inherit (a) homepage; } else { })
+    // args.meta or { };
+  passthru = args.passthru or { };
+  override = f: again (args // (if builtins.isFunction f then f args else f));
+  overrideAttrs =
+    f:
+    let
+      prev = args // {
+        inherit meta passthru;
+      };
+      # f prev, or f final prev as stdenv's overrideAttrs also takes it
+      once = if builtins.isFunction f then f prev else f;
+      changes = if builtins.isFunction once then f final prev else once;
+      final = prev // changes;
+      known = builtins.functionArgs again;
+      unknown = builtins.filter (n: !(known ? ${n})) (builtins.attrNames changes);
+    in
+    if unknown != [ ] then
+      throw "${function}: `overrideAttrs` sets ${
+        builtins.concatStringsSep ", " (map (n: "`${n}`") unknown)
+      }, which an image doesn't have: it is made by its own builder, not stdenv's phases, and takes only the function's arguments (${builtins.concatStringsSep ", " (builtins.attrNames known)})"
+    else
+      again (args // changes);
 in
 drv
 // {
   # The image file itself, for other Nix code: "${img.image}" is <out>/<fileName>.
-  inherit image fileName check sysupdate;
+  inherit
+    image
+    fileName
+    check
+    sysupdate
+    ;
   verity = verityFiles;
   # What an extension needs to know of this image (see `base`).
   portableService = {
@@ -277,4 +332,13 @@ drv
     verity = hasVerity;
     inherit (a) format;
   };
+}
+// passthru
+// {
+  inherit
+    meta
+    passthru
+    override
+    overrideAttrs
+    ;
 }

@@ -1,23 +1,17 @@
-# The nixpkgs overlay: `pkgs.portableService`, `pkgs.portableServiceExtension`,
-# `pkgs.portable-service-builder` (what every image's derivation runs) and
-# `pkgs.portable-service-tools` (`portable-service check`, `sign` and `publish`).
+# The nixpkgs overlay. It adds `pkgs.buildPortableService` and `pkgs.buildPortableServiceExtension`
+# (this project's functions), `pkgs.portable-service-builder` (what every image's derivation
+# runs) and `pkgs.portable-service-tools` (`portable-service check`, `sign` and `publish`), and
+# makes `pkgs.portableService` and `pkgs.portableServiceExtension` the same functions: so that
+# the nixpkgs function is replaced for everything in that package set, which is then held to
+# this one's checks. nix/overlay-additive.nix adds the same and leaves nixpkgs' `portableService`
+# as it is.
 final: prev:
 
 let
-  # The image derivation runs on the build platform, so its tools come from there.
-  build = final.buildPackages;
-  tools = {
-    # nixpkgs renamed squashfsTools to squashfs-tools in 2026; take whichever this one has.
-    squashfsTools = build.squashfs-tools or build.squashfsTools;
-    inherit (build) portable-service-builder portable-service-tools;
-    system = final.stdenv.buildPlatform.system;
-    hostSystem = final.stdenv.hostPlatform.system;
-  };
+  added = import ./overlay-additive.nix final prev;
 in
-{
-  portable-service-builder = final.callPackage ./builder.nix { };
-  portable-service-tools = final.callPackage ./tools.nix { };
-
-  portableService = import ./portable-service.nix tools;
-  portableServiceExtension = import ./portable-service-extension.nix tools;
+added
+// {
+  portableService = added.buildPortableService;
+  portableServiceExtension = added.buildPortableServiceExtension;
 }

@@ -14,28 +14,35 @@
   hostSystem ? system,
 }@tools:
 
-{
-  pname,
-  version,
-  units,
-  kind ? "sysext",
-  base ? null,
-  description ? null,
-  homepage ? null,
-  symlinks ? [ ],
-  contents ? [ ],
-  files ? [ ],
-  portablePrefixes ? null,
-  osRelease ? { },
-  osReleaseOverrides ? { },
-  squashfsTools ? null,
-  squashfs-tools ? null,
-  squash-compression ? "xz -Xdict-size 100%",
-  squash-block-size ? "1M",
-  verity ? false,
-  format ? "squashfs",
-}@args:
-import ./make-image.nix tools {
-  function = "portableServiceExtension";
-  extension = kind;
-} (builtins.removeAttrs args ([ "kind" ] ++ (if portablePrefixes == null then [ "portablePrefixes" ] else [ ])))
+let
+  portableServiceExtension =
+    {
+      pname,
+      version,
+      units,
+      kind ? "sysext",
+      base ? null,
+      description ? null,
+      homepage ? null,
+      symlinks ? [ ],
+      contents ? [ ],
+      files ? [ ],
+      portablePrefixes ? null,
+      osRelease ? { },
+      osReleaseOverrides ? { },
+      squashfsTools ? null,
+      squashfs-tools ? null,
+      squash-compression ? "xz -Xdict-size 100%",
+      squash-block-size ? "1M",
+      verity ? false,
+      format ? "squashfs",
+      meta ? { },
+      passthru ? { },
+    }@args:
+    import ./make-image.nix tools {
+      function = "portableServiceExtension";
+      extension = kind;
+      again = portableServiceExtension;
+    } args;
+in
+portableServiceExtension

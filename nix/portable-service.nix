@@ -16,28 +16,35 @@
 }@tools:
 
 let
-  make = import ./make-image.nix tools {
-    function = "portableService";
-    extension = null;
-  };
+  # The argument set is spelled out so that a misspelt argument is an error.
+  portableService =
+    {
+      pname,
+      version,
+      units,
+      description ? null,
+      homepage ? null,
+      symlinks ? [ ],
+      contents ? [ ],
+      portablePrefixes ? null,
+      osRelease ? { },
+      osReleaseOverrides ? { },
+      squashfsTools ? null,
+      squashfs-tools ? null,
+      squash-compression ? "xz -Xdict-size 100%",
+      squash-block-size ? "1M",
+      verity ? false,
+      format ? "squashfs",
+      # as nixpkgs' derivations have them; meta.description and meta.homepage default to the
+      # image's description and homepage
+      meta ? { },
+      passthru ? { },
+    }@args:
+    import ./make-image.nix tools {
+      function = "portableService";
+      extension = null;
+      # what the image's `override` and `overrideAttrs` call again
+      again = portableService;
+    } args;
 in
-# The argument set is spelled out so that a misspelt argument is an error.
-{
-  pname,
-  version,
-  units,
-  description ? null,
-  homepage ? null,
-  symlinks ? [ ],
-  contents ? [ ],
-  portablePrefixes ? null,
-  osRelease ? { },
-  osReleaseOverrides ? { },
-  squashfsTools ? null,
-  squashfs-tools ? null,
-  squash-compression ? "xz -Xdict-size 100%",
-  squash-block-size ? "1M",
-  verity ? false,
-  format ? "squashfs",
-}@args:
-make (builtins.removeAttrs args (if portablePrefixes == null then [ "portablePrefixes" ] else [ ]))
+portableService

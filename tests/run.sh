@@ -1,11 +1,26 @@
 #!/usr/bin/env bash
-# Runs every test: formatting and lints, the builder's unit and integration tests, the Nix-level
-# tests that build real images offline, and the acceptance tests on a real systemd-portabled in
-# virtual machines (systemd 252, 254, 257 and sid's newest). Installs what is missing first
-# (tests/setup.sh). Needs root (Nix's local store, debootstrap).
+# Runs every test: formatting and lints, the crates' unit and integration tests (in Nix's
+# sandbox, as the tools package's check phase), the Nix-level tests that build real images
+# offline, and the acceptance tests on a real systemd-portabled in virtual machines (systemd
+# 252, 254, 257 and sid's newest). Installs what is missing first (tests/setup.sh). Needs root
+# (Nix's local store, debootstrap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh
 cargo fmt --all -- --check
+# Nix files as nixfmt (RFC 166, what nixpkgs and the flake's `fmt` check use) formats them. A new
+# machine has no nixfmt (nothing here reaches its sources): then it says so and goes on.
+if command -v nixfmt >/dev/null; then
+  git ls-files -z '*.nix' | xargs -0 nixfmt --check
+else
+  echo "run.sh: no nixfmt on PATH, so the Nix files' formatting is not checked" >&2
+fi
 cargo clippy --quiet --locked --all-targets -- -D warnings
-cargo test --locked --workspace -- --test-threads "$(nproc)"
+# The crates' own tests (builder, rules, tools) run once, in the tools package's check phase:
+# in Nix's sandbox, as users' Nix runs them (tests/tests/flake.rs builds that package). Here,
+# the three that package leaves out: they need root (a tmpfs mount, dropping root's
+# capabilities) or read 9 GiB through a pipe.
+cargo test --locked -p portable-service-builder --test image -- --test-threads "$(nproc)" \
+  a_file_of_several_gib_comes_out_whole a_full_disk_fails_the_build_and_leaves_nothing \
+  a_store_file_that_cannot_be_read_is_named
+cargo test --locked -p portable-service-tests -- --test-threads "$(nproc)"

@@ -18,6 +18,16 @@ let
       throw "tests/nix/offline.nix: ${toString stage}/${dir} is missing; run tests/setup.sh first";
 
   busybox = bring "busybox" "busybox";
+  # what tests/setup.sh put into the store itself (too large to hash at every evaluation)
+  added =
+    name:
+    let
+      file = stage + "/${name}.path";
+    in
+    if builtins.pathExists file then
+      builtins.storePath (builtins.head (builtins.split "\n" (builtins.readFile file)))
+    else
+      throw "tests/nix/offline.nix: ${toString file} is missing; run tests/setup.sh first";
   sh = "${busybox}/bin/sh";
 
   # A derivation built by busybox sh with $out set and the attributes of `env` in its
@@ -82,6 +92,26 @@ rec {
 
   # Like nixpkgs' cacert: etc/ssl/certs/ca-bundle.crt.
   cacert = bring "cacert" "nss-cacert";
+
+  # What the stand-in nixpkgs builds Rust packages with (tests/nix/stand-in-nixpkgs): this
+  # machine's Rust toolchain, its compiler and linker for the host alone; every crate of
+  # Cargo.lock, vendored; the host's C compiler; and the programs the packages' tests run.
+  rust = added "rust-toolchain";
+  vendor = added "vendor";
+  cc = bring "cc" "cc-host";
+  coreutils = bring "coreutils" "coreutils-host";
+  cryptsetup = bring "cryptsetup" "cryptsetup-host";
+  # nixpkgs' openssl reads its configuration from its store path; the host's, from /etc
+  openssl =
+    let
+      host = bring "openssl" "openssl-host";
+    in
+    runBusyboxWith "openssl" { } ''
+      busybox mkdir -p $out/bin
+      printf '#!${sh}\nOPENSSL_CONF=${host}/openssl.cnf exec ${host}/bin/openssl "$@"\n' > $out/bin/openssl
+      busybox chmod 555 $out/bin/openssl
+    '';
+  gnupg = bring "gnupg" "gnupg-host";
 
   examples = import ../../nix/examples.nix {
     inherit

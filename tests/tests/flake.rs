@@ -83,6 +83,70 @@ fn the_flake_builds_the_manual_examples_through_its_overlay() {
     ]);
     let report = std::fs::read_to_string(check).unwrap();
     assert!(report.contains("verdict: accepted"), "{report}");
+
+    // The two packages, compiled in the sandbox and their tests run there (the tools' check
+    // phase) on the way to the images and the check above: what they keep at run time is
+    // gnupg for `publish`, and neither the toolchain nor the crates they were built from.
+    for (package, program, keeps) in [
+        ("portable-service-tools", "portable-service", &["gnupg"][..]),
+        (
+            "portable-service-builder",
+            "portable-service-builder",
+            &[][..],
+        ),
+    ] {
+        let out = must_build(&[
+            &format!("{flake}#{package}"),
+            "--no-write-lock-file",
+            "--override-input",
+            "nixpkgs",
+            &stand_in,
+        ]);
+        let help = std::process::Command::new(out.join("bin").join(program))
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(help.status.success(), "{package}: {program} --help");
+        let refs = run_nix(nix("nix-store").arg("-q").arg("--references").arg(&out));
+        let refs = String::from_utf8_lossy(&refs.stdout).into_owned();
+        let kept: Vec<&str> = refs
+            .lines()
+            .filter(|r| *r != out.to_str().unwrap())
+            .map(|r| r.split_once('-').map_or(r, |(_, name)| name))
+            .collect();
+        assert!(
+            kept.len() == keeps.len()
+                && keeps.iter().all(|k| kept.iter().any(|r| r.starts_with(k))),
+            "{package} keeps {kept:?}"
+        );
+    }
+}
+
+/// Every check, package, overlay and the formatter the flake declares, for every system it
+/// names, evaluates as `nix flake check` evaluates them (building them is the other tests' and
+/// the tools package's check phase's part).
+#[test]
+fn nix_flake_check_evaluates_every_output() {
+    let tracked = tracked_files();
+    let out = run_nix(
+        nix("nix")
+            .env("PORTABLE_SERVICE_REPO", repo())
+            .args([
+                "flake",
+                "check",
+                "--no-build",
+                "--impure",
+                "--no-write-lock-file",
+            ])
+            .args([
+                "--override-input",
+                "nixpkgs",
+                &format!("path:{}", stand_in()),
+            ])
+            .arg(format!("path:{}", tracked.path().display())),
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "nix flake check:\n{log}");
 }
 
 #[test]
@@ -90,6 +154,42 @@ fn default_nix_extends_the_given_pkgs() {
     let pkgs = format!("import {} {{ }}", stand_in());
     let out = must_build(&["-f", "default.nix", "hello", "--arg", "pkgs", &pkgs]);
     assert_eq!(files(&out), files(&build("t.examples.hello")));
+}
+
+#[test]
+fn the_overlays_functions_override_their_packages_and_the_additive_one_keeps_nixpkgs_own() {
+    let repo = repo();
+    let expr = format!(
+        r#"let
+          stand-in = import {stand_in};
+          pkgs = stand-in {{ overlays = [ (import {repo}/nix/overlay.nix) ]; }};
+          additive = stand-in {{ overlays = [ (import {repo}/nix/overlay-additive.nix) ]; }};
+          other = pkgs.writeText "other-squashfs-tools" "";
+          args = {{
+            pname = "hello";
+            version = "1";
+            units = [ (pkgs.writeText "hello.service" "[Service]
+ExecStart=/bin/true
+") ];
+          }};
+        in
+        builtins.toJSON {{
+          replaced = (pkgs.portableService args).drvPath == (pkgs.buildPortableService args).drvPath;
+          overridden = ((pkgs.portableService.override {{ squashfsTools = other; }}) args).mksquashfs
+            == "${{other}}/bin/mksquashfs";
+          extension = ((pkgs.portableServiceExtension.override {{ squashfsTools = other; }}) args).mksquashfs
+            == "${{other}}/bin/mksquashfs";
+          kept = additive.portableService args;
+          added = (additive.buildPortableService args).fileName;
+        }}"#,
+        stand_in = stand_in(),
+        repo = repo.display()
+    );
+    let json = nix_eval(&["--expr", &expr]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        json,
+        r#"{"added":"hello_1.raw","extension":true,"kept":{"nixpkgsPortableService":"hello"},"overridden":true,"replaced":true}"#
+    );
 }
 
 /// One change to a copy of the repository, and whether it may change the hello image's

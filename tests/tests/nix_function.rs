@@ -774,3 +774,74 @@ fn sysupdate_arguments_fail_at_evaluation_naming_attribute_and_value() {
         assert!(switch.contains(line), "{line} in {switch}");
     }
 }
+
+/// What code written against nixpkgs' `portableService` does with its result, a stdenv
+/// derivation: `override` and `overrideAttrs`, `meta`, `passthru`.
+#[test]
+fn an_image_overrides_as_a_nixpkgs_derivation_does() {
+    let hello = "t.examples.hello";
+    let name = |expr: &str| eval(&format!("({expr}).fileName")).unwrap();
+    assert_eq!(name(hello), "hello_2.12.2.raw");
+    assert_eq!(
+        name(&format!("{hello}.override {{ version = \"3.0\"; }}")),
+        "hello_3.0.raw"
+    );
+    assert_eq!(
+        name(&format!(
+            "{hello}.override (a: {{ pname = a.pname + \"-b\"; }})"
+        )),
+        "hello-b_2.12.2.raw"
+    );
+    // overrideAttrs in both of stdenv's forms, with the image's arguments, meta and passthru
+    let changed = format!(
+        "{hello}.overrideAttrs (old: {{ version = old.version + \"-1\"; \
+         passthru = old.passthru // {{ tests = \"a test\"; }}; }})"
+    );
+    assert_eq!(name(&changed), "hello_2.12.2-1.raw");
+    assert_eq!(eval(&format!("({changed}).tests")).unwrap(), "a test");
+    assert_eq!(
+        eval(&format!("({changed}).passthru.tests")).unwrap(),
+        "a test"
+    );
+    assert_eq!(
+        name(&format!(
+            "{hello}.overrideAttrs (final: prev: {{ version = \"4\"; }})"
+        )),
+        "hello_4.raw"
+    );
+    // the override is the image the function makes of those arguments
+    assert_eq!(
+        eval("((demo { }).override { description = \"other\"; }).drvPath").unwrap(),
+        eval("(demo { description = \"other\"; }).drvPath").unwrap()
+    );
+    assert!(eval(&format!(
+        "({hello}.override {{ version = \"3.0\"; }}).check.drvPath"
+    ))
+    .is_ok());
+
+    // meta: description and homepage from the arguments, and what the user adds
+    let meta = "demo { extra = { description = \"A demo\"; homepage = \"https://example.org\"; \
+                meta.license = \"mit\"; }; }";
+    assert_eq!(
+        eval(&format!(
+            "let m = ({meta}).meta; in \"${{m.description}} ${{m.homepage}} ${{m.license}}\""
+        ))
+        .unwrap(),
+        "A demo https://example.org mit"
+    );
+    assert_eq!(
+        eval(&format!("builtins.toJSON {hello}.meta")).unwrap(),
+        "{}"
+    );
+
+    // what a stdenv derivation has and an image hasn't: an error naming it
+    let err = eval_error(&format!(
+        "{hello}.overrideAttrs (old: {{ buildPhase = \"true\"; nativeBuildInputs = [ ]; }})"
+    ));
+    assert!(
+        err.contains(
+            "`overrideAttrs` sets `buildPhase`, `nativeBuildInputs`, which an image doesn't have"
+        ) && err.contains("squash-compression"),
+        "{err}"
+    );
+}

@@ -1,9 +1,9 @@
 # A stand-in for `import nixpkgs { system; overlays; }`: a package set with what the overlay,
 # nix/builder.nix, nix/tools.nix and nix/examples.nix use, applied overlays and all. Its packages are the
-# offline ones of tests/nix/offline.nix. `rustPlatform.buildRustPackage` copies the staged static
-# build of the package's program rather than compiling (nothing here can fetch nixpkgs' Rust
-# toolchain), but as a derivation over the same `src`, lock and `postPatch` that nixpkgs' would
-# compile: so its store path, and every image's derivation, changes exactly when nixpkgs' would.
+# offline ones of tests/nix/offline.nix. `rustPlatform.buildRustPackage` compiles the package
+# from its `src` and lock with this machine's Rust toolchain and runs its tests in Nix's sandbox
+# (build-rust-package.sh), as nixpkgs' does with its own toolchain; its store path, and every
+# image's derivation, changes exactly when nixpkgs' would.
 # Needs PORTABLE_SERVICE_REPO (the repository's absolute path) and --impure.
 {
   system ? builtins.currentSystem,
@@ -19,6 +19,68 @@ let
     else
       import (/. + repo + "/tests/nix/offline.nix") { stage = /. + repo + "/target/offline"; };
 
+  binPath = inputs: builtins.concatStringsSep ":" (map (p: "${p}/bin") inputs);
+
+  # Compiles the package with this machine's Rust toolchain and runs its tests, in Nix's
+  # sandbox, as nixpkgs' buildRustPackage does (build-rust-package.sh). `overrideAttrs` and the
+  # phases it may set (`buildPhase`, `installPhase`) as stdenv has them, for the flake's clippy
+  # check.
+  buildRustPackage =
+    attrs:
+    derivation (
+      attrs.env or { }
+      // {
+        name = "${attrs.pname}-${attrs.version}";
+        inherit system;
+        builder = "${t.busybox}/bin/sh";
+        args = [ ./build-rust-package.sh ];
+        inherit (attrs) src;
+        inherit (t) vendor;
+        ccHost = t.cc;
+        # nixpkgs vendors the crates of this lock; the stand-in's directory holds all of them
+        cargoLock = attrs.cargoLock.lockFile;
+        postPatch = attrs.postPatch or "";
+        buildPhase = attrs.buildPhase or "";
+        installPhase = attrs.installPhase or "";
+        cargoBuildFlags = attrs.cargoBuildFlags or [ ];
+        cargoTestFlags = attrs.cargoTestFlags or [ ];
+        checkFlags = attrs.checkFlags or [ ];
+        doCheck = attrs.doCheck or true;
+        checkType = attrs.checkType or "release";
+        rustTarget = "${builtins.head (builtins.split "-linux" system)}-unknown-linux-gnu";
+        inputsPath = binPath (
+          [
+            t.rust
+            t.cc
+            t.coreutils
+            t.busybox
+          ]
+          ++ attrs.nativeBuildInputs or [ ]
+        );
+        checkInputsPath = binPath (attrs.nativeCheckInputs or [ ]);
+      }
+    )
+    // {
+      inherit (attrs) pname version meta;
+      overrideAttrs =
+        f:
+        let
+          old = attrs // {
+            nativeBuildInputs = attrs.nativeBuildInputs or [ ];
+          };
+        in
+        buildRustPackage (old // f old);
+    };
+
+  # What the flake's checks and formatter name but nothing here can build: evaluating them is
+  # what `nix flake check --no-build` does; building one says why it can't.
+  missing =
+    name:
+    t.runBusyboxWith name { } ''
+      echo "${name}: not in the offline stand-in for nixpkgs" >&2
+      exit 1
+    '';
+
   base = final: {
     lib = import ./lib.nix;
     callPackage =
@@ -27,36 +89,30 @@ let
         f = if builtins.isFunction fn then fn else import fn;
       in
       f (builtins.intersectAttrs (builtins.functionArgs f) final // args);
-    rustPlatform.buildRustPackage =
-      attrs:
-      let
-        staged = t.${attrs.pname};
-      in
-      derivation {
-        name = "${attrs.pname}-${attrs.version}";
-        inherit system;
-        builder = "${t.busybox}/bin/sh";
-        args = [
-          "-c"
-          "${t.busybox}/bin/busybox mkdir -p $out/bin && ${t.busybox}/bin/busybox cp ${staged}/bin/${attrs.meta.mainProgram} $out/bin/"
-        ];
-        inherit (attrs) src;
-        cargoLock = attrs.cargoLock.lockFile;
-        postPatch = attrs.postPatch or "";
-      }
-      // {
-        inherit (attrs) pname version meta;
-      };
-    # only check inputs of nix/tools.nix, which the stand-in buildRustPackage doesn't build
-    cryptsetup = null;
-    openssl = null;
-    gnupg = null;
+    rustPlatform.buildRustPackage = buildRustPackage;
+    runCommand =
+      name: env: script:
+      t.runBusyboxWith name (builtins.removeAttrs env [ "nativeBuildInputs" ]) ''
+        export PATH=${binPath (env.nativeBuildInputs or [ ])}:$PATH
+        ${script}
+      '';
+    # cargo, rustc, clippy and rustfmt are one toolchain here
+    cargo = t.rust;
+    clippy = t.rust;
+    rustfmt = t.rust;
+    nixfmt = missing "nixfmt";
+    nixfmt-tree = missing "nixfmt-tree";
     inherit (t)
+      cryptsetup
+      openssl
+      gnupg
       squashfsTools
       hello
       cacert
       writeText
       ;
+    # nixpkgs' own function, as much of it as tells it apart from the overlay's
+    portableService = args: { nixpkgsPortableService = args.pname; };
     buildPackages = final;
     stdenv.buildPlatform.system = system;
     stdenv.hostPlatform.system = system;

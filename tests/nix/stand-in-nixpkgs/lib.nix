@@ -8,6 +8,28 @@
         value = f name;
       }) names
     );
+  # nixpkgs' makeOverridable, for the results the overlay gives it: a function (made a functor
+  # with its arguments kept) or an attribute set, each with `override` re-calling f
+  makeOverridable =
+    f: args:
+    let
+      result = f args;
+      override =
+        changes:
+        (import ./lib.nix).makeOverridable f (
+          args // (if builtins.isFunction changes then changes args else changes)
+        );
+    in
+    if builtins.isFunction result then
+      {
+        __functor = _: result;
+        __functionArgs = builtins.functionArgs result;
+        inherit override;
+      }
+    else if builtins.isAttrs result then
+      result // { inherit override; }
+    else
+      result;
   importTOML = file: builtins.fromTOML (builtins.readFile file);
   # lib.fileset for a union of files and directories: the source holds those and the
   # directories leading to them, nothing else
