@@ -616,6 +616,69 @@ fn a_sparse_unit_file_of_20_gib_is_not_read() {
     );
 }
 
+/// `image`'s squashfs with `blocks` more metadata blocks at the start of its inode table, and
+/// every table start after it moved on by their length.
+fn with_inode_blocks(image: &Path, blocks: &[u8]) -> Vec<u8> {
+    let bytes = fs::read(image).unwrap();
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let inode_table = u64_at(64) as usize;
+    let mut out = bytes[..inode_table].to_vec();
+    // bytes used, id, xattr, directory, fragment and export tables
+    for at in [40, 48, 56, 72, 80, 88] {
+        let start = u64_at(at);
+        if start != u64::MAX && start > inode_table as u64 {
+            out[at..at + 8].copy_from_slice(&(start + blocks.len() as u64).to_le_bytes());
+        }
+    }
+    out.extend_from_slice(blocks);
+    out.extend_from_slice(&bytes[inode_table..]);
+    out
+}
+
+#[test]
+fn metadata_that_would_unpack_to_gigabytes_is_refused_before_it_is_unpacked() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let made = image(dir.path(), "made.raw", &base());
+    // 8 KiB of zeros packs into a 29-byte zlib block: 40,000 of them, 1.2 MB, unpacked to
+    // 312 MiB (backhand took 316 MiB of memory for them)
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&[0; 8192]).unwrap();
+    let zeros = z.finish().unwrap();
+    let mut packed = Vec::new();
+    for _ in 0..40_000 {
+        packed.extend_from_slice(&(zeros.len() as u16).to_le_bytes());
+        packed.extend_from_slice(&zeros);
+    }
+    // and blocks of one stored byte, each an entry of backhand's block map
+    let stored: Vec<u8> = (0..7_000).flat_map(|_| [1, 0x80, 0]).collect();
+    for (name, blocks) in [("packed", packed), ("stored", stored)] {
+        let raw = dir.path().join("svc_1.raw");
+        fs::write(&raw, with_inode_blocks(&made, &blocks)).unwrap();
+        let started = std::time::Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))
+            .arg("check")
+            .arg(&raw)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {said}");
+        assert!(
+            said.contains("is not a squashfs image check can read")
+                && said.contains("unpack to more than 48 MiB"),
+            "{name}: {said}"
+        );
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "{name}: {:?}",
+            started.elapsed()
+        );
+    }
+    // the image as made is read
+    let (ok, report) = check_path(&made, &["--prefix", "svc"]);
+    assert!(ok, "{report}");
+}
+
 /// `check` on an image with dm-verity files beside it.
 fn check_path(image: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))

@@ -9,6 +9,7 @@
 //! also reads the release files. [`tree`] reads images; [`report`] says the result.
 
 pub mod report;
+pub mod squashfs;
 pub mod tree;
 
 use crate::signing::{Cert, Disk};

@@ -88,6 +88,7 @@ impl Image {
         } else {
             (0, None)
         };
+        super::squashfs::check_metadata_of(path, offset)?;
         let file = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
         let fs = backhand::FilesystemReader::from_reader_with_offset(
             std::io::BufReader::new(file),
