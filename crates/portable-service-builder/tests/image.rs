@@ -34,19 +34,29 @@ fn mksquashfs() -> Utf8PathBuf {
 }
 
 /// Where the fixture's store goes: the target directory, unless the checkout is below a
-/// directory the image holds itself (a clone in /tmp, say), where the builder rightly refuses a
-/// store (the image links the store's top directory to `usr/`): then a cache in $HOME.
-fn store_parent() -> PathBuf {
+/// directory the image holds itself (a clone in /tmp, say, or a Nix build without its sandbox,
+/// in /tmp/nix-build-*), where the builder rightly refuses a store (the image links the store's
+/// top directory to `usr/`): then a cache in $HOME. `None` where neither can be had (Nix's
+/// HOME=/homeless-shelter outside the sandbox): there is no place for a store the builder takes.
+fn store_parent() -> Option<PathBuf> {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let top = target.components().nth(1).map(|c| c.as_os_str().to_owned());
     let taken = ["dev", "proc", "sys", "run", "tmp", "var", "etc", "usr"];
-    if top.is_some_and(|t| taken.iter().any(|n| t == OsStr::new(n))) {
-        let home = std::env::var_os("HOME").expect("HOME is set");
-        let dir = Path::new(&home).join(".cache/portable-service-tests");
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    } else {
-        target.to_owned()
+    if !top.as_ref().is_some_and(|t| taken.iter().any(|n| t == OsStr::new(n))) {
+        return Some(target.to_owned());
+    }
+    let dir = Path::new(&std::env::var_os("HOME")?).join(".cache/portable-service-tests");
+    match fs::create_dir_all(&dir) {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            eprintln!(
+                "skipped: no place for a test store: {} is below /{}, and {}: {e}",
+                target.display(),
+                top.unwrap_or_default().to_string_lossy(),
+                dir.display()
+            );
+            None
+        }
     }
 }
 
@@ -55,9 +65,10 @@ fn hash(i: usize) -> String {
 }
 
 impl Fixture {
-    /// A store with a unit file and a package holding every kind of entry a store can hold.
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir_in(store_parent()).unwrap();
+    /// A store with a unit file and a package holding every kind of entry a store can hold;
+    /// `None` where no store can be made (see [`store_parent`]), and the test passes untried.
+    fn new() -> Option<Fixture> {
+        let dir = tempfile::tempdir_in(store_parent()?).unwrap();
         let root = Utf8Path::from_path(dir.path()).unwrap();
         let store = root.join("store");
         fs::create_dir(&store).unwrap();
@@ -109,7 +120,7 @@ impl Fixture {
             ],
             ..Attrs::default()
         };
-        Fixture { dir, attrs }
+        Some(Fixture { dir, attrs })
     }
 
     fn root(&self) -> &Utf8Path {
@@ -272,7 +283,7 @@ fn assert_same_tree(original: &Path, copy: &Path) {
 
 #[test]
 fn the_image_holds_the_root_portabled_needs() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::new() else { return };
     let image = f.build().unwrap();
     assert_eq!(image, f.root().join("out/demo_1.0.raw"));
     let root = extract(&image, f.dir.path());
@@ -359,7 +370,7 @@ fn the_image_holds_the_root_portabled_needs() {
 
 #[test]
 fn rebuilds_give_identical_bytes_even_from_a_hard_linked_store() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::new() else { return };
     let first = fs::read(f.build().unwrap()).unwrap();
     fs::remove_dir_all(f.root().join("out")).unwrap();
     let second = fs::read(f.build().unwrap()).unwrap();
@@ -379,7 +390,7 @@ fn rebuilds_give_identical_bytes_even_from_a_hard_linked_store() {
 
 #[test]
 fn compression_and_block_size_reach_mksquashfs() {
-    let mut f = Fixture::new();
+    let Some(mut f) = Fixture::new() else { return };
     f.attrs.squash_compression = "zstd -Xcompression-level 3".into();
     f.attrs.squash_block_size = "128K".into();
     let image = f.build().unwrap();
@@ -396,7 +407,7 @@ fn compression_and_block_size_reach_mksquashfs() {
 
 #[test]
 fn a_file_of_several_gib_comes_out_whole() {
-    let mut f = Fixture::new();
+    let Some(mut f) = Fixture::new() else { return };
     let big = f.root().join(format!("store/{}-big", hash(3)));
     fs::create_dir(&big).unwrap();
     // Over 8 GiB needs the tar size in base-256; sparse, so the test is quick.
@@ -468,7 +479,7 @@ fn attrs_json(a: &Attrs) -> String {
 
 #[test]
 fn the_binary_logs_what_it_builds() {
-    let f = Fixture::new();
+    let Some(f) = Fixture::new() else { return };
     let (ok, log) = run_binary(&f);
     assert!(ok, "{log}");
     assert!(log.contains("from 1 units and 2 store paths"), "{log}");
@@ -482,7 +493,7 @@ fn the_binary_logs_what_it_builds() {
 
 #[test]
 fn a_failing_mksquashfs_fails_the_build_with_its_message_and_no_output() {
-    let mut f = Fixture::new();
+    let Some(mut f) = Fixture::new() else { return };
     f.attrs.squash_compression = "xz -Xbogus-option".into();
     let (ok, log) = run_binary(&f);
     assert!(!ok);
@@ -507,7 +518,7 @@ fn fake_mksquashfs(f: &mut Fixture, script: &str) {
 
 #[test]
 fn a_builder_killed_after_mksquashfs_leaves_no_image() {
-    let mut f = Fixture::new();
+    let Some(mut f) = Fixture::new() else { return };
     f.attrs.verity = true;
     // the real mksquashfs writes the whole image, then the builder is killed before it is done
     let real = f.attrs.mksquashfs.clone();
@@ -539,7 +550,7 @@ fn a_builder_killed_after_mksquashfs_leaves_no_image() {
 
 #[test]
 fn a_mksquashfs_that_cannot_start_is_reported_in_its_own_words() {
-    let mut f = Fixture::new();
+    let Some(mut f) = Fixture::new() else { return };
     // what the dynamic loader says when a library is missing
     fake_mksquashfs(
         &mut f,
@@ -558,7 +569,7 @@ fn a_mksquashfs_that_cannot_start_is_reported_in_its_own_words() {
 
 #[test]
 fn a_mksquashfs_too_old_for_tar_streams_is_refused() {
-    let mut f = Fixture::new();
+    let Some(mut f) = Fixture::new() else { return };
     fake_mksquashfs(
         &mut f,
         "echo 'mksquashfs version 4.4 (2019/08/29)'\nexit 0\n",
@@ -604,7 +615,7 @@ fn bad_input_is_named_and_leaves_no_output() {
         ),
     ];
     for (expected, change) in cases {
-        let mut f = Fixture::new();
+        let Some(mut f) = Fixture::new() else { return };
         change(&mut f.attrs);
         let (ok, log) = run_binary(&f);
         assert!(!ok, "{expected}");
@@ -612,7 +623,7 @@ fn bad_input_is_named_and_leaves_no_output() {
         assert!(!f.root().join("out").exists(), "{expected}: no output");
     }
 
-    let f = Fixture::new();
+    let Some(f) = Fixture::new() else { return };
     let attrs_file = f.root().join("attrs.json");
     let mut value: serde_json::Value = serde_json::from_str(&attrs_json(&f.attrs)).unwrap();
     value["symlinks"][0]
@@ -656,7 +667,7 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_disk_fails_the_build_and_leaves_nothing() {
-    let mut f = Fixture::new();
+    let Some(mut f) = Fixture::new() else { return };
     let disk = SmallDisk::mount(f.dir.path().join("small-disk"), "64k");
     // incompressible, so the image can't fit in 64 KiB
     f.add_noise(4, "noise", 1 << 20);
@@ -690,7 +701,7 @@ fn assert_failed_naming(f: &Fixture, (ok, log): (bool, String), path: &Utf8Path,
 
 #[test]
 fn a_store_path_that_is_gone_is_named() {
-    let mut f = Fixture::new();
+    let Some(mut f) = Fixture::new() else { return };
     let data = f.add_noise(5, "gone", 10);
     let gone = data.parent().unwrap().to_owned();
     fs::remove_dir_all(&gone).unwrap();
@@ -699,7 +710,7 @@ fn a_store_path_that_is_gone_is_named() {
 
 #[test]
 fn a_store_file_removed_while_streaming_is_named() {
-    let mut f = Fixture::new();
+    let Some(mut f) = Fixture::new() else { return };
     // One store path holding a big file and, sorted after it, one that goes away once the
     // stream is inside the big one: listed, then gone when its turn comes.
     let big = f.add_noise(5, "pkg", 8 << 20);
@@ -726,7 +737,7 @@ fn a_store_file_removed_while_streaming_is_named() {
 
 #[test]
 fn a_store_file_that_cannot_be_read_is_named() {
-    let mut f = Fixture::new();
+    let Some(mut f) = Fixture::new() else { return };
     let secret = f.add_noise(5, "secret", 10);
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
     // root reads any file: the builder runs without the capabilities that let it
@@ -753,7 +764,7 @@ fn a_store_file_that_cannot_be_read_is_named() {
 #[test]
 fn a_disk_image_holds_the_file_system_and_its_hash_tree_as_partitions() {
     use portable_service_rules::ddi::{self, Designator};
-    let mut f = Fixture::new();
+    let Some(mut f) = Fixture::new() else { return };
     let naked = fs::read(f.build().unwrap()).unwrap();
     fs::remove_dir_all(f.root().join("out")).unwrap();
     f.attrs.format = portable_service_builder::attrs::Format::Ddi;
