@@ -33,22 +33,20 @@ args:
 
 let
   inherit (builtins) stringLength;
-  a =
-    import ./image-args.nix
-      {
-        inherit function extension;
-        system = hostSystem;
-      }
-      (
-        builtins.removeAttrs args (
-          [
-            "kind"
-            "meta"
-            "passthru"
-          ]
-          ++ (if args.portablePrefixes or null == null then [ "portablePrefixes" ] else [ ])
-        )
-      );
+  # what makes the image, for image-args.nix to check: not `kind` (the caller's `extension`),
+  # `meta` or `passthru`, nor a `portablePrefixes` left null
+  imageArgs = builtins.removeAttrs args (
+    [
+      "kind"
+      "meta"
+      "passthru"
+    ]
+    ++ (if args.portablePrefixes or null == null then [ "portablePrefixes" ] else [ ])
+  );
+  a = import ./image-args.nix {
+    inherit function extension;
+    system = hostSystem;
+  } imageArgs;
   inherit (a) base fileName;
   mksquashfsPackage = if a.squashfsTools != null then a.squashfsTools else tools.squashfsTools;
 
@@ -284,7 +282,8 @@ let
           ]
       );
     });
-  # nixpkgs' derivations have these; an image has no stdenv (README: "Overriding an image").
+  # What nixpkgs' derivations have, for code written against nixpkgs' portableService; an image
+  # has no stdenv (README: "Overriding, `meta` and `passthru`").
   meta =
     (if a.description != null then { inherit (a) description; } else { })
     // (if a.homepage != null then { inherit (a) homepage; } else { })
