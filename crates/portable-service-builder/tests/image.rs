@@ -42,7 +42,10 @@ fn store_parent() -> Option<PathBuf> {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let top = target.components().nth(1).map(|c| c.as_os_str().to_owned());
     let taken = ["dev", "proc", "sys", "run", "tmp", "var", "etc", "usr"];
-    if !top.as_ref().is_some_and(|t| taken.iter().any(|n| t == OsStr::new(n))) {
+    if !top
+        .as_ref()
+        .is_some_and(|t| taken.iter().any(|n| t == OsStr::new(n)))
+    {
         return Some(target.to_owned());
     }
     let dir = Path::new(&std::env::var_os("HOME")?).join(".cache/portable-service-tests");

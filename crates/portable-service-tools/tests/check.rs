@@ -530,18 +530,24 @@ fn json_says_the_same() {
     assert_eq!(v["errors"][0]["stage"], "run");
 }
 
+/// What `check IMAGE` says on stderr, where it must give no verdict (exit 2).
+fn unjudgeable(image: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))
+        .arg("check")
+        .arg(image)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{}: {said}", image.display());
+    said
+}
+
 #[test]
 fn a_file_that_is_no_image_is_an_error_not_a_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let not_an_image = dir.path().join("svc_1.raw");
     fs::write(&not_an_image, "not squashfs").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))
-        .arg("check")
-        .arg(&not_an_image)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let said = String::from_utf8_lossy(&out.stderr);
+    let said = unjudgeable(&not_an_image);
     assert!(said.contains("is not a squashfs image"), "{said}");
     // with backhand's reason (its errors print nothing without its `error-strings` feature)
     let reason = said.trim_end().rsplit_once("backhand can read:").unwrap().1;
@@ -603,13 +609,7 @@ fn a_sparse_unit_file_of_20_gib_is_not_read() {
         &raw,
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))
-        .arg("check")
-        .arg(&raw)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{said}");
+    let said = unjudgeable(&raw);
     assert!(
         said.contains("/etc/systemd/system/svc.service in ") && said.contains("21474836480 bytes"),
         "{said}"
@@ -656,13 +656,7 @@ fn metadata_that_would_unpack_to_gigabytes_is_refused_before_it_is_unpacked() {
         let raw = dir.path().join("svc_1.raw");
         fs::write(&raw, with_inode_blocks(&made, &blocks)).unwrap();
         let started = std::time::Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))
-            .arg("check")
-            .arg(&raw)
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{name}: {said}");
+        let said = unjudgeable(&raw);
         assert!(
             said.contains("is not a squashfs image check can read")
                 && said.contains("unpack to more than 48 MiB"),
