@@ -2,7 +2,7 @@
 # Runs every test: formatting and lints, the crates' unit and integration tests (in Nix's
 # sandbox, as the tools package's check phase), the Nix-level tests that build real images
 # offline, and the acceptance tests on a real systemd-portabled in virtual machines (systemd
-# 252, 254, 257 and sid's newest). Installs what is missing first (tests/setup.sh). Needs root
+# 247, 252, 254, 257 and sid's newest). Installs what is missing first (tests/setup.sh). Needs root
 # (Nix's local store, debootstrap).
 set -euo pipefail
 cd "$(dirname "$0")/.."

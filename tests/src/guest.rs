@@ -16,6 +16,9 @@ use std::process::Command;
 /// The systemd versions the acceptance tests run on, each a Debian release's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Systemd {
+    /// Debian 11 (bullseye): systemd 247, the oldest Debian on the mirror (README: "Old
+    /// hosts" for the versions of other distributions).
+    V247,
     /// Debian 12 (bookworm): systemd 252.
     V252,
     /// Debian 12 with bookworm-backports' systemd: 254.
@@ -27,10 +30,17 @@ pub enum Systemd {
 }
 
 impl Systemd {
-    pub const ALL: [Systemd; 4] = [Systemd::V252, Systemd::V254, Systemd::V257, Systemd::Newest];
+    pub const ALL: [Systemd; 5] = [
+        Systemd::V247,
+        Systemd::V252,
+        Systemd::V254,
+        Systemd::V257,
+        Systemd::Newest,
+    ];
 
     pub fn suite(self) -> &'static str {
         match self {
+            Systemd::V247 => "bullseye",
             Systemd::V252 | Systemd::V254 => "bookworm",
             Systemd::V257 => "trixie",
             Systemd::Newest => "sid",
@@ -38,15 +48,15 @@ impl Systemd {
     }
 
     /// Whether Debian's systemd of this guest has systemd-sysupdate: 254 (bookworm-backports)
-    /// on; bookworm's own 252 has not.
+    /// on; bookworm's own 252 and bullseye's 247 have not.
     pub fn has_sysupdate(self) -> bool {
-        self != Systemd::V252
+        !matches!(self, Systemd::V247 | Systemd::V252)
     }
 
     /// The packages debootstrap installs.
     fn packages(self) -> String {
         match self {
-            Systemd::V252 => PACKAGES.to_owned(),
+            Systemd::V247 | Systemd::V252 => PACKAGES.to_owned(),
             Systemd::V254 => format!("{PACKAGES},{UPDATER_BOOKWORM}"),
             Systemd::V257 | Systemd::Newest => format!("{PACKAGES},{UPDATER}"),
         }
@@ -60,6 +70,7 @@ impl Systemd {
     /// The version the guest must boot; `None` for sid, whose version moves.
     pub fn expected(self) -> Option<u32> {
         match self {
+            Systemd::V247 => Some(247),
             Systemd::V252 => Some(252),
             Systemd::V254 => Some(254),
             Systemd::V257 => Some(257),

@@ -261,9 +261,10 @@ struct CheckArgs {
     /// portablectl takes it).
     #[arg(long = "prefix", value_name = "P")]
     prefixes: Vec<String>,
-    /// The systemd version whose rules decide: those measured (252, 254, 257, 262) as
-    /// measured, another by the rules of the newest measured version not above it.
-    #[arg(long, default_value_t = check::NEWEST, value_parser = clap::value_parser!(u32).range(252..))]
+    /// The systemd version whose rules decide: those measured (247, 252, 254, 257, 262) as
+    /// measured, another by the rules of the newest measured version not above it (239 to 246
+    /// by 247's).
+    #[arg(long, default_value_t = check::NEWEST, value_parser = clap::value_parser!(u32).range(check::OLDEST as i64..))]
     systemd: u32,
     /// A certificate the hosts trust (as in their /etc/verity.d/): the images' root hash
     /// signatures must have been made by one of them.

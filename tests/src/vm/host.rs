@@ -258,6 +258,39 @@ impl Host {
         (out.status.success(), text(&out))
     }
 
+    /// Whether the guest's portablectl attaches extensions (`--extension`: from 249 by the
+    /// sources; 247 has no such option). Where it hasn't, asserts what a user sees with
+    /// `extensions` over `base`: portablectl doesn't know the option, and check refuses the
+    /// extensions saying so.
+    pub fn attaches_extensions(&self, base: &str, extensions: &[&str], matches: &[&str]) -> bool {
+        if self.rules() >= 252 {
+            return true;
+        }
+        let mut args = vec!["portablectl", "attach", "--runtime"];
+        for ext in extensions {
+            args.extend(["--extension", ext]);
+        }
+        args.push(base);
+        args.extend(matches);
+        let out = self.run(&args);
+        assert!(
+            !out.status.success() && text(&out).contains("unrecognized option '--extension'"),
+            "systemd {}: {}",
+            self.version(),
+            text(&out)
+        );
+        let (accepted, report) = self.check(base, extensions, matches);
+        assert!(
+            !accepted
+                && report.contains(&format!(
+                    "systemd {}'s portablectl has no --extension",
+                    self.version()
+                )),
+            "{report}"
+        );
+        false
+    }
+
     /// Panics unless `check` accepts the images, as portabled is about to.
     pub fn assert_check_accepts(&self, image: &str, extensions: &[&str], matches: &[&str]) {
         let (accepted, report) = self.check(image, extensions, matches);

@@ -37,7 +37,8 @@ pub(crate) fn quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
 }
 
-pub(crate) fn text(out: &Output) -> String {
+/// A command's standard output and error, as one text.
+pub fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -46,8 +47,8 @@ pub(crate) fn text(out: &Output) -> String {
 }
 
 /// One `#[test]` per scenario and systemd version: `on_every_systemd!(a, b)` makes
-/// `a::systemd_252`, `a::systemd_254`, `a::systemd_257`, `a::systemd_newest`, ... each calling
-/// `a(Systemd::V252)` (and so on). Named scenario first, so that the test threads, taking tests
+/// `a::systemd_247`, `a::systemd_252`, `a::systemd_254`, `a::systemd_257`, `a::systemd_newest`, ... each calling
+/// `a(Systemd::V247)` (and so on). Named scenario first, so that the test threads, taking tests
 /// in name order, work on different guests at once.
 #[macro_export]
 macro_rules! on_every_systemd {
@@ -55,6 +56,7 @@ macro_rules! on_every_systemd {
         $(
             mod $scenario {
                 use $crate::guest::Systemd;
+                #[test] fn systemd_247() { super::$scenario(Systemd::V247) }
                 #[test] fn systemd_252() { super::$scenario(Systemd::V252) }
                 #[test] fn systemd_254() { super::$scenario(Systemd::V254) }
                 #[test] fn systemd_257() { super::$scenario(Systemd::V257) }

@@ -245,7 +245,7 @@ impl Vm {
 /// The guest of each version, booted on first use; a boot that failed stays failed, so every
 /// scenario of that version says why at once.
 pub(super) fn shared(systemd: Systemd) -> &'static Mutex<Vm> {
-    static VMS: [OnceLock<Result<Mutex<Vm>, String>>; 4] =
+    static VMS: [OnceLock<Result<Mutex<Vm>, String>>; Systemd::ALL.len()] =
         [const { OnceLock::new() }; Systemd::ALL.len()];
     static PREPARE: std::sync::Once = std::sync::Once::new();
     PREPARE.call_once(|| {

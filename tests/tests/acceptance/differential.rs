@@ -417,8 +417,9 @@ fn check_and_portabled_agree_on_extension_release_files(systemd: Systemd) {
         verdicts.1,
         disagreements.len()
     );
+    // (247 attaches no extension at all: its portablectl has no --extension)
     assert!(
-        verdicts.0 > 0 && verdicts.1 > 0,
+        verdicts.1 > 0 && (verdicts.0 > 0 || c.rules() < 252),
         "the corpus has cases of both verdicts"
     );
     assert!(

@@ -27,11 +27,15 @@ use tree::{Image, Node, Resolved, View};
 
 /// The systemd versions whose differences `check` knows, measured on Debian's builds in VMs
 /// (tests/tests/acceptance).
-pub const SYSTEMD_VERSIONS: [u32; 4] = [252, 254, 257, 262];
+pub const SYSTEMD_VERSIONS: [u32; 5] = [247, 252, 254, 257, 262];
+/// The oldest systemd with portable services, the manual's; versions from here to the first
+/// measured one get its rules, and the report says so.
+pub const OLDEST: u32 = 239;
 /// The newest of them: the rules `check` applies unless told a version.
 pub const NEWEST: u32 = SYSTEMD_VERSIONS[SYSTEMD_VERSIONS.len() - 1];
 
-/// The rules a systemd version follows: those of the newest measured version not above it.
+/// The rules a systemd version follows: those of the newest measured version not above it (for
+/// one older than every measured version, the oldest measured).
 pub fn rules_of(version: u32) -> u32 {
     SYSTEMD_VERSIONS
         .into_iter()
@@ -175,15 +179,29 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
         }
     };
     if os_release.is_some() && !fields.contains_key("ID") {
-        r.error(Finding::refused(
-            "os-release has no ID=: portabled matches extensions by it and systemd-dissect \
-             doesn't take the image for an OS tree"
-                .into(),
-        ));
+        let why = "os-release has no ID=: portabled matches extensions by it and systemd-dissect \
+                   doesn't take the image for an OS tree";
+        if rules_of(options.systemd) >= READS_PORTABLE_PREFIXES {
+            r.error(Finding::refused(why.into()));
+        } else {
+            r.advice(&format!(
+                "{why}; systemd {} attaches it all the same (from {READS_PORTABLE_PREFIXES} on \
+                 it doesn't)",
+                options.systemd
+            ));
+        }
     }
     let image_prefixes: Option<Vec<String>> = fields
         .get("PORTABLE_PREFIXES")
         .map(|p| p.split_whitespace().map(str::to_owned).collect());
+    let reads_prefixes = rules_of(options.systemd) >= READS_PORTABLE_PREFIXES;
+    if image_prefixes.is_some() && !reads_prefixes {
+        r.advice(&format!(
+            "systemd {} doesn't read PORTABLE_PREFIXES= (from {READS_PORTABLE_PREFIXES} on it \
+             does): any match attaches",
+            options.systemd
+        ));
+    }
     r.dissect.portable_service = os_release.is_some() && image_prefixes.is_some();
     if os_release.is_some() && image_prefixes.is_none() {
         r.advice(
@@ -205,7 +223,15 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
     }
 
     // extensions
-    let mut valid_prefixes = image_prefixes.clone();
+    if !extensions.is_empty() && rules_of(options.systemd) < ATTACHES_EXTENSIONS {
+        r.error(Finding::refused(format!(
+            "systemd {}'s portablectl has no --extension (\"unrecognized option\"): \
+             extensions came in systemd 249 (measured from {ATTACHES_EXTENSIONS} on); attach the \
+             base alone, or build one image with everything",
+            options.systemd
+        )));
+    }
+    let mut valid_prefixes = image_prefixes.clone().filter(|_| reads_prefixes);
     // the extensions systemd takes, in order, with their kind
     let mut layered = Vec::new();
     for ext in extensions {
@@ -213,7 +239,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
         if let Some(kind) = kind {
             layered.push((ext, kind));
         }
-        if let Some(p) = prefixes {
+        if let Some(p) = prefixes.filter(|_| reads_prefixes) {
             valid_prefixes.get_or_insert_with(Vec::new).extend(p);
         }
         for f in &report.problems {
@@ -251,7 +277,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
             )));
         }
     }
-    if let Some(prefixes) = &image_prefixes {
+    if let Some(prefixes) = image_prefixes.as_ref().filter(|_| reads_prefixes) {
         if !options.prefixes.is_empty() && !prefixes.contains(&name_prefix) {
             r.advice(&format!(
                 "the image name `{name_prefix}` is not among its PORTABLE_PREFIXES ({}): \
@@ -264,6 +290,8 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
 
     // units: the base's first, then each extension's; the first of a name wins
     let mut units: Vec<(Unit, &Image)> = Vec::new();
+    // empty unit files portabled attaches all the same (before 252), masked
+    let mut masked_attached = 0;
     for image in std::iter::once(base).chain(layered.iter().map(|(ext, _)| *ext)) {
         for dir in unit_dirs(options.systemd) {
             let Some(names) = children(image, dir) else {
@@ -335,11 +363,19 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
                 let content = unit_view(base, image, &layered).read(&Path::new(dir).join(&name));
                 match content {
                     Ok(c) if c.iter().all(u8::is_ascii_whitespace) => {
+                        let attached = rules_of(options.systemd) < PASSES_OVER_EMPTY_UNITS;
+                        masked_attached += usize::from(attached);
                         r.skipped_units.push(SkippedUnit {
                             name: name.clone(),
                             from,
-                            why: "empty: systemd takes an empty unit file for a masked unit".into(),
-                            passed_over: true,
+                            why: if attached {
+                                "empty: attached, and systemd takes an empty unit file for a \
+                                 masked unit"
+                            } else {
+                                "empty: systemd takes an empty unit file for a masked unit"
+                            }
+                            .into(),
+                            passed_over: !attached,
                         });
                     }
                     Ok(c) => units.push((
@@ -360,7 +396,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
             }
         }
     }
-    if units.is_empty() {
+    if units.is_empty() && masked_attached == 0 {
         r.error(Finding::refused(format!(
             "Couldn't find any matching unit files in image '{}', refusing.",
             base.path
@@ -473,6 +509,25 @@ fn check_verity(r: &mut Report, image: &camino::Utf8Path, options: &Options) {
             tree.root_hash_hex()
         )),
         Err(e) => return verity_error(r, format!("{e:#}")),
+    }
+    let kernel_only = rules_of(options.systemd) < CHECKS_SIGNATURES;
+    if kernel_only && (p7s.exists() || options.signed_later) {
+        return verity_error(
+            r,
+            format!(
+                "{image}: {}systemd {} hands a root hash signature to the kernel, which checks \
+                 it against the kernel's keyring only (/etc/verity.d/ is read from systemd 250 \
+                 on): with the certificate in /etc/verity.d/ its services fail with \
+                 226/NAMESPACE. For these hosts leave the image unsigned (its hash tree still \
+                 runs) or put the certificate into the kernel's keyring",
+                if p7s.exists() {
+                    "signed: "
+                } else {
+                    "to be signed: "
+                },
+                options.systemd
+            ),
+        );
     }
     match (p7s.exists(), options.certs.is_empty()) {
         (true, false) => check_signer(r, options, |certs| {
@@ -587,6 +642,24 @@ fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Optio
         Ok(s) => s,
         Err(e) => return error(r, format!("{e:#}")),
     };
+    if rules_of(options.systemd) < CHECKS_SIGNATURES {
+        // measured on 247: signed or not, changed or not, the DDI runs without dm-verity
+        let said = if signature.is_some() {
+            "its signature partition is ignored: systemd {v} knows none (from 250 on it does), \
+             so a signature the host ignores is no protection"
+        } else {
+            "not signed"
+        };
+        let checked = match disk.verify_tree(path) {
+            Ok(_) => "its hash tree matches".to_owned(),
+            Err(e) => format!("{e:#}"),
+        };
+        return r.advice(&format!(
+            "{path}: {}; {checked}; systemd {} runs it without dm-verity, unchecked",
+            said.replace("{v}", &options.systemd.to_string()),
+            options.systemd
+        ));
+    }
     match disk.verify_tree(path) {
         Ok(tree) => r.verity.push(format!(
             "{path}: its root-verity partition matches its root partition and the root hash \
@@ -689,11 +762,11 @@ enum UnsignedVerity {
     Refused(&'static str),
 }
 
-/// Measured in the VMs (tests/tests/acceptance/integrity.rs): 252, 254 and 257 use an
+/// Measured in the VMs (tests/tests/acceptance/integrity.rs): 247, 252, 254 and 257 use an
 /// unsigned hash tree; 262's image policy for portable services requires a signed one.
 fn unsigned_verity(systemd: u32) -> UnsignedVerity {
     match rules_of(systemd) {
-        252 | 254 | 257 => UnsignedVerity::Runs,
+        247 | 252 | 254 | 257 => UnsignedVerity::Runs,
         _ => UnsignedVerity::Refused(
             "refuses to start its services: its image policy requires a signed hash tree \
              (226/NAMESPACE, \"Operation not possible due to RF-kill\"); sign it \
@@ -796,6 +869,7 @@ fn check_extension(
     };
     for version in SYSTEMD_VERSIONS {
         let verdict = match found_by(version) {
+            _ if version < ATTACHES_EXTENSIONS => "refused: no --extension".to_owned(),
             Some(_) => "accepted".to_owned(),
             None => format!("refused: Image '{}' lacks extension-release data", ext.path),
         };
@@ -884,6 +958,24 @@ fn release_candidates(ext: &Image, version: u32) -> Vec<(Kind, PathBuf)> {
 /// (measured: 252, 254 and 257 pass over it silently, 262 attaches it;
 /// tests/tests/acceptance/differential.rs).
 const FOLLOWS_ABSOLUTE_UNIT_LINKS: u32 = 262;
+/// From this version on, portabled refuses matches outside the image's `PORTABLE_PREFIXES=`
+/// and an os-release without `ID=` (measured: 247 attaches both; the sources have them from 250).
+const READS_PORTABLE_PREFIXES: u32 = 252;
+/// From this version on, `portablectl attach --extension` exists (measured: 247's portablectl
+/// doesn't know the option; the sources have it from 249).
+const ATTACHES_EXTENSIONS: u32 = 252;
+/// From this version on, systemd checks a root hash's signature against /etc/verity.d/ in
+/// userspace and knows a DDI's signature partition (the sources: 250). 247 hands a sidecar
+/// signature to the kernel, which checks it against its own keyring only (measured: the service
+/// fails with 226/NAMESPACE with the certificate in /etc/verity.d/), and ignores a signature
+/// partition (measured: a signed DDI runs, changed or not).
+const CHECKS_SIGNATURES: u32 = 252;
+/// From this version on, portabled passes over an empty unit file as a masked one and looks on
+/// for one of its name (measured: 247 attaches it, and the attached unit is masked).
+const PASSES_OVER_EMPTY_UNITS: u32 = 252;
+/// From this version on, systemd-dissect says what an image is for ("✓ portable service";
+/// measured: 247 prints its partitions and os-release only; the sources have it from 250).
+pub const NAMES_USES: u32 = 252;
 /// From this version on, an extension's ID may be one of the base's `ID_LIKE=` (measured:
 /// tests/tests/acceptance/extensions.rs).
 const MATCHES_ID_LIKE: u32 = 257;

@@ -162,6 +162,12 @@ impl Report {
         let rules = super::rules_of(self.systemd);
         if rules == self.systemd {
             let _ = writeln!(t, "image {} (systemd {} rules)", self.image, self.systemd);
+        } else if rules > self.systemd {
+            let _ = writeln!(
+                t,
+                "image {} (systemd {}: not measured; the rules of {}, the oldest measured version)",
+                self.image, self.systemd, rules
+            );
         } else {
             let _ = writeln!(
                 t,
@@ -177,11 +183,19 @@ impl Report {
                 .collect();
             let _ = writeln!(t, "  {file}: {}", fields.join(" "));
         }
-        let _ = writeln!(
-            t,
-            "  systemd-dissect: {} portable service",
-            mark(self.dissect.portable_service)
-        );
+        if rules < super::NAMES_USES {
+            let _ = writeln!(
+                t,
+                "  systemd-dissect: systemd {}'s names no use of an image (from 250 on it does)",
+                self.systemd
+            );
+        } else {
+            let _ = writeln!(
+                t,
+                "  systemd-dissect: {} portable service",
+                mark(self.dissect.portable_service)
+            );
+        }
         let _ = writeln!(t, "  matches: {}", self.matches.join(" "));
         for u in &self.units {
             let _ = writeln!(t, "  attached: {} ({})", u.name, u.from);
@@ -199,7 +213,7 @@ impl Report {
                     _ => "no extension-release file systemd reads".into(),
                 }
             );
-            if e.kind.is_some() {
+            if e.kind.is_some() && rules >= super::NAMES_USES {
                 let _ = writeln!(
                     t,
                     "  matches the base: {}; systemd-dissect: {} extension for portable service",
