@@ -40,6 +40,7 @@ let
       "kind"
       "meta"
       "passthru"
+      "minSystemd"
     ]
     ++ (if args.portablePrefixes or null == null then [ "portablePrefixes" ] else [ ])
   );
@@ -109,6 +110,38 @@ let
     else
       null;
 
+  # The oldest systemd the image's hosts run: null (not said) refuses nothing; a version refuses
+  # here what needs a newer one, and `check` judges by its rules. The image itself doesn't
+  # depend on it.
+  minSystemd =
+    let
+      v = args.minSystemd or null;
+    in
+    if v == null then
+      null
+    else if !builtins.isInt v || v < 239 then
+      a.fail "minSystemd" v
+        "must be null or a systemd version from 239 (the first with portable services), such as 247 or 252"
+    else
+      v;
+  # `what` came in systemd `since` (its sources; README's table has what the VMs measured)
+  needs =
+    what: since:
+    if minSystemd != null && minSystemd < since then
+      a.fail "minSystemd" minSystemd
+        "is older than ${what}, which came in systemd ${toString since}: hosts of ${toString minSystemd} can't run it (README: \"Old hosts\")"
+    else
+      true;
+  imageNeeds =
+    if minSystemd == null then
+      true
+    else if extension == "confext" then
+      needs "configuration extensions attached by portabled" 257
+    else if extension != null then
+      needs "extensions (`portablectl attach --extension`)" 249
+    else
+      true;
+
   # `portable-service`, which `check` and `sysupdate` run as their builder
   toolsFor =
     attr:
@@ -137,6 +170,15 @@ let
       "--prefix"
       p
     ]) a.prefixes
+    ++ (
+      if minSystemd != null then
+        [
+          "--systemd"
+          (toString minSystemd)
+        ]
+      else
+        [ ]
+    )
     ++ (
       if extension == null then
         [ image ]
@@ -243,45 +285,50 @@ let
         else
           a.version;
     in
-    builtins.seq checkedVersion (derivation {
-      name = "${a.pname}-sysupdate";
-      inherit system;
-      builder = toolsFor "sysupdate";
-      args = [
-        "transfers"
-        "--out"
-        (builtins.placeholder "out")
-        "--name"
-        a.pname
-        "--url"
-        checkedUrl
-        "--target"
-        checkedTarget
-        "--keep"
-        (toString checkedKeep)
-        "--health-timeout"
-        (toString checkedHealth.timeout)
-        "--health-steady"
-        (toString checkedHealth.steady)
+    builtins.deepSeq
+      [
+        (needs "systemd-sysupdate" 251)
+        checkedVersion
       ]
-      ++ (if nakedVerity then [ "--verity" ] else [ ])
-      ++ (if checkedSigned then [ "--signed" ] else [ ])
-      ++ builtins.concatMap (p: [
-        "--prefix"
-        p
-      ]) a.prefixes
-      ++ (
-        if extension == null then
-          [ ]
-        else if base == null then
-          throw "${function}: `sysupdate` needs `base`: an extension is switched over the image it extends"
-        else
-          [
-            "--base"
-            base.pname
-          ]
-      );
-    });
+      (derivation {
+        name = "${a.pname}-sysupdate";
+        inherit system;
+        builder = toolsFor "sysupdate";
+        args = [
+          "transfers"
+          "--out"
+          (builtins.placeholder "out")
+          "--name"
+          a.pname
+          "--url"
+          checkedUrl
+          "--target"
+          checkedTarget
+          "--keep"
+          (toString checkedKeep)
+          "--health-timeout"
+          (toString checkedHealth.timeout)
+          "--health-steady"
+          (toString checkedHealth.steady)
+        ]
+        ++ (if nakedVerity then [ "--verity" ] else [ ])
+        ++ (if checkedSigned then [ "--signed" ] else [ ])
+        ++ builtins.concatMap (p: [
+          "--prefix"
+          p
+        ]) a.prefixes
+        ++ (
+          if extension == null then
+            [ ]
+          else if base == null then
+            throw "${function}: `sysupdate` needs `base`: an extension is switched over the image it extends"
+          else
+            [
+              "--base"
+              base.pname
+            ]
+        );
+      });
   # What nixpkgs' derivations have, for code written against nixpkgs' portableService; an image
   # has no stdenv (README: "Overriding, `meta` and `passthru`").
   meta =
@@ -310,7 +357,7 @@ let
     else
       again (args // changes);
 in
-drv
+builtins.seq imageNeeds drv
 // {
   # The image file itself, for other Nix code: "${img.image}" is <out>/<fileName>.
   inherit

@@ -36,6 +36,8 @@ let
       squash-block-size ? "1M",
       verity ? false,
       format ? "squashfs",
+      # the oldest systemd the image's hosts run (README: "Old hosts"); null: not said
+      minSystemd ? null,
       meta ? { },
       passthru ? { },
     }@args:

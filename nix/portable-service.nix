@@ -35,6 +35,8 @@ let
       squash-block-size ? "1M",
       verity ? false,
       format ? "squashfs",
+      # the oldest systemd the image's hosts run (README: "Old hosts"); null: not said
+      minSystemd ? null,
       # as nixpkgs' derivations have them; meta.description and meta.homepage default to the
       # image's description and homepage
       meta ? { },

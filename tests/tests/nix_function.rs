@@ -845,3 +845,61 @@ fn an_image_overrides_as_a_nixpkgs_derivation_does() {
         "{err}"
     );
 }
+
+/// `minSystemd`, the oldest systemd the hosts run: what needs a newer one fails at evaluation,
+/// naming the feature and the version that brought it; the image's `check` judges by that
+/// version's rules; the image itself doesn't change with it.
+#[test]
+fn min_systemd_refuses_what_older_hosts_cannot_run() {
+    let cases = [
+        (
+            "(demo { extra.minSystemd = 238; })",
+            "portableService: `minSystemd` = 238 must be null or a systemd version from 239",
+        ),
+        (
+            "(demo { extra.minSystemd = \"247\"; })",
+            "portableService: `minSystemd` = \"247\" must be null or a systemd version",
+        ),
+        (
+            "(ext.app { extra.minSystemd = 247; })",
+            "portableServiceExtension: `minSystemd` = 247 is older than extensions (`portablectl attach --extension`), which came in systemd 249",
+        ),
+        (
+            "((ext.conf { }).override { minSystemd = 254; })",
+            "portableServiceExtension: `minSystemd` = 254 is older than configuration extensions attached by portabled, which came in systemd 257",
+        ),
+        (
+            "(demo { extra.minSystemd = 250; }).sysupdate { url = \"https://x/\"; }",
+            "portableService: `minSystemd` = 250 is older than systemd-sysupdate, which came in systemd 251",
+        ),
+    ];
+    for (expr, expected) in cases {
+        let err = eval_error(expr);
+        assert!(
+            err.contains(expected),
+            "{expr}\nexpected: {expected}\ngot: {err}"
+        );
+    }
+    assert_eq!(
+        eval("(demo { extra.minSystemd = 247; }).drvPath").unwrap(),
+        eval("(demo { }).drvPath").unwrap(),
+        "the image doesn't depend on minSystemd"
+    );
+    eval("(ext.app { extra.minSystemd = 249; }).drvPath").unwrap();
+    // check by 247's rules: a signed hash tree is refused there, unsigned it runs
+    let report = |expr: &str| {
+        let out = build(expr);
+        std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()))
+    };
+    let plain = report("(demo { extra.minSystemd = 247; }).check");
+    assert!(plain.contains("(systemd 247 rules)"), "{plain}");
+    let err = try_build(
+        "(demo { extra = { minSystemd = 247; verity = true; }; }).check",
+        &[],
+    )
+    .expect_err("a hash tree to be signed is refused by 247's rules");
+    assert!(
+        err.contains("checks it against the kernel's keyring only"),
+        "{err}"
+    );
+}
