@@ -176,6 +176,64 @@ fn an_image_without_prefixes_is_accepted_with_advice() {
     );
 }
 
+/// What systemd 247 does differently, as measured in its VM (tests/tests/acceptance,
+/// `::systemd_247`): 239 to 246 get its rules, and the report says they are not measured.
+#[test]
+fn systemd_247_attaches_what_252_refuses_and_refuses_extensions() {
+    // no ID=, and the name's match outside PORTABLE_PREFIXES: refused by 252, attached by 247
+    let mut t = base();
+    t.insert(
+        "etc/os-release",
+        E::File("PORTABLE_PREFIXES=other svc-x\n", 0o644),
+    );
+    let (ok, report) = check(&t, &[], &["--systemd", "252"]);
+    assert!(!ok, "{report}");
+    let (ok, report) = check(&t, &[], &["--systemd", "247"]);
+    assert!(ok, "{report}");
+    assert!(
+        report.contains("image ") && report.contains("(systemd 247 rules)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("systemd-dissect: systemd 247's names no use of an image"),
+        "{report}"
+    );
+
+    // an empty unit file of the prefix: 247 attaches it (masked), 252 passes over it
+    let mut t = base();
+    t.remove("etc/systemd/system/svc.service");
+    t.insert("etc/systemd/system/svc-empty.service", E::File("\n", 0o644));
+    let (ok, report) = check(&t, &[], &["--systemd", "247"]);
+    assert!(ok, "{report}");
+    assert!(report.contains("empty: attached"), "{report}");
+    refused(
+        &t,
+        &[],
+        &["--systemd", "252"],
+        "Couldn't find any matching unit files",
+    );
+
+    // no --extension before 249 (measured: 247)
+    refused(
+        &base(),
+        &[("app.raw", extension("app", APP_RELEASE))],
+        &["--prefix", "app", "--systemd", "239"],
+        "systemd 239's portablectl has no --extension",
+    );
+    let (_, report) = check(&base(), &[], &["--systemd", "239"]);
+    assert!(
+        report
+            .contains("(systemd 239: not measured; the rules of 247, the oldest measured version)"),
+        "{report}"
+    );
+    // below portable services, a usage error
+    let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))
+        .args(["check", "x.raw", "--systemd", "238"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
 #[test]
 fn each_broken_rule_is_refused_with_its_reason() {
     type Change = fn(&mut Tree);

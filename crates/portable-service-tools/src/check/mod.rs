@@ -644,20 +644,21 @@ fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Optio
     };
     if rules_of(options.systemd) < CHECKS_SIGNATURES {
         // measured on 247: signed or not, changed or not, the DDI runs without dm-verity
+        let v = options.systemd;
         let said = if signature.is_some() {
-            "its signature partition is ignored: systemd {v} knows none (from 250 on it does), \
-             so a signature the host ignores is no protection"
+            format!(
+                "its signature partition is ignored: systemd {v} knows none (from 250 on it \
+                 does), so a signature the host ignores is no protection"
+            )
         } else {
-            "not signed"
+            "not signed".to_owned()
         };
         let checked = match disk.verify_tree(path) {
             Ok(_) => "its hash tree matches".to_owned(),
             Err(e) => format!("{e:#}"),
         };
         return r.advice(&format!(
-            "{path}: {}; {checked}; systemd {} runs it without dm-verity, unchecked",
-            said.replace("{v}", &options.systemd.to_string()),
-            options.systemd
+            "{path}: {said}; {checked}; systemd {v} runs it without dm-verity, unchecked"
         ));
     }
     match disk.verify_tree(path) {
