@@ -127,7 +127,14 @@ impl Host {
         self.ok(&["mkdir", "-p", dir]);
         for copied in crate::copy_with_sidecars(image, &to) {
             let name = copied.strip_prefix(self.share()).unwrap().to_str().unwrap();
-            self.ok(&["cp", &format!("/host/{name}"), &format!("/images/{name}")]);
+            // a new file, never written over the old one: a loop device of an earlier image of
+            // this name may still be on it (a read once came back wrong after a copy over it)
+            self.ok(&[
+                "cp",
+                "--remove-destination",
+                &format!("/host/{name}"),
+                &format!("/images/{name}"),
+            ]);
         }
         inside
     }
