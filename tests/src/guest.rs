@@ -3,7 +3,7 @@
 //!
 //! A root disk is a Debian tree made by debootstrap from the mirror the machine's apt uses, with
 //! the few kernel modules portabled needs copied in, a command channel for the tests (a root
-//! shell on the virtio console `/dev/hvc0`) and nothing that slows a boot down; it is written
+//! shell on a virtio serial port) and nothing that slows a boot down; it is written
 //! into an ext4 file with `mkfs.ext4 -d` (no root mounts, no loop devices) and cached. A VM boots
 //! it with writes going to a throwaway overlay, so the cached disk never changes.
 
@@ -118,26 +118,30 @@ const MODULES: [&str; 9] = [
     "autofs4",
 ];
 
-/// The command channel: a root shell reading commands from, and answering on, /dev/hvc0 (the
-/// VM's virtio console, a unix socket on the host). Raw mode, so the tty neither echoes nor
-/// rewrites what passes; `@@@ready` tells the host it is there. It waits for the device node
-/// itself rather than for `dev-hvc0.device`: on a loaded host udev once took longer than a
-/// device job's 90 s, the job failed and the channel never started; the host's boot timeout
-/// bounds the wait instead.
+/// The command channel: a root shell reading commands from, and answering on, the virtio
+/// serial port named `tests` (a unix socket on the host). A port, not a virtio console: qemu
+/// drops what a console writes while the host's socket is full (its virtio-console.c says so),
+/// and once 16,896 bytes of a 219,597-byte answer went (CI, 2026-12-04); a port holds the
+/// writer back instead. It finds the port's node in sysfs itself rather than wait for udev's
+/// `/dev/virtio-ports/tests`: on a loaded host udev once took longer than a device job's 90 s;
+/// the host's boot timeout bounds the wait instead. `@@@ready` tells the host it is there; a
+/// port reads as ended while no host is connected, so the shell comes back.
 const CHANNEL_UNIT: &str = "[Unit]
-Description=Command channel of the tests: a root shell on /dev/hvc0
+Description=Command channel of the tests: a root shell on the virtio port tests
+StartLimitIntervalSec=0
 
 [Service]
 Environment=LANG=C.UTF-8 SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 TERM=dumb
-ExecStart=/bin/bash --norc --noprofile -c 'until [ -c /dev/hvc0 ]; do sleep 0.2; done; exec 0<>/dev/hvc0 1>&0 2>/dev/null; stty raw -echo; echo @@@ready; exec bash --norc --noprofile'
+ExecStart=/bin/bash --norc --noprofile -c 'until port=$$(grep -lx tests /sys/class/virtio-ports/*/name) && port=/dev/$$(basename $$(dirname $$port)) && [ -c $$port ]; do sleep 0.2; done; exec 0<>$$port 1>&0 2>/dev/null; echo @@@ready; exec bash --norc --noprofile'
+Restart=always
+RestartSec=1
 ";
 
-/// Units that have no business in a test guest: gettys (one on hvc0 would take the channel),
-/// logins, the first-boot prompts and chores (the caches they rebuild are fresh from
-/// debootstrap), and timers that would compete for the emulated CPU.
-const MASKED: [&str; 15] = [
+/// Units that have no business in a test guest: gettys, logins, the first-boot prompts and
+/// chores (the caches they rebuild are fresh from debootstrap), and timers that would compete
+/// for the emulated CPU.
+const MASKED: [&str; 14] = [
     "serial-getty@ttyS0.service",
-    "serial-getty@hvc0.service",
     "getty@tty1.service",
     "systemd-logind.service",
     "systemd-firstboot.service",

@@ -310,7 +310,17 @@ impl FeedKey {
             assert!(out.status.success(), "gpg {args:?}: {}", text(&out.stderr));
             out.stdout
         };
+        // Made a day ago: gpg refuses a key "created in the future", and a TCG guest's clock
+        // had fallen 19 s behind the host's when it checked a feed signed by a key made that
+        // second (CI, 2026-12-04). A signature from the future is no such conflict.
+        let a_day_ago = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            - 86_400;
         gpg(&[
+            "--faked-system-time",
+            &a_day_ago.to_string(),
             "--quick-gen-key",
             &format!("{name} <{name}@example.org>"),
             "ed25519",

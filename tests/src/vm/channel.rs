@@ -1,4 +1,4 @@
-//! The command channel: a root shell on the guest's virtio console, one command a line, each
+//! The command channel: a root shell on the guest's virtio serial port, one command a line, each
 //! answered by one line with its exit status and its output in base64; a command that outlives
 //! its timeout is killed in the guest, a guest that stops answering is marked broken.
 
@@ -24,9 +24,9 @@ pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
 impl Vm {
     /// Waits for the command channel and the end of the boot, then readies the guest.
     pub(super) fn come_up(&mut self, started: Instant) -> Result<(), String> {
-        // The shell's first line can be lost on the virtio console (seen once, the 252 guest
-        // silent for 600 s with its channel service started): ask it again now and then. What a
-        // poke sent before the shell set raw mode comes back echoed, and still ends the same.
+        // The shell's first line was once lost (the 252 guest silent for 600 s with its channel
+        // service started, when the channel was a virtio console, which drops what the host
+        // doesn't take at once): ask it again now and then.
         let ready = loop {
             let deadline = (Instant::now() + POKE_AFTER).min(started + BOOT_TIMEOUT);
             match self.read_line_until(deadline) {
@@ -152,13 +152,27 @@ impl Vm {
     /// A command still running after `timeout` is killed there (status 124); a guest that
     /// doesn't answer at all is marked broken.
     pub(super) fn exec(&self, args: &[&str], timeout: Duration) -> Output {
+        self.exec_reading_after(args, timeout, Duration::ZERO)
+    }
+
+    /// [`Vm::exec`], with this side away for `away` before it reads the answer: the channel's
+    /// own test, of a test process starved while the guest answers.
+    pub(super) fn exec_reading_after(
+        &self,
+        args: &[&str],
+        timeout: Duration,
+        away: Duration,
+    ) -> Output {
         if let Some(why) = self.broken.borrow().as_ref() {
             panic!("the {} guest is broken: {why}", self.systemd.name());
         }
         let command: Vec<String> = args.iter().map(|a| quote(a)).collect();
+        // The lengths go first, so that an answer that lost bytes on the way is told from one
+        // that is short.
         let line = format!(
             "timeout -k 5 {} {} </dev/null >/tmp/.out 2>/tmp/.err; \
-             echo \"@@@ $? $(base64 -w0 /tmp/.out) $(base64 -w0 /tmp/.err)\"\n",
+             echo \"@@@ $? $(wc -c </tmp/.out) $(wc -c </tmp/.err) \
+             $(base64 -w0 /tmp/.out) $(base64 -w0 /tmp/.err)\"\n",
             timeout.as_secs(),
             command.join(" ")
         );
@@ -167,6 +181,7 @@ impl Vm {
             .borrow_mut()
             .get_mut()
             .write_all(line.as_bytes());
+        std::thread::sleep(away);
         let answer = sent
             .map_err(|e| format!("writing to the command channel: {e}"))
             .and_then(|()| loop {
@@ -188,15 +203,26 @@ impl Vm {
                 );
             }
         };
-        let mut fields = answer.splitn(3, ' ');
-        let code: i32 = fields.next().unwrap_or("").parse().unwrap_or(255);
-        let decode = |f: Option<&str>| {
-            base64::engine::general_purpose::STANDARD
-                .decode(f.unwrap_or("").trim())
-                .unwrap_or_default()
+        let mut fields = answer.splitn(5, ' ');
+        let mut next = || fields.next().unwrap_or("");
+        let code: i32 = next().parse().unwrap_or(255);
+        let (out_len, err_len) = (next().to_owned(), next().to_owned());
+        let mut decoded = |len: &str, name: &str| {
+            let b64 = next().trim();
+            let bytes = base64::engine::general_purpose::STANDARD.decode(b64);
+            match bytes {
+                Ok(bytes) if bytes.len().to_string() == len => bytes,
+                _ => panic!(
+                    "the command channel of the {} guest garbled the {name} of `{}`: {len} \
+                     bytes sent, {} base64 characters came",
+                    self.systemd.name(),
+                    args.join(" "),
+                    b64.len()
+                ),
+            }
         };
-        let stdout = decode(fields.next());
-        let mut stderr = decode(fields.next());
+        let stdout = decoded(&out_len, "output");
+        let mut stderr = decoded(&err_len, "error output");
         if code == 124 {
             stderr.extend(format!("\n(killed after {timeout:?} in the guest)\n").bytes());
         }

@@ -128,7 +128,7 @@ impl Host {
         for copied in crate::copy_with_sidecars(image, &to) {
             let name = copied.strip_prefix(self.share()).unwrap().to_str().unwrap();
             // a new file, never written over the old one: a loop device of an earlier image of
-            // this name may still be on it (a read once came back wrong after a copy over it)
+            // this name may still be on it
             self.ok(&[
                 "cp",
                 "--remove-destination",
@@ -339,6 +339,12 @@ impl Host {
     /// Runs a command in the guest; whatever it gives.
     pub fn run(&self, args: &[&str]) -> Output {
         self.vm.exec(args, COMMAND_TIMEOUT)
+    }
+
+    /// [`Host::run`], with the test away for `away` before it reads the answer: the command
+    /// channel's own test, of a test process starved while the guest answers.
+    pub fn run_reading_after(&self, args: &[&str], away: Duration) -> Output {
+        self.vm.exec_reading_after(args, COMMAND_TIMEOUT, away)
     }
 
     /// Runs a command in the guest that must succeed; its standard output. On failure, panics

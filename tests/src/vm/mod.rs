@@ -5,7 +5,7 @@
 //! The interface is small, after nixpkgs' NixOS test driver: boot, run a command and get its
 //! status and output, wait for a unit or a journal line, copy an image in; the console is kept
 //! (`target/vm/<name>/console.log`) and every failure says what the guest said. Commands go
-//! through a root shell on a virtio console (a unix socket here); images go in through a
+//! through a root shell on a virtio serial port (a unix socket here); images go in through a
 //! read-only 9p share of `target/vm/<name>/share` and are copied onto the guest's own disk.
 //!
 //! qemu emulates the CPU (TCG), so no KVM is needed; `PORTABLE_SERVICE_TESTS_ACCEL=kvm` asks for
@@ -14,7 +14,7 @@
 //! VMs by their own process id. Between scenarios, [`Host`]'s drop detaches whatever a scenario
 //! attached, so the next starts from a clean guest.
 //!
-//! [`qemu`] starts and boots the VMs, [`channel`] is the command protocol on the console,
+//! [`qemu`] starts and boots the VMs, [`channel`] is the command protocol on the port,
 //! [`host`] is what scenarios use.
 
 mod channel;

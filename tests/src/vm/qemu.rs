@@ -1,5 +1,5 @@
 //! Starting the guests: one qemu per systemd version (TCG, Debian's kernel, the guest's root disk
-//! as a throwaway overlay, a read-only 9p share, the console as a unix socket), tied to the test
+//! as a throwaway overlay, a read-only 9p share, the command port as a unix socket), tied to the test
 //! process so that the kernel kills it when the process ends; booted on first use and kept.
 
 use crate::guest::{self, Systemd};
@@ -126,7 +126,7 @@ impl Vm {
                 "socket,id=channel,path={},server=on,wait=off",
                 socket.display()
             ))
-            .args(["-device", "virtconsole,chardev=channel"])
+            .args(["-device", "virtserialport,chardev=channel,name=tests"])
             .args(["-device", "virtio-rng-pci", "-nic", "none"])
             .args(["-display", "none", "-vga", "none", "-monitor", "none"])
             // to let a reset reboot the guest while a scenario cuts its power (Vm::on_reset)

@@ -3,6 +3,7 @@
 //! 252, bookworm-backports' 254, Debian 13's 257 and the newest in Debian sid. One test binary,
 //! so that each guest boots once per test run and serves every scenario of its version.
 
+mod channel;
 mod ddi;
 mod differential;
 mod extensions;

@@ -174,9 +174,6 @@ fn the_manual_examples_run(systemd: Systemd) {
     c.ok(&["portablectl", "detach", "--runtime", "hello_2.12.2"]);
 
     // /etc/ssl in the image is a symlink into cacert's store path: a service reads through it.
-    // A name of its own: copied over the file the first image's loop device was on, the read
-    // once gave something other than the bundle (252, CI run of 2026-12-04; its output was not
-    // kept).
     let with_ssl = c.add_image(
         &raw_file(&build("t.examples.hello-with-ssl")),
         "with-ssl/hello_2.12.2.raw",
