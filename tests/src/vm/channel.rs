@@ -168,11 +168,15 @@ impl Vm {
         }
         let command: Vec<String> = args.iter().map(|a| quote(a)).collect();
         // The lengths go first, so that an answer that lost bytes on the way is told from one
-        // that is short.
+        // that is short. A program started costs 50 to 70 ms under TCG, a third of a command's
+        // time when each length took its own: one `stat` for both, and none for what is empty.
         let line = format!(
-            "timeout -k 5 {} {} </dev/null >/tmp/.out 2>/tmp/.err; \
-             echo \"@@@ $? $(wc -c </tmp/.out) $(wc -c </tmp/.err) \
-             $(base64 -w0 /tmp/.out) $(base64 -w0 /tmp/.err)\"\n",
+            "timeout -k 5 {} {} </dev/null >/tmp/.out 2>/tmp/.err; c=$?; n='0 0 '; o=; e=; \
+             if [ -s /tmp/.out ] || [ -s /tmp/.err ]; then \
+             n=$(stat --printf='%s ' /tmp/.out /tmp/.err); fi; \
+             [ -s /tmp/.out ] && o=$(base64 -w0 /tmp/.out); \
+             [ -s /tmp/.err ] && e=$(base64 -w0 /tmp/.err); \
+             echo \"@@@ $c $n$o $e\"\n",
             timeout.as_secs(),
             command.join(" ")
         );
