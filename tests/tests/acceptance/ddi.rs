@@ -1,9 +1,8 @@
 //! Discoverable Disk Images (`format = "ddi"`) on a real kernel with dm-verity, on every
 //! systemd version but 254 (as in portabled.rs): one file, `demo_1.0.raw`, holding the file
 //! system, its hash tree and (once `portable-service sign` has run on a copy) the root hash's
-//! signature. Only that file goes to
-//! the guest: no `.roothash` or other file beside it. The certificate goes into
-//! /etc/verity.d/, as for the naked images of integrity.rs.
+//! signature. Only that file goes to the guest: no `.roothash` or other file beside it. The
+//! certificate goes into /etc/verity.d/, as for the naked images of integrity.rs.
 //!
 //! Measured: portabled attaches every one of these DDIs; what differs is whether the service
 //! can set it up. Signed, it runs on dm-verity where the certificate is trusted and fails
