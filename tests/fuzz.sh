@@ -31,12 +31,15 @@ else
 fi
 
 corpus=$root/target/fuzz/corpus
-cargo "${toolchain[@]}" run --quiet --manifest-path "$fuzz_dir/Cargo.toml" --example seeds -- "$corpus.seeds"
+# seeds of this run's own, so that two runs (one a core) can start together
+mkdir -p "$root/target/fuzz"
+seeds=$(mktemp -d "$root/target/fuzz/seeds.XXXXXX")
+trap 'rm -rf "$seeds"' EXIT
+cargo "${toolchain[@]}" run --quiet --manifest-path "$fuzz_dir/Cargo.toml" --example seeds -- "$seeds"
 for t in "${targets[@]}"; do
   mkdir -p "$corpus/$t"
-  cp -n "$corpus.seeds/$t/"* "$corpus/$t/" 2>/dev/null || true
+  cp -n "$seeds/$t/"* "$corpus/$t/" 2>/dev/null || true
 done
-rm -rf "$corpus.seeds"
 
 for t in "${targets[@]}"; do
   echo "fuzz: $t for ${seconds} s"

@@ -2,7 +2,8 @@
 //! our own images (squashfs, a DDI unsigned and signed, for two architectures), their hash
 //! trees and signatures, the builder's attrs fixtures, and the hostile inputs issue 28 names
 //! (GPT entries of 256 bytes, 0xFFFFFFFF entries, sectors near 2^55, two architectures in one
-//! disk). Run by tests/fuzz.sh; needs mksquashfs and openssl, as the tools' tests do.
+//! disk), and squashfs tables of packed zeros at `check`'s metadata bound and one block past it.
+//! Run by tests/fuzz.sh; needs mksquashfs and openssl, as the tools' tests do.
 
 #[path = "../fuzz_targets/common.rs"]
 mod common;
@@ -11,6 +12,7 @@ use anyhow::{ensure, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use portable_service_rules::{ddi, verity};
 use std::fs;
+use std::io::Write;
 use std::process::Command;
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -69,6 +71,24 @@ fn squashfs(work: &Utf8Path, out: &Utf8Path, offset: u64) -> Result<()> {
         .args(["-offset", &offset.to_string()]))
 }
 
+/// `image` with `blocks` put before its inode table, every table after it moved along: the
+/// tables backhand unpacks whole grow by those metadata blocks.
+fn with_inode_blocks(image: &[u8], blocks: &[u8]) -> Vec<u8> {
+    let u64_at = |at: usize| u64::from_le_bytes(image[at..at + 8].try_into().unwrap());
+    let inode_table = u64_at(64) as usize;
+    let mut out = image[..inode_table].to_vec();
+    // bytes used, id, xattr, directory, fragment and export tables
+    for at in [40, 48, 56, 72, 80, 88] {
+        let start = u64_at(at);
+        if start != u64::MAX && start > inode_table as u64 {
+            out[at..at + 8].copy_from_slice(&(start + blocks.len() as u64).to_le_bytes());
+        }
+    }
+    out.extend_from_slice(blocks);
+    out.extend_from_slice(&image[inode_table..]);
+    out
+}
+
 /// The header at `at` of `disk` changed by `edit`, with both checksums made to hold.
 fn edit_header(disk: &mut [u8], at: usize, edit: impl Fn(&mut [u8])) {
     edit(&mut disk[at..at + 92]);
@@ -99,6 +119,26 @@ fn main() -> Result<()> {
         seed.extend(fs::read(work.join("svc_1.verity"))?);
         fs::write(dir("hash_tree")?.join("naked"), seed)?;
     }
+    // 8 KiB of zeros packs into a zlib block of 29 bytes: tables that unpack to 48 MiB, the
+    // most `check` lets backhand unpack, and to one block more, which it refuses
+    let zeros = {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&[0; 8192])?;
+        z.finish()?
+    };
+    let bound = portable_service_tools::check::squashfs::MAX_METADATA_BLOCKS as usize;
+    for (name, count) in [("at-the-bound", bound - 8), ("past-the-bound", bound + 1)] {
+        let mut packed = Vec::new();
+        for _ in 0..count {
+            packed.extend_from_slice(&(zeros.len() as u16).to_le_bytes());
+            packed.extend_from_slice(&zeros);
+        }
+        fs::write(
+            dir("image")?.join(format!("packed-zeros-{name}.raw")),
+            with_inode_blocks(&image, &packed),
+        )?;
+    }
+
     let small = work.join("small_1.raw");
     fs::write(&small, [7u8; 2 * verity::BLOCK])?;
     verity::format(&small, &work.join("small_1.verity"))?;
