@@ -13,9 +13,17 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The systemd versions the acceptance tests run on, each a Debian release's own.
+/// The systemd versions the acceptance tests run on: each a Debian release's own, and the
+/// old versions no Debian on the mirror ships, built from systemd's sources into a Debian 11
+/// root ([`crate::old_systemd`]; their tests run by tests/old-hosts.sh, not the test command).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Systemd {
+    /// systemd v239 from its sources: RHEL 8's version (without its backports).
+    V239,
+    /// v245.9, the last of 245-stable: Ubuntu 20.04's version.
+    V245,
+    /// v249.17, the last of 249-stable: Ubuntu 22.04's and SLES 15's version.
+    V249,
     /// Debian 11 (bullseye): systemd 247, the oldest Debian on the mirror (README: "Old
     /// hosts" for the versions of other distributions).
     V247,
@@ -30,7 +38,10 @@ pub enum Systemd {
 }
 
 impl Systemd {
-    pub const ALL: [Systemd; 5] = [
+    pub const ALL: [Systemd; 8] = [
+        Systemd::V239,
+        Systemd::V245,
+        Systemd::V249,
         Systemd::V247,
         Systemd::V252,
         Systemd::V254,
@@ -38,9 +49,19 @@ impl Systemd {
         Systemd::Newest,
     ];
 
+    /// The stable tag of systemd's sources this guest is built from; `None` for Debian's own.
+    pub fn tag(self) -> Option<&'static str> {
+        match self {
+            Systemd::V239 => Some("v239"),
+            Systemd::V245 => Some("v245.9"),
+            Systemd::V249 => Some("v249.17"),
+            _ => None,
+        }
+    }
+
     pub fn suite(self) -> &'static str {
         match self {
-            Systemd::V247 => "bullseye",
+            Systemd::V239 | Systemd::V245 | Systemd::V249 | Systemd::V247 => "bullseye",
             Systemd::V252 | Systemd::V254 => "bookworm",
             Systemd::V257 => "trixie",
             Systemd::Newest => "sid",
@@ -50,13 +71,18 @@ impl Systemd {
     /// Whether Debian's systemd of this guest has systemd-sysupdate: 254 (bookworm-backports)
     /// on; bookworm's own 252 and bullseye's 247 have not.
     pub fn has_sysupdate(self) -> bool {
-        !matches!(self, Systemd::V247 | Systemd::V252)
+        !matches!(
+            self,
+            Systemd::V239 | Systemd::V245 | Systemd::V249 | Systemd::V247 | Systemd::V252
+        )
     }
 
     /// The packages debootstrap installs.
     fn packages(self) -> String {
         match self {
-            Systemd::V247 | Systemd::V252 => PACKAGES.to_owned(),
+            Systemd::V239 | Systemd::V245 | Systemd::V249 | Systemd::V247 | Systemd::V252 => {
+                PACKAGES.to_owned()
+            }
             Systemd::V254 => format!("{PACKAGES},{UPDATER_BOOKWORM}"),
             Systemd::V257 | Systemd::Newest => format!("{PACKAGES},{UPDATER}"),
         }
@@ -70,6 +96,9 @@ impl Systemd {
     /// The version the guest must boot; `None` for sid, whose version moves.
     pub fn expected(self) -> Option<u32> {
         match self {
+            Systemd::V239 => Some(239),
+            Systemd::V245 => Some(245),
+            Systemd::V249 => Some(249),
             Systemd::V247 => Some(247),
             Systemd::V252 => Some(252),
             Systemd::V254 => Some(254),
@@ -255,7 +284,7 @@ fn apt_proxy() -> Option<String> {
 }
 
 /// Runs a command of the root's making; panics with its output if it fails.
-fn must(cmd: &mut Command, what: &str) {
+pub(crate) fn must(cmd: &mut Command, what: &str) {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e} (run tests/setup.sh)"));
@@ -273,6 +302,14 @@ fn must(cmd: &mut Command, what: &str) {
 /// new one.
 pub fn root_disk(systemd: Systemd, kernel: &Kernel) -> PathBuf {
     let mut recipe = DefaultHasher::new();
+    if let Some(tag) = systemd.tag() {
+        (
+            crate::old_systemd::commit(tag),
+            crate::old_systemd::recipe(tag),
+            crate::old_systemd::install_recipe(),
+        )
+            .hash(&mut recipe);
+    }
     (
         systemd.suite(),
         systemd.backports(),
@@ -312,12 +349,19 @@ fn make_root_disk(systemd: Systemd, kernel: &Kernel, disk: &Path) {
         "making the {} guest: debootstrap {suite} from {mirror}",
         systemd.name()
     );
-    let mut debootstrap = Command::new("debootstrap");
-    if let Some(proxy) = &proxy {
-        debootstrap.env("http_proxy", proxy);
-    }
+    let debootstrap = || {
+        let mut cmd = Command::new("debootstrap");
+        if let Some(proxy) = &proxy {
+            cmd.env("http_proxy", proxy);
+        }
+        cmd
+    };
+    // the old versions' build first: it is what takes long, and what fails if anything does
+    let built = systemd
+        .tag()
+        .map(|tag| crate::old_systemd::build(tag, Path::new(CACHE), &mirror, debootstrap));
     must(
-        debootstrap
+        debootstrap()
             .args([
                 "--variant=minbase",
                 &format!("--include={}", systemd.packages()),
@@ -353,6 +397,9 @@ fn make_root_disk(systemd: Systemd, kernel: &Kernel, disk: &Path) {
             &format!("installing systemd from {backports}"),
         );
         must(&mut apt(&["clean"]), "apt-get clean");
+    }
+    if let Some(built) = built {
+        crate::old_systemd::install(systemd.tag().unwrap(), &tree, &built);
     }
     configure(&tree, kernel);
     let tmp = disk.with_extension("tmp");

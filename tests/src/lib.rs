@@ -6,6 +6,7 @@
 
 pub mod corpus;
 pub mod guest;
+pub mod old_systemd;
 pub mod vm;
 
 use std::path::{Path, PathBuf};

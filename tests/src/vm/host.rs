@@ -369,6 +369,14 @@ impl Host {
         self.run(&["test", "-e", path]).status.success()
     }
 
+    /// `unit`'s property `name`, as `systemctl show` gives it (`-p NAME --value`: 245 has no
+    /// `-P`, measured).
+    pub fn property(&self, unit: &str, name: &str) -> String {
+        self.ok(&["systemctl", "show", "--value", "-p", name, unit])
+            .trim()
+            .to_owned()
+    }
+
     /// Panics with diagnostics unless `unit` is active.
     pub fn assert_active(&self, unit: &str) {
         let state = text(&self.run(&["systemctl", "is-active", unit]));

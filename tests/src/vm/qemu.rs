@@ -250,8 +250,14 @@ pub(super) fn shared(systemd: Systemd) -> &'static Mutex<Vm> {
     static PREPARE: std::sync::Once = std::sync::Once::new();
     PREPARE.call_once(|| {
         // The root disks are made by debootstrap, which waits on the network more than on the
-        // CPU: make every one now, beside the first boots, rather than each before its own.
-        for other in Systemd::ALL {
+        // CPU: make every one now, beside the first boots, rather than each before its own;
+        // those of Debian's versions, or those built from sources (tests/old-hosts.sh), as the
+        // first guest asked for is.
+        let family = |s: Systemd| s.tag().is_some();
+        for other in Systemd::ALL
+            .into_iter()
+            .filter(|&o| family(o) == family(systemd))
+        {
             std::thread::spawn(move || guest::root_disk(other, &guest::Kernel::find()));
         }
     });

@@ -125,8 +125,8 @@ fn signatures_go_to_the_kernel_only(c: &Host, key: &SigningKey, image: &str) {
     attach_only(c, image);
     c.start_and_fail("demo.service");
     assert_refused_because(c, "Required key not available");
-    let status = c.ok(&["systemctl", "show", "-P", "ExecMainStatus", "demo.service"]);
-    assert_eq!(status.trim(), "226", "226/NAMESPACE");
+    let status = c.property("demo.service", "ExecMainStatus");
+    assert_eq!(status, "226", "226/NAMESPACE");
 }
 
 /// A copy of a signed image (with its sidecars) with 8 bytes changed in the middle of a data

@@ -105,7 +105,7 @@ fn persistent_attach_reattach_to_a_new_version_and_detach(systemd: Systemd) {
     );
     assert_eq!(c.ask("/run/demo.sock"), "hello from demo 1.0\n");
 
-    if c.rules() < 252 {
+    if c.version() < 248 {
         // no reattach before 248 (the sources): a version changes by a detach and an attach,
         // with the service down between them
         let out = c.run(&["portablectl", "reattach", "--now", &v2]);
@@ -116,6 +116,16 @@ fn persistent_attach_reattach_to_a_new_version_and_detach(systemd: Systemd) {
         );
         c.ok(&["portablectl", "detach", "--now", "demo_1.0"]);
         c.portablectl("attach", &["--now"], &v2);
+    } else if c.version() < 252 {
+        // 249 restarts every unit it reattached, the image's template too, which can't be
+        // restarted without an instance: it says so, and restarts the others (measured)
+        assert!(c.check(&v2, &[], &[]).0);
+        let out = c.run(&["portablectl", "reattach", "--now", &v2]);
+        assert!(
+            text(&out).contains("Unit name demo@.service is missing the instance name"),
+            "{}",
+            text(&out)
+        );
     } else {
         c.portablectl("reattach", &["--now"], &v2);
     }
@@ -147,8 +157,8 @@ fn run_twice_keeping_state(c: &Host, image: &str, profile: &str, dynamic_user: &
         image,
     ]);
     c.assert_active("demo.service");
-    let shown = c.ok(&["systemctl", "show", "-P", "DynamicUser", "demo.service"]);
-    assert_eq!(shown.trim(), dynamic_user, "{profile} profile");
+    let shown = c.property("demo.service", "DynamicUser");
+    assert_eq!(shown, dynamic_user, "{profile} profile");
     c.wait_for_journal(&["-u", "demo.service", "--grep", "started"], "run 1");
     c.ok(&["systemctl", "restart", "demo.service"]);
     c.assert_active("demo.service");
@@ -182,6 +192,12 @@ fn the_manual_examples_run(systemd: Systemd) {
     let expected =
         std::fs::read_to_string(repo().join("target/offline/cacert/etc/ssl/certs/ca-bundle.crt"))
             .unwrap();
+    // 245 looks for the program on the host, not in the image (measured; 247 and 249 look in
+    // the image): there, a stand-in at the same path lets it run the image's
+    let stand_in = c.version() < 247;
+    if stand_in {
+        c.ok(&["install", "-D", "-m", "755", "/dev/null", &busybox]);
+    }
     let read = c.ok(&[
         "systemd-run",
         "--wait",
@@ -193,6 +209,9 @@ fn the_manual_examples_run(systemd: Systemd) {
         "cat",
         "/etc/ssl/certs/ca-bundle.crt",
     ]);
+    if stand_in {
+        c.ok(&["rm", "-r", "/nix"]);
+    }
     assert_same_text(&read, &expected, "the CA bundle read in the image");
 }
 
@@ -239,14 +258,8 @@ fn a_unit_check_refuses_fails_in_systemd_too(systemd: Systemd) {
     c.ok(&["portablectl", "attach", "--runtime", &image]);
     let start = c.run(&["systemctl", "start", "broken.service"]);
     assert!(!start.status.success());
-    let status = c.ok(&[
-        "systemctl",
-        "show",
-        "-P",
-        "ExecMainStatus",
-        "broken.service",
-    ]);
-    assert_eq!(status.trim(), "203", "203/EXEC");
+    let status = c.property("broken.service", "ExecMainStatus");
+    assert_eq!(status, "203", "203/EXEC");
 }
 
 /// A copy of `image` (in `dir`) without `path`: an image as another tool might make it.
@@ -304,7 +317,7 @@ fn every_exec_directory_needs_its_mount_point(systemd: Systemd) {
         .run(&["systemctl", "start", "dirs.service"])
         .status
         .success());
-    let status = c.ok(&["systemctl", "show", "-P", "ExecMainStatus", "dirs.service"]);
+    let status = c.property("dirs.service", "ExecMainStatus");
     assert_eq!(
         status.trim(),
         "226",
