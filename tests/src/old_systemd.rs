@@ -339,33 +339,30 @@ pub fn build(tag: &str, cache: &Path, mirror: &str, debootstrap: impl Fn() -> Co
             .args(&excludes),
         &format!("unpacking systemd {tag}"),
     );
-    // 239 names an option `debug`, which meson took for its own from 0.45 on (Debian 11 has
-    // 0.56); 240 renamed it `debug-extra`, as this does
-    let options_file = src.join("meson_options.txt");
-    let known = fs::read_to_string(&options_file).unwrap();
-    // 239 makes format warnings errors, and Debian 11's gcc 10 warns of a null `%s` in a
-    // debug message of load-fragment.c that gcc 8 (RHEL 8's) did not see
-    let build_file = src.join("meson.build");
-    let text = fs::read_to_string(&build_file).unwrap();
-    fs::write(
-        &build_file,
-        text.replace("'-Werror=format=2',", "'-Wformat=2',"),
-    )
-    .unwrap();
+    // Debian 11's tools on old sources: meson 0.56 reserves the option name `debug` (taken
+    // from 0.45 on), which 239 has and 240 renamed `debug-extra`, as this does; format
+    // warnings are errors there, and gcc 10 warns of a null `%s` in a debug message of 239's
+    // load-fragment.c that gcc 8 (RHEL 8's) did not see
+    let replace = |file: &str, from: &str, to: &str| {
+        let path = src.join(file);
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, text.replace(from, to)).unwrap();
+    };
+    let known = fs::read_to_string(src.join("meson_options.txt")).unwrap();
     if known.contains("option('debug',") {
-        fs::write(
-            &options_file,
-            known.replace("option('debug',", "option('debug-extra',"),
-        )
-        .unwrap();
-        let build_file = src.join("meson.build");
-        let text = fs::read_to_string(&build_file).unwrap();
-        fs::write(
-            &build_file,
-            text.replace("get_option('debug')", "get_option('debug-extra')"),
-        )
-        .unwrap();
+        replace(
+            "meson_options.txt",
+            "option('debug',",
+            "option('debug-extra',",
+        );
+        replace(
+            "meson.build",
+            "get_option('debug')",
+            "get_option('debug-extra')",
+        );
     }
+    replace("meson.build", "'-Werror=format=2',", "'-Wformat=2',");
+    let known = fs::read_to_string(src.join("meson_options.txt")).unwrap();
     let options: Vec<String> = OPTIONS
         .iter()
         .chain(layout(tag).iter())

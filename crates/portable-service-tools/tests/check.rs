@@ -3,6 +3,8 @@
 //! for advice, reported without failing).
 
 mod common;
+#[path = "support/metadata_blocks.rs"]
+mod metadata_blocks;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -674,25 +676,6 @@ fn a_sparse_unit_file_of_20_gib_is_not_read() {
     );
 }
 
-/// `image`'s squashfs with `blocks` more metadata blocks at the start of its inode table, and
-/// every table start after it moved on by their length.
-fn with_inode_blocks(image: &Path, blocks: &[u8]) -> Vec<u8> {
-    let bytes = fs::read(image).unwrap();
-    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-    let inode_table = u64_at(64) as usize;
-    let mut out = bytes[..inode_table].to_vec();
-    // bytes used, id, xattr, directory, fragment and export tables
-    for at in [40, 48, 56, 72, 80, 88] {
-        let start = u64_at(at);
-        if start != u64::MAX && start > inode_table as u64 {
-            out[at..at + 8].copy_from_slice(&(start + blocks.len() as u64).to_le_bytes());
-        }
-    }
-    out.extend_from_slice(blocks);
-    out.extend_from_slice(&bytes[inode_table..]);
-    out
-}
-
 #[test]
 fn metadata_that_would_unpack_to_gigabytes_is_refused_before_it_is_unpacked() {
     use std::io::Write;
@@ -712,7 +695,11 @@ fn metadata_that_would_unpack_to_gigabytes_is_refused_before_it_is_unpacked() {
     let stored: Vec<u8> = (0..7_000).flat_map(|_| [1, 0x80, 0]).collect();
     for (name, blocks) in [("packed", packed), ("stored", stored)] {
         let raw = dir.path().join("svc_1.raw");
-        fs::write(&raw, with_inode_blocks(&made, &blocks)).unwrap();
+        fs::write(
+            &raw,
+            metadata_blocks::with_inode_blocks(&fs::read(&made).unwrap(), &blocks),
+        )
+        .unwrap();
         let started = std::time::Instant::now();
         let said = unjudgeable(&raw);
         assert!(

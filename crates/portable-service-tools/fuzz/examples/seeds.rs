@@ -7,6 +7,8 @@
 
 #[path = "../fuzz_targets/common.rs"]
 mod common;
+#[path = "../../tests/support/metadata_blocks.rs"]
+mod metadata_blocks;
 
 use anyhow::{ensure, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -71,24 +73,6 @@ fn squashfs(work: &Utf8Path, out: &Utf8Path, offset: u64) -> Result<()> {
         .args(["-offset", &offset.to_string()]))
 }
 
-/// `image` with `blocks` put before its inode table, every table after it moved along: the
-/// tables backhand unpacks whole grow by those metadata blocks.
-fn with_inode_blocks(image: &[u8], blocks: &[u8]) -> Vec<u8> {
-    let u64_at = |at: usize| u64::from_le_bytes(image[at..at + 8].try_into().unwrap());
-    let inode_table = u64_at(64) as usize;
-    let mut out = image[..inode_table].to_vec();
-    // bytes used, id, xattr, directory, fragment and export tables
-    for at in [40, 48, 56, 72, 80, 88] {
-        let start = u64_at(at);
-        if start != u64::MAX && start > inode_table as u64 {
-            out[at..at + 8].copy_from_slice(&(start + blocks.len() as u64).to_le_bytes());
-        }
-    }
-    out.extend_from_slice(blocks);
-    out.extend_from_slice(&image[inode_table..]);
-    out
-}
-
 /// The header at `at` of `disk` changed by `edit`, with both checksums made to hold.
 fn edit_header(disk: &mut [u8], at: usize, edit: impl Fn(&mut [u8])) {
     edit(&mut disk[at..at + 92]);
@@ -135,7 +119,7 @@ fn main() -> Result<()> {
         }
         fs::write(
             dir("image")?.join(format!("packed-zeros-{name}.raw")),
-            with_inode_blocks(&image, &packed),
+            metadata_blocks::with_inode_blocks(&image, &packed),
         )?;
     }
 
