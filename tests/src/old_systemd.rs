@@ -159,19 +159,19 @@ case $verb in
 attach)
   out=$("$real" "$@" 2>&1)
   rc=$?
-  printf '%s
-' "$out" >&2
+  printf '%s\n' "$out" >&2
   [ $rc -eq 0 ] || exit $rc
-  units=$(printf '%s
-' "$out" |
-    sed -n 's,^Copied .*/system\.attached/\([^/ ]*\)\.$,,p; s,^Created symlink [^ ]*/system\.attached/\([^/ ]*\) .*,,p' |
+  units=$(printf '%s\n' "$out" |
+    sed -n 's,^Copied .*/system\.attached/\([^/ ]*\)\.$,\1,p; s,^Created symlink [^ ]*/system\.attached/\([^/ ]*\) .*,\1,p' |
     grep -v '@\.' | sort -u)
   [ -z "$enable" ] || [ -z "$units" ] || systemctl enable $runtime $units || exit
   [ -z "$now" ] || [ -z "$units" ] || systemctl start $units || exit
   ;;
 detach)
-  units=$(grep -lx -e "Environment=PORTABLE=$name.raw" -e "Environment=PORTABLE=$name"     /etc/systemd/system.attached/*.d/20-portable.conf     /run/systemd/system.attached/*.d/20-portable.conf 2>/dev/null |
-    sed 's,.*/\([^/]*\)\.d/20-portable\.conf$,,' | grep -v '@\.' | sort -u)
+  units=$(grep -lx -e "Environment=PORTABLE=$name.raw" -e "Environment=PORTABLE=$name" \
+    /etc/systemd/system.attached/*.d/20-portable.conf \
+    /run/systemd/system.attached/*.d/20-portable.conf 2>/dev/null |
+    sed 's,.*/\([^/]*\)\.d/20-portable\.conf$,\1,' | grep -v '@\.' | sort -u)
   [ -z "$now" ] || [ -z "$units" ] || systemctl stop $units
   [ -z "$enable" ] || [ -z "$units" ] || systemctl disable $runtime $units
   exec "$real" "$@"
