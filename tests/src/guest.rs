@@ -357,9 +357,10 @@ fn make_root_disk(systemd: Systemd, kernel: &Kernel, disk: &Path) {
         cmd
     };
     // the old versions' build first: it is what takes long, and what fails if anything does
-    let built = systemd
-        .tag()
-        .map(|tag| crate::old_systemd::build(tag, Path::new(CACHE), &mirror, debootstrap));
+    let built = systemd.tag().map(|tag| {
+        let out = crate::old_systemd::build(tag, Path::new(CACHE), &mirror, debootstrap);
+        (tag, out)
+    });
     must(
         debootstrap()
             .args([
@@ -398,8 +399,8 @@ fn make_root_disk(systemd: Systemd, kernel: &Kernel, disk: &Path) {
         );
         must(&mut apt(&["clean"]), "apt-get clean");
     }
-    if let Some(built) = built {
-        crate::old_systemd::install(systemd.tag().unwrap(), &tree, &built);
+    if let Some((tag, built)) = built {
+        crate::old_systemd::install(tag, &tree, &built);
     }
     configure(&tree, kernel);
     let tmp = disk.with_extension("tmp");
