@@ -180,6 +180,13 @@ detach)
 esac
 "#;
 
+/// Later commits of systemd's own that a version gets, taken from the sources' clone, as its
+/// distributions carry them: `(tag prefix, commit)`. 241's rework of `FOREACH_STRING()`
+/// (systemd issue 11394): 239's macro iterates over a compound literal past its lifetime,
+/// which gcc 10 compiles into a loop that never runs, so 239 found no os-release in any image
+/// ("lacks os-release data", measured); gcc 8 and RHEL 8, which carries the commit, don't.
+const BACKPORTS: [(&str, &str); 1] = [("v239", "66a64081f82dfad90f2f9394a477820a2e3e6510")];
+
 /// The Debian 11 packages whose files the build replaces.
 const REPLACED: [&str; 3] = ["systemd", "systemd-container", "udev"];
 
@@ -269,6 +276,7 @@ pub fn recipe(tag: &str) -> u64 {
         KEEP_DEBIAN_S,
         REPLACED,
         SPLIT,
+        BACKPORTS,
     )
         .hash(&mut h);
     h.finish()
@@ -362,6 +370,18 @@ pub fn build(tag: &str, cache: &Path, mirror: &str, debootstrap: impl Fn() -> Co
         );
     }
     replace("meson.build", "'-Werror=format=2',", "'-Wformat=2',");
+    for (_, backport) in BACKPORTS.iter().filter(|(t, _)| tag.starts_with(t)) {
+        // with one line of context: the lines around the change moved between the versions
+        super::guest::must(
+            Command::new("bash")
+                .arg("-c")
+                .arg("git -C \"$0\" show --format= \"$1\" | git apply -C1")
+                .arg(sources())
+                .arg(backport)
+                .current_dir(&src),
+            &format!("applying systemd's {backport} to {tag}"),
+        );
+    }
     let known = fs::read_to_string(src.join("meson_options.txt")).unwrap();
     let options: Vec<String> = OPTIONS
         .iter()
