@@ -179,7 +179,7 @@ fn an_image_without_prefixes_is_accepted_with_advice() {
 }
 
 /// What systemd 247 does differently, as measured in its VM (tests/tests/acceptance,
-/// `::systemd_247`): 239 to 246 get its rules, and the report says they are not measured.
+/// `::systemd_247`); 245 does the same (tests/old-hosts.sh).
 #[test]
 fn systemd_247_attaches_what_252_refuses_and_refuses_extensions() {
     // no ID=, and the name's match outside PORTABLE_PREFIXES: refused by 252, attached by 247
@@ -215,17 +215,30 @@ fn systemd_247_attaches_what_252_refuses_and_refuses_extensions() {
         "Couldn't find any matching unit files",
     );
 
-    // no --extension before 249 (measured: 247)
+    // a program named without a path: 245 looks it up on the host as it loads the unit (the
+    // VM's host has no busybox: "bad-setting"), 247 in the image as it runs it
     refused(
         &base(),
-        &[("app.raw", extension("app", APP_RELEASE))],
-        &["--prefix", "app", "--systemd", "239"],
-        "systemd 239's portablectl has no --extension",
+        &[],
+        &["--systemd", "245"],
+        "svc.service: ExecStartPre=sh: systemd 245 looks `sh` up on the host",
     );
-    let (_, report) = check(&base(), &[], &["--systemd", "239"]);
+    let (ok, report) = check(&base(), &[], &["--systemd", "247"]);
+    assert!(ok, "{report}");
+
+    // no --extension before 249 (measured: 245, 247)
+    for old in ["239", "245", "248"] {
+        refused(
+            &base(),
+            &[("app.raw", extension("app", APP_RELEASE))],
+            &["--prefix", "app", "--systemd", old],
+            &format!("systemd {old}'s portablectl has no --extension"),
+        );
+    }
+    let (_, report) = check(&base(), &[], &["--systemd", "240"]);
     assert!(
         report
-            .contains("(systemd 239: not measured; the rules of 247, the oldest measured version)"),
+            .contains("(systemd 240: the rules of 239, the newest measured version not above it)"),
         "{report}"
     );
     // below portable services, a usage error
@@ -234,6 +247,61 @@ fn systemd_247_attaches_what_252_refuses_and_refuses_extensions() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// What systemd 239 does differently, as measured in its VM (tests/old-hosts.sh): a socket
+/// (any unit but a service) is refused, `/usr/lib` comes before `/lib`, and an image of one
+/// file system may lose a race with udev.
+#[test]
+fn systemd_239_refuses_sockets_and_reads_usr_lib_first() {
+    let mut t = base();
+    t.insert(
+        "etc/systemd/system/svc.socket",
+        E::File("[Socket]\nListenStream=/run/svc.sock\n", 0o644),
+    );
+    refused(
+        &t,
+        &[],
+        &["--systemd", "239"],
+        "Failed to attach image: No such file or directory. (systemd 239 looks for a profile \
+         drop-in for every unit it attaches, and the profiles have one for services only: it \
+         refuses svc.socket",
+    );
+    let (ok, report) = check(&t, &[], &["--systemd", "247"]);
+    assert!(ok, "{report}");
+
+    // one unit name in /usr/lib and /lib: 239 attaches /usr/lib's, 245 to 254 /lib's
+    let mut t = base();
+    t.remove("etc/systemd/system/svc.service");
+    t.insert(
+        "usr/lib/systemd/system/svc.service",
+        E::File("[Service]\nExecStart=/bin/sh\n", 0o644),
+    );
+    t.insert(
+        "lib/systemd/system/svc.service",
+        E::File("[Service]\nExecStart=/no/such\n", 0o644),
+    );
+    let (ok, report) = check(&t, &[], &["--systemd", "239"]);
+    assert!(ok, "{report}");
+    assert!(
+        report.contains("attached: svc.service (svc_1:/usr/lib/systemd/system/svc.service)"),
+        "{report}"
+    );
+    let (ok, report) = check(&t, &[], &["--systemd", "249"]);
+    assert!(!ok, "{report}");
+    assert!(report.contains("/no/such"), "{report}");
+    assert!(!report.contains("systemd 249 mounts"), "{report}");
+
+    // the race, and services that didn't start in the VMs: said, not refused
+    let (_, report) = check(&t, &[], &["--systemd", "239"]);
+    assert!(
+        report.contains("systemd 239 mounts an image of one file system through /dev/block"),
+        "{report}"
+    );
+    assert!(
+        report.contains("a verdict that they run is not measured: try them on your hosts"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -537,6 +605,53 @@ fn extensions_must_match_their_base_and_be_named_as_each_systemd_reads_them() {
     assert!(
         report.contains("confext, /etc/extension-release.d/extension-release.conf"),
         "{report}"
+    );
+
+    // 249 (measured): extensions attach, matched by ID, level and VERSION_ID only; the scope
+    // and the architecture don't count, and `_any` is an ID like any other
+    let (ok, report) = check(
+        &base(),
+        &ext(APP_RELEASE),
+        &["--prefix", "app", "--systemd", "249"],
+    );
+    assert!(ok, "{report}");
+    for release in [
+        "ID=test\nSYSEXT_SCOPE=system\nPORTABLE_PREFIXES=app\n",
+        "ID=test\nARCHITECTURE=no-such-arch\nPORTABLE_PREFIXES=app\n",
+    ] {
+        let (ok, report) = check(
+            &base(),
+            &ext(release),
+            &["--prefix", "app", "--systemd", "249"],
+        );
+        assert!(ok, "{report}");
+        let (ok, report) = check(
+            &base(),
+            &ext(release),
+            &["--prefix", "app", "--systemd", "252"],
+        );
+        assert!(!ok, "{report}");
+    }
+    let any = ext("ID=_any\nPORTABLE_PREFIXES=app\n");
+    refused(
+        &base(),
+        &any,
+        &["--prefix", "app", "--systemd", "249"],
+        "ID=_any, the base's ID=test (systemd 249 takes `_any` for an ID like any other",
+    );
+    let (ok, report) = check(&base(), &any, &["--prefix", "app", "--systemd", "252"]);
+    assert!(ok, "{report}");
+    refused(
+        &base(),
+        &versioned_name,
+        &["--prefix", "app", "--systemd", "249"],
+        "(systemd 249 looks for /usr/lib/extension-release.d/extension-release.app_2)",
+    );
+    refused(
+        &base(),
+        &confs,
+        &["--prefix", "conf", "--systemd", "249"],
+        "lacks extension-release data",
     );
 
     // 254 (measured): a versioned name is taken, a configuration extension is not

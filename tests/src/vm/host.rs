@@ -3,7 +3,7 @@
 //! attach), and the reset that puts the guest back as it booted when the scenario ends.
 
 use crate::guest::Systemd;
-use portable_service_tools::check::rules_of;
+use portable_service_tools::check::{rules_of, ATTACHES_EXTENSIONS};
 use std::cell::RefCell;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,16 +16,24 @@ use super::qemu::shared;
 use super::{tail, text, Vm};
 
 /// Puts the guest back as it booted: stops and removes what was attached (units of templates
-/// too), the images, the state units left, failed units.
+/// too), the images, the state units left, failed units. Attached units are those with
+/// portabled's drop-in: in system.attached from 245 on, among the host's own units on 239.
 const RESET: &str = r#"
-units=$(ls /etc/systemd/system.attached /run/systemd/system.attached 2>/dev/null |
-  grep -E '\.(service|socket|target|timer|path)$' | sort -u)
-for u in $units; do
+attached_units() {
+  for c in /etc/systemd/system.attached/*.d/20-portable.conf \
+    /run/systemd/system.attached/*.d/20-portable.conf \
+    /etc/systemd/system/*.d/20-portable.conf /run/systemd/system/*.d/20-portable.conf; do
+    [ -e "$c" ] && echo "${c%.d/20-portable.conf}"
+  done
+}
+for u in $(attached_units); do
+  u=${u##*/}
   case $u in
     *@.service) systemctl stop "${u%@.service}@*.service" ;;
     *) systemctl stop "$u" ;;
   esac
 done
+for u in $(attached_units); do rm -rf "$u" "$u.d"; done
 rm -rf /etc/systemd/system.attached /run/systemd/system.attached /etc/portables \
   /run/portables /images/* /etc/verity.d
 # what the update scenarios install: the feed's server, the host's sysupdate files and units
@@ -42,7 +50,7 @@ systemctl reset-failed
 for d in /var/lib/* /var/lib/private/*; do
   [ -e "$d" ] && ! grep -qxF "$d" /etc/tests-var-lib && rm -rf "$d"
 done
-attached=$(ls /etc/systemd/system.attached /run/systemd/system.attached 2>/dev/null)
+attached=$(ls /etc/systemd/system.attached /run/systemd/system.attached 2>/dev/null; attached_units)
 [ -z "$attached" ] || { echo "still attached: $attached"; exit 1; }
 "#;
 
@@ -105,6 +113,15 @@ impl Host {
     /// The systemd version the guest runs.
     pub fn version(&self) -> u32 {
         self.vm.version
+    }
+
+    /// Where the guest's systemd-dissect is: off PATH before 246, in systemd's own directory.
+    pub fn systemd_dissect(&self) -> &'static str {
+        if self.version() < 246 {
+            "/usr/lib/systemd/systemd-dissect"
+        } else {
+            "systemd-dissect"
+        }
     }
 
     /// Whose measured behaviour the guest's systemd has (see [`rules_of`]): 252, 254,
@@ -265,12 +282,12 @@ impl Host {
         (out.status.success(), text(&out))
     }
 
-    /// Whether the guest's portablectl attaches extensions (`--extension`: from 249 by the
-    /// sources; 247 has no such option). Where it hasn't, asserts what a user sees with
+    /// Whether the guest's portablectl attaches extensions (`--extension`: from 249, measured;
+    /// 245 and 247 have no such option). Where it hasn't, asserts what a user sees with
     /// `extensions` over `base`: portablectl doesn't know the option, and check refuses the
     /// extensions saying so.
     pub fn attaches_extensions(&self, base: &str, extensions: &[&str], matches: &[&str]) -> bool {
-        if self.rules() >= 252 {
+        if self.rules() >= ATTACHES_EXTENSIONS {
             return true;
         }
         let mut args = vec!["portablectl", "attach", "--runtime"];

@@ -69,7 +69,7 @@ fn a_signed_ddi_runs_where_its_certificate_is_trusted(systemd: Systemd) {
 
     // systemd-dissect lists the three partitions as what we meant (247, given no root hash,
     // lists the root partition alone, "VERITY no")
-    let shown = c.ok(&["systemd-dissect", &image]);
+    let shown = c.ok(&[c.systemd_dissect(), &image]);
     let known: &[&str] = if c.rules() < 252 {
         assert!(!shown.contains("root-verity"), "{shown}");
         &["root"]

@@ -25,9 +25,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tree::{Image, Node, Resolved, View};
 
-/// The systemd versions whose differences `check` knows, measured on Debian's builds in VMs
-/// (tests/tests/acceptance).
-pub const SYSTEMD_VERSIONS: [u32; 5] = [247, 252, 254, 257, 262];
+/// The systemd versions whose differences `check` knows, measured in VMs (tests/tests/acceptance):
+/// Debian's builds of 247 to 262, and 239, 245 and 249 built from systemd's sources
+/// (tests/old-hosts.sh).
+pub const SYSTEMD_VERSIONS: [u32; 8] = [239, 245, 247, 249, 252, 254, 257, 262];
 /// The oldest systemd with portable services, the manual's; versions from here to the first
 /// measured one get its rules, and the report says so.
 pub const OLDEST: u32 = 239;
@@ -47,9 +48,10 @@ pub fn rules_of(version: u32) -> u32 {
 /// Where portabled looks for unit files in an image, in its order (the first of a name wins).
 /// Debian built 252 and 254 with `/lib` as systemd's own unit directory, which comes before
 /// `/usr/lib` then (measured: of one name in both, those two attach `/lib`'s, 257 and 262
-/// `/usr/lib`'s; tests/tests/acceptance/differential.rs).
+/// `/usr/lib`'s; tests/tests/acceptance/differential.rs); so do Ubuntu's 245 and 249 (built
+/// split as Debian's), while RHEL 8 builds 239 for `/usr`, which comes first.
 fn unit_dirs(systemd: u32) -> [&'static str; 5] {
-    let (first, second) = if rules_of(systemd) < 257 {
+    let (first, second) = if (245..257).contains(&rules_of(systemd)) {
         ("lib/systemd/system", "usr/lib/systemd/system")
     } else {
         ("usr/lib/systemd/system", "lib/systemd/system")
@@ -226,7 +228,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
     if !extensions.is_empty() && rules_of(options.systemd) < ATTACHES_EXTENSIONS {
         r.error(Finding::refused(format!(
             "systemd {}'s portablectl has no --extension (\"unrecognized option\"): \
-             extensions came in systemd 249 (measured from {ATTACHES_EXTENSIONS} on); attach the \
+             extensions came in systemd {ATTACHES_EXTENSIONS}; attach the \
              base alone, or build one image with everything",
             options.systemd
         )));
@@ -402,6 +404,46 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
             base.path
         )));
     }
+    if rules_of(options.systemd) < PROFILES_SERVICES_ONLY {
+        let attached = units.iter().map(|(u, _)| &u.name).chain(
+            r.skipped_units
+                .iter()
+                .filter(|s| s.why.starts_with("empty: attached"))
+                .map(|s| &s.name),
+        );
+        let others: Vec<String> = attached
+            .filter(|n| !n.ends_with(".service"))
+            .cloned()
+            .collect();
+        if !others.is_empty() {
+            r.error(Finding::refused(format!(
+                "Failed to attach image: No such file or directory. (systemd {} looks for a \
+                 profile drop-in for every unit it attaches, and the profiles have one for \
+                 services only: it refuses {}; from {PROFILES_SERVICES_ONLY} on a unit whose \
+                 type has none gets none)",
+                options.systemd,
+                others.join(", ")
+            )));
+        }
+    }
+    if rules_of(options.systemd) < PROFILES_SERVICES_ONLY && !units.is_empty() {
+        r.advice(&format!(
+            "systemd {}: the services of the images these rules were measured with failed to \
+             start in our VMs (203/EXEC, \"No such file or directory\"; not yet understood, \
+             README: \"Old hosts\"), so a verdict that they run is not measured: try them on \
+             your hosts",
+            options.systemd
+        ));
+    }
+    if rules_of(options.systemd) < WAITS_FOR_UDEV && base.disk.is_none() {
+        r.advice(&format!(
+            "systemd {} mounts an image of one file system through /dev/block/MAJ:MIN before \
+             udev need have made that link, so an attach fails now and then saying the image \
+             \"lacks os-release data\" (measured: 5 of 40 attaches in a VM; from 245.7 on it \
+             waits); a Discoverable Disk Image (`format = \"ddi\"`) has no such race",
+            options.systemd
+        ));
+    }
 
     // mount points a read-only image needs
     for dir in HIDDEN_BELOW {
@@ -426,7 +468,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
                     .push(format!("/{dir} (for {})", unit.name));
             }
         }
-        check_programs(&mut r, unit, &uview);
+        check_programs(&mut r, unit, &uview, options.systemd);
     }
     for m in r.missing_mount_points.clone() {
         r.error(Finding::runs(format!(
@@ -767,7 +809,7 @@ enum UnsignedVerity {
 /// unsigned hash tree; 262's image policy for portable services requires a signed one.
 fn unsigned_verity(systemd: u32) -> UnsignedVerity {
     match rules_of(systemd) {
-        247 | 252 | 254 | 257 => UnsignedVerity::Runs,
+        ..262 => UnsignedVerity::Runs,
         _ => UnsignedVerity::Refused(
             "refuses to start its services: its image policy requires a signed hash tree \
              (226/NAMESPACE, \"Operation not possible due to RF-kill\"); sign it \
@@ -959,12 +1001,29 @@ fn release_candidates(ext: &Image, version: u32) -> Vec<(Kind, PathBuf)> {
 /// (measured: 252, 254 and 257 pass over it silently, 262 attaches it;
 /// tests/tests/acceptance/differential.rs).
 const FOLLOWS_ABSOLUTE_UNIT_LINKS: u32 = 262;
+/// From this version on, portabled gives only services its profile's drop-in (measured: 239
+/// refuses an image with a socket to attach, "No such file or directory": it looks for
+/// `socket.conf` in the profile and takes its absence for an error; RHEL 8.10's 239 does the
+/// same; 245 fixed the comparison).
+const PROFILES_SERVICES_ONLY: u32 = 245;
+/// From this version on, portabled waits for udev's link to an image's loop device before it
+/// mounts an image of one file system (measured: 239 lost that race now and then; the sources:
+/// 245.7).
+const WAITS_FOR_UDEV: u32 = 245;
+/// From this version on, systemd looks up a program named without a path when it runs it, in
+/// the service's own root (measured: 245 fails such a unit to load, "bad-setting", looking it up
+/// on the host; 247 runs it from the image; the sources: 247 moved the lookup).
+const FINDS_NAMES_IN_THE_IMAGE: u32 = 247;
 /// From this version on, portabled refuses matches outside the image's `PORTABLE_PREFIXES=`
 /// and an os-release without `ID=` (measured: 247 attaches both; the sources have them from 250).
 const READS_PORTABLE_PREFIXES: u32 = 252;
-/// From this version on, `portablectl attach --extension` exists (measured: 247's portablectl
-/// doesn't know the option; the sources have it from 249).
-const ATTACHES_EXTENSIONS: u32 = 252;
+/// From this version on, `portablectl attach --extension` exists (measured: 245's and 247's
+/// portablectl don't know the option, 249's does).
+pub const ATTACHES_EXTENSIONS: u32 = 249;
+/// From this version on, an extension's `SYSEXT_SCOPE=` and `ARCHITECTURE=` count, and `ID=_any`
+/// matches any base (measured: 249 compares ID, the level and VERSION_ID only, and takes `_any`
+/// for an ID like any other; the sources have the three from 250).
+const READS_SCOPE_AND_ARCHITECTURE: u32 = 252;
 /// From this version on, systemd checks a root hash's signature against /etc/verity.d/ in
 /// userspace and knows a DDI's signature partition (the sources: 250). 247 hands a sidecar
 /// signature to the kernel, which checks it against its own keyring only (measured: the service
@@ -985,8 +1044,9 @@ const MATCHES_ID_LIKE: u32 = 257;
 const FORBIDS_OS_RELEASE: u32 = 254;
 
 /// Why an extension-release file doesn't match the base's os-release, the way systemd compares
-/// them (`extension_release_validate()`): the scope must include `portable`; `ARCHITECTURE=`,
-/// unless `_any`, the host's; ID the base's (or `_any`, or from 257 on one of its `ID_LIKE=`);
+/// them (`extension_release_validate()`): from 252 on the scope must include `portable` and
+/// `ARCHITECTURE=`, unless `_any`, be the host's; ID the base's (or from 252 on `_any`, or from
+/// 257 on one of its `ID_LIKE=`);
 /// then, if the base says a level or a VERSION_ID, the level if both say one, else the
 /// VERSION_ID, which the extension must then have.
 fn release_mismatch(
@@ -998,12 +1058,13 @@ fn release_mismatch(
 ) -> Option<String> {
     let get = |m: &BTreeMap<String, String>, k: &str| m.get(k).filter(|v| !v.is_empty()).cloned();
     let (scope_key, level_key) = kind.scope_and_level();
-    if let Some(scope) = ext.get(scope_key) {
+    let reads_scope = rules_of(systemd) >= READS_SCOPE_AND_ARCHITECTURE;
+    if let Some(scope) = ext.get(scope_key).filter(|_| reads_scope) {
         if !scope.split_whitespace().any(|w| w == "portable") {
             return Some(format!("{scope_key}={scope} does not include `portable`"));
         }
     }
-    if let Some(arch) = get(ext, "ARCHITECTURE") {
+    if let Some(arch) = get(ext, "ARCHITECTURE").filter(|_| reads_scope) {
         if arch != "_any" && arch != architecture {
             return Some(format!(
                 "ARCHITECTURE={arch}, the host's is {architecture} (check --architecture)"
@@ -1011,16 +1072,28 @@ fn release_mismatch(
         }
     }
     let Some(id) = get(ext, "ID") else {
-        return Some("no ID= (give the base's, or `_any`)".to_owned());
+        return Some(if reads_scope {
+            "no ID= (give the base's, or `_any`)".to_owned()
+        } else {
+            "no ID= (give the base's)".to_owned()
+        });
     };
-    if id == "_any" {
+    if id == "_any" && reads_scope {
         return None;
     }
     let base_id = base.get("ID").map(String::as_str).unwrap_or("");
     let like = base.get("ID_LIKE").map(String::as_str).unwrap_or("");
     let in_like = like.split_whitespace().any(|l| l == id);
     if id != base_id && !in_like {
-        return Some(format!("ID={id}, the base's ID={base_id}"));
+        let literal = if id == "_any" {
+            format!(
+                " (systemd {systemd} takes `_any` for an ID like any other; from \
+                 {READS_SCOPE_AND_ARCHITECTURE} on it matches any)"
+            )
+        } else {
+            String::new()
+        };
+        return Some(format!("ID={id}, the base's ID={base_id}{literal}"));
     }
     if id != base_id && rules_of(systemd) < MATCHES_ID_LIKE {
         return Some(format!(
@@ -1043,7 +1116,7 @@ fn release_mismatch(
 }
 
 /// Programs the unit's `Exec*=` settings run that the image lacks or can't run.
-fn check_programs(r: &mut Report, unit: &Unit, view: &View) {
+fn check_programs(r: &mut Report, unit: &Unit, view: &View, systemd: u32) {
     if unit.name.ends_with(".socket") {
         for setting in unit_file::host_programs(&unit.content) {
             r.error(Finding::runs(format!(
@@ -1069,6 +1142,25 @@ fn check_programs(r: &mut Report, unit: &Unit, view: &View) {
             None => value.split_whitespace().next().unwrap_or(""),
         };
         if program.is_empty() || program.contains('%') || program.contains('$') {
+            continue;
+        }
+        if !program.starts_with('/') && rules_of(systemd) < FINDS_NAMES_IN_THE_IMAGE {
+            let problem = format!(
+                "systemd {systemd} looks `{program}` up on the host as it loads the unit (from \
+                 {FINDS_NAMES_IN_THE_IMAGE} on, in the image as it runs it): the unit is \
+                 \"bad-setting\" unless the host has it, and runs only if the image has it \
+                 where the host does; name it by its path in the image"
+            );
+            r.missing_programs.push(report::Program {
+                unit: unit.name.clone(),
+                setting: key.to_owned(),
+                program: program.to_owned(),
+                why: problem.clone(),
+            });
+            r.error(Finding::runs(format!(
+                "{}: {key}={program}: {problem}",
+                unit.name
+            )));
             continue;
         }
         let candidates: Vec<PathBuf> = if program.starts_with('/') {
