@@ -140,7 +140,17 @@ let
     else if extension != null then
       needs "extensions (`portablectl attach --extension`)" 249
     else
-      true;
+      let
+        # 239's portabled looks for a profile drop-in for every unit and fails where the
+        # profile has none, which it has for services only (measured)
+        others = builtins.filter (n: builtins.match ".*[.]service" n == null) (
+          map (u: u.name) a.units
+        );
+      in
+      if others == [ ] then
+        true
+      else
+        needs "attaching units other than services (${builtins.concatStringsSep ", " others}: 239 refuses them, \"No such file or directory\")" 245;
 
   # `portable-service`, which `check` and `sysupdate` run as their builder
   toolsFor =

@@ -869,6 +869,10 @@ fn min_systemd_refuses_what_older_hosts_cannot_run() {
             "portableServiceExtension: `minSystemd` = 254 is older than configuration extensions attached by portabled, which came in systemd 257",
         ),
         (
+            "(demo { extra.minSystemd = 239; })",
+            "portableService: `minSystemd` = 239 is older than attaching units other than services (demo.socket: 239 refuses them, \"No such file or directory\"), which came in systemd 245",
+        ),
+        (
             "(demo { extra.minSystemd = 250; }).sysupdate { url = \"https://x/\"; }",
             "portableService: `minSystemd` = 250 is older than systemd-sysupdate, which came in systemd 251",
         ),
@@ -886,6 +890,7 @@ fn min_systemd_refuses_what_older_hosts_cannot_run() {
         "the image doesn't depend on minSystemd"
     );
     eval("(ext.app { extra.minSystemd = 249; }).drvPath").unwrap();
+    eval("(demo { extra.minSystemd = 245; }).drvPath").unwrap();
     // check by 247's rules: a signed hash tree is refused there, unsigned it runs
     let report = |expr: &str| {
         let out = build(expr);
