@@ -1144,60 +1144,53 @@ fn check_programs(r: &mut Report, unit: &Unit, view: &View, systemd: u32) {
         if program.is_empty() || program.contains('%') || program.contains('$') {
             continue;
         }
-        if !program.starts_with('/') && rules_of(systemd) < FINDS_NAMES_IN_THE_IMAGE {
-            let problem = format!(
+        let (problem, outcome) =
+            if !program.starts_with('/') && rules_of(systemd) < FINDS_NAMES_IN_THE_IMAGE {
+                let problem = format!(
                 "systemd {systemd} looks `{program}` up on the host as it loads the unit (from \
                  {FINDS_NAMES_IN_THE_IMAGE} on, in the image as it runs it): the unit is \
                  \"bad-setting\" unless the host has it, and runs only if the image has it \
                  where the host does; name it by its path in the image"
             );
-            r.missing_programs.push(report::Program {
-                unit: unit.name.clone(),
-                setting: key.to_owned(),
-                program: program.to_owned(),
-                why: problem.clone(),
-            });
-            r.error(Finding::runs(format!(
-                "{}: {key}={program}: {problem}",
-                unit.name
-            )));
-            continue;
-        }
-        let candidates: Vec<PathBuf> = if program.starts_with('/') {
-            vec![PathBuf::from(program)]
-        } else {
-            SEARCH_PATH
-                .iter()
-                .map(|d| Path::new(d).join(program))
-                .collect()
-        };
-        let found = candidates
-            .iter()
-            .map(|c| view.resolve(c))
-            .find(|res| matches!(res, Resolved::Found(..)));
-        let problem = match found {
-            Some(Resolved::Found(_, Node::File { mode })) if mode & 0o111 != 0 => continue,
-            _ if ignored => {
-                r.advice(&format!(
-                    "{}: {key}={}: the program can't run from the image, and `-` makes systemd \
-                     ignore that",
-                    unit.name, setting.value
-                ));
-                continue;
-            }
-            Some(Resolved::Found(p, Node::File { .. })) => {
-                format!("/{} is not executable", p.display())
-            }
-            Some(Resolved::Found(p, _)) => format!("/{} is not a file", p.display()),
-            _ if program.starts_with('/') => match view.resolve(Path::new(program)) {
-                Resolved::Missing(m) => format!("the image lacks /{}", m.display()),
-                _ => "a symlink loop".to_owned(),
-            },
-            _ => format!(
-                "not found in {} of the image",
-                SEARCH_PATH.map(|d| format!("/{d}")).join(":")
-            ),
-        };
+                (problem, "")
+            } else {
+                let candidates: Vec<PathBuf> = if program.starts_with('/') {
+                    vec![PathBuf::from(program)]
+                } else {
+                    SEARCH_PATH
+                        .iter()
+                        .map(|d| Path::new(d).join(program))
+                        .collect()
+                };
+                let found = candidates
+                    .iter()
+                    .map(|c| view.resolve(c))
+                    .find(|res| matches!(res, Resolved::Found(..)));
+                let problem = match found {
+                    Some(Resolved::Found(_, Node::File { mode })) if mode & 0o111 != 0 => continue,
+                    _ if ignored => {
+                        r.advice(&format!(
+                            "{}: {key}={}: the program can't run from the image, and `-` makes \
+                         systemd ignore that",
+                            unit.name, setting.value
+                        ));
+                        continue;
+                    }
+                    Some(Resolved::Found(p, Node::File { .. })) => {
+                        format!("/{} is not executable", p.display())
+                    }
+                    Some(Resolved::Found(p, _)) => format!("/{} is not a file", p.display()),
+                    _ if program.starts_with('/') => match view.resolve(Path::new(program)) {
+                        Resolved::Missing(m) => format!("the image lacks /{}", m.display()),
+                        _ => "a symlink loop".to_owned(),
+                    },
+                    _ => format!(
+                        "not found in {} of the image",
+                        SEARCH_PATH.map(|d| format!("/{d}")).join(":")
+                    ),
+                };
+                (problem, " (the unit fails with 203/EXEC)")
+            };
         r.missing_programs.push(report::Program {
             unit: unit.name.clone(),
             setting: key.to_owned(),
@@ -1205,7 +1198,7 @@ fn check_programs(r: &mut Report, unit: &Unit, view: &View, systemd: u32) {
             why: problem.clone(),
         });
         r.error(Finding::runs(format!(
-            "{}: {key}={program}: {problem} (the unit fails with 203/EXEC)",
+            "{}: {key}={program}: {problem}{outcome}",
             unit.name
         )));
     }
