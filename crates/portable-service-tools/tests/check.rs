@@ -882,6 +882,14 @@ fn the_verity_files_beside_an_image_must_match_it() {
         report.contains("systemd 262 refuses to start its services"),
         "{report}"
     );
+    // 245 reads no hash tree beside the image: it runs unchecked (measured), and check says
+    // so (its verdict here is the base's `sh`, which 245 looks for on the host)
+    let (_, report) = check_path(&raw, &["--systemd", "245"]);
+    assert!(!report.contains("error (verity)"), "{report}");
+    assert!(
+        report.contains("systemd 245 reads no hash tree beside an image"),
+        "{report}"
+    );
 
     // 8 bytes of the image changed: the kernel would fail the read, check refuses (a
     // one-block image has no tree level: the root hash itself no longer matches)
