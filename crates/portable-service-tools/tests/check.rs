@@ -292,14 +292,14 @@ fn systemd_239_refuses_sockets_and_reads_usr_lib_first() {
     assert!(report.contains("/no/such"), "{report}");
     assert!(!report.contains("systemd 249 mounts"), "{report}");
 
-    // the race, and services that didn't start in the VMs: said, not refused
+    // the race, and PrivateUsers= on a new kernel: said, not refused
     let (_, report) = check(&t, &[], &["--systemd", "239"]);
     assert!(
         report.contains("systemd 239 mounts an image of one file system through /dev/block"),
         "{report}"
     );
     assert!(
-        report.contains("a verdict that they run is not measured: try them on your hosts"),
+        report.contains("PrivateUsers=yes, which the default, nonetwork and strict profiles"),
         "{report}"
     );
 }
