@@ -426,7 +426,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
             )));
         }
     }
-    if rules_of(options.systemd) < PROFILES_SERVICES_ONLY && !units.is_empty() {
+    if rules_of(options.systemd) < PRIVATE_USERS_ON_LINUX_6 && !units.is_empty() {
         r.advice(&format!(
             "systemd {}'s PrivateUsers=yes, which the default, nonetwork and strict profiles \
              set, failed every service on Linux 6.1 (217/USER, or 203/EXEC with DynamicUser=; \
@@ -1017,6 +1017,9 @@ const FOLLOWS_ABSOLUTE_UNIT_LINKS: u32 = 262;
 /// `socket.conf` in the profile and takes its absence for an error; RHEL 8.10's 239 does the
 /// same; 245 fixed the comparison).
 const PROFILES_SERVICES_ONLY: u32 = 245;
+/// From this version on, `PrivateUsers=yes` (in every profile but `trusted`) sets up a
+/// service on Linux 6.1 (measured: 239's fails, 217/USER; 245's runs).
+const PRIVATE_USERS_ON_LINUX_6: u32 = 245;
 /// From this version on, portabled waits for udev's link to an image's loop device before it
 /// mounts an image of one file system (measured: 239 lost that race now and then; the sources:
 /// 245.7).
@@ -1131,6 +1134,48 @@ fn release_mismatch(
     }
 }
 
+/// Why `program` (of an `Exec*=` setting) can't run from the image, or `None` when it can: a
+/// path must be an executable file there; a name is looked for in systemd's default PATH.
+fn why_it_cannot_run(view: &View, program: &str) -> Option<String> {
+    let candidates: Vec<PathBuf> = if program.starts_with('/') {
+        vec![PathBuf::from(program)]
+    } else {
+        SEARCH_PATH
+            .iter()
+            .map(|d| Path::new(d).join(program))
+            .collect()
+    };
+    let found = candidates
+        .iter()
+        .map(|c| view.resolve(c))
+        .find(|res| matches!(res, Resolved::Found(..)));
+    Some(match found {
+        Some(Resolved::Found(_, Node::File { mode })) if mode & 0o111 != 0 => return None,
+        Some(Resolved::Found(p, Node::File { .. })) => {
+            format!("/{} is not executable", p.display())
+        }
+        Some(Resolved::Found(p, _)) => format!("/{} is not a file", p.display()),
+        _ if program.starts_with('/') => match view.resolve(Path::new(program)) {
+            Resolved::Missing(m) => format!("the image lacks /{}", m.display()),
+            _ => "a symlink loop".to_owned(),
+        },
+        _ => format!(
+            "not found in {} of the image",
+            SEARCH_PATH.map(|d| format!("/{d}")).join(":")
+        ),
+    })
+}
+
+/// What systemd before [`FINDS_NAMES_IN_THE_IMAGE`] does with a program named without a path.
+fn looked_up_on_the_host(systemd: u32, program: &str) -> String {
+    format!(
+        "systemd {systemd} looks `{program}` up on the host as it loads the unit (from \
+         {FINDS_NAMES_IN_THE_IMAGE} on, in the image as it runs it): the unit is \"bad-setting\" \
+         unless the host has it, and runs only if the image has it where the host does; name it \
+         by its path in the image"
+    )
+}
+
 /// Programs the unit's `Exec*=` settings run that the image lacks or can't run.
 fn check_programs(r: &mut Report, unit: &Unit, view: &View, systemd: u32) {
     if unit.name.ends_with(".socket") {
@@ -1162,49 +1207,19 @@ fn check_programs(r: &mut Report, unit: &Unit, view: &View, systemd: u32) {
         }
         let (problem, outcome) =
             if !program.starts_with('/') && rules_of(systemd) < FINDS_NAMES_IN_THE_IMAGE {
-                let problem = format!(
-                "systemd {systemd} looks `{program}` up on the host as it loads the unit (from \
-                 {FINDS_NAMES_IN_THE_IMAGE} on, in the image as it runs it): the unit is \
-                 \"bad-setting\" unless the host has it, and runs only if the image has it \
-                 where the host does; name it by its path in the image"
-            );
-                (problem, "")
+                (looked_up_on_the_host(systemd, program), "")
             } else {
-                let candidates: Vec<PathBuf> = if program.starts_with('/') {
-                    vec![PathBuf::from(program)]
-                } else {
-                    SEARCH_PATH
-                        .iter()
-                        .map(|d| Path::new(d).join(program))
-                        .collect()
+                let Some(problem) = why_it_cannot_run(view, program) else {
+                    continue;
                 };
-                let found = candidates
-                    .iter()
-                    .map(|c| view.resolve(c))
-                    .find(|res| matches!(res, Resolved::Found(..)));
-                let problem = match found {
-                    Some(Resolved::Found(_, Node::File { mode })) if mode & 0o111 != 0 => continue,
-                    _ if ignored => {
-                        r.advice(&format!(
-                            "{}: {key}={}: the program can't run from the image, and `-` makes \
+                if ignored {
+                    r.advice(&format!(
+                        "{}: {key}={}: the program can't run from the image, and `-` makes \
                          systemd ignore that",
-                            unit.name, setting.value
-                        ));
-                        continue;
-                    }
-                    Some(Resolved::Found(p, Node::File { .. })) => {
-                        format!("/{} is not executable", p.display())
-                    }
-                    Some(Resolved::Found(p, _)) => format!("/{} is not a file", p.display()),
-                    _ if program.starts_with('/') => match view.resolve(Path::new(program)) {
-                        Resolved::Missing(m) => format!("the image lacks /{}", m.display()),
-                        _ => "a symlink loop".to_owned(),
-                    },
-                    _ => format!(
-                        "not found in {} of the image",
-                        SEARCH_PATH.map(|d| format!("/{d}")).join(":")
-                    ),
-                };
+                        unit.name, setting.value
+                    ));
+                    continue;
+                }
                 (problem, " (the unit fails with 203/EXEC)")
             };
         r.missing_programs.push(report::Program {
