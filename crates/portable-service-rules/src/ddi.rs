@@ -27,6 +27,12 @@ pub const FIRST_PARTITION: u64 = 1 << 20;
 pub const SIGNATURE_ROOM: u64 = 16 * 1024;
 /// Partitions start and end on 4096 bytes: dm-verity's block.
 const ALIGN: u64 = 4096;
+/// The smallest DDI written here: libblkid before util-linux 2.38 takes a device of 1440 KiB or
+/// less for a floppy and looks for no GPT on it, so a systemd linked with it finds no partition
+/// table in a smaller DDI (measured: 249 on Debian 11's libblkid 2.36.1 refused a 1 MiB
+/// extension, "Couldn't identify a suitable partition table or file system"; Debian 12's 2.38.1
+/// reads it). A smaller image gets free space before its backup table.
+pub const MIN_SIZE: u64 = 1440 * 1024 + ALIGN;
 /// The table's entries (128 of 128 bytes) and the header after them.
 const TABLE_SECTORS: u64 = 128 * 128 / SECTOR;
 /// GPT attribute bit 60: read-only.
@@ -224,13 +230,20 @@ impl Layout {
         let root = FIRST_PARTITION..FIRST_PARTITION + align_up(root_len);
         let verity = root.end..root.end + align_up(verity_len);
         let signature = verity.end..verity.end + SIGNATURE_ROOM;
-        let size = signature.end + (TABLE_SECTORS + 1) * SECTOR;
+        let size = Layout::tight_size(&signature).max(MIN_SIZE);
         Layout {
             root,
             verity,
             signature,
             size,
         }
+    }
+}
+
+impl Layout {
+    /// The size without [`MIN_SIZE`]'s room, which DDIs built before 2026-12-05 have.
+    fn tight_size(signature: &Range<u64>) -> u64 {
+        signature.end + (TABLE_SECTORS + 1) * SECTOR
     }
 }
 
@@ -594,10 +607,13 @@ pub fn layout_of(table: &Table, size: u64) -> Result<(Layout, &'static Architect
     let chosen = table.single()?;
     let (root, arch) = (chosen.root, chosen.arch);
     let verity = chosen.verity.context("there is no root-verity partition")?;
-    let layout = Layout::new(
+    let mut layout = Layout::new(
         root.range.end - root.range.start,
         verity.range.end - verity.range.start,
     );
+    if size == Layout::tight_size(&layout.signature) {
+        layout.size = size;
+    }
     if layout.root != root.range || layout.verity != verity.range || layout.size != size {
         bail!(
             "its partitions are not where portableService puts them (root at {:?}, verity at \

@@ -33,6 +33,11 @@ fn disk() -> Disk {
 
 /// The same for the architecture of Nix system `system`.
 fn disk_for(system: &str) -> Disk {
+    disk_with(system, 600_000)
+}
+
+/// The same with `words` 4-byte words of data in it (0: a root of a few KiB).
+fn disk_with(system: &str, words: u32) -> Disk {
     let d = Disk {
         dir: tempfile::tempdir().unwrap(),
     };
@@ -63,9 +68,7 @@ fn disk_for(system: &str) -> Disk {
     // enough data for a tree of two levels
     fs::write(
         root.join("data"),
-        (0..600_000u32)
-            .flat_map(|i| i.to_le_bytes())
-            .collect::<Vec<_>>(),
+        (0..words).flat_map(|i| i.to_le_bytes()).collect::<Vec<_>>(),
     )
     .unwrap();
     let ok = Command::new("mksquashfs")
@@ -237,6 +240,47 @@ fn sign_adds_the_signature_partition_and_moves_nothing() {
         !accepted,
         "the old key's certificate no longer verifies: {report}"
     );
+}
+
+/// A DDI smaller than 1440 KiB is no disk to libblkid before util-linux 2.38 (systemd 249 on
+/// Debian 11's found no partition table in a 1 MiB one, measured): a small image is padded past
+/// it, its backup table at the new end; one built before, without the room, is still signed.
+#[test]
+fn a_small_disk_is_made_big_enough_for_old_libblkid() {
+    let d = disk_with("x86_64-linux", 0);
+    let size = fs::metadata(d.image()).unwrap().len();
+    assert_eq!(size, ddi::MIN_SIZE);
+    assert!(size > 1440 * 1024);
+    let bytes = fs::read(d.image()).unwrap();
+    let alternate = u64::from_le_bytes(bytes[512 + 32..512 + 40].try_into().unwrap());
+    assert_eq!(alternate, size / 512 - 1, "the backup header ends the file");
+    assert_eq!(&bytes[(size - 512) as usize..][..8], b"EFI PART");
+    let (ok, report) = check(&d.image(), &[]);
+    assert!(ok, "{report}");
+
+    // the tight layout of before: the same partitions, the backup table right after the
+    // signature's room
+    let table = ddi::read_table(&d.image()).unwrap();
+    let (mut layout, arch) = ddi::layout_of(&table, size).unwrap();
+    let root = table.find(Designator::Root).unwrap();
+    let verity = table.find(Designator::RootVerity).unwrap();
+    let mut root_hash = [0u8; 32];
+    root_hash[..16].copy_from_slice(&root.uuid);
+    root_hash[16..].copy_from_slice(&verity.uuid);
+    layout.size = layout.signature.end + 33 * 512;
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(d.image())
+        .unwrap();
+    file.set_len(layout.size).unwrap();
+    ddi::write_table(&mut file, arch, &layout, &root_hash, None).unwrap();
+    drop(file);
+    let out = sign(&key(&d, "fleet"), &d.image(), &[]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(fs::metadata(d.image()).unwrap().len(), layout.size);
+    let (ok, report) = check(&d.image(), &[]);
+    assert!(ok, "{report}");
 }
 
 #[test]
