@@ -41,6 +41,7 @@ let
       "meta"
       "passthru"
       "minSystemd"
+      "profile"
     ]
     ++ (if args.portablePrefixes or null == null then [ "portablePrefixes" ] else [ ])
   );
@@ -124,6 +125,21 @@ let
         "must be null or a systemd version from 239 (the first with portable services), such as 247 or 252"
     else
       v;
+  # The profile the hosts attach with; `check` judges by it. It doesn't change the image.
+  profile =
+    let
+      v = args.profile or null;
+      shipped = [
+        "default"
+        "nonetwork"
+        "strict"
+        "trusted"
+      ];
+    in
+    if v == null || builtins.elem v shipped then
+      v
+    else
+      a.fail "profile" v "must be null or a profile systemd ships: ${builtins.concatStringsSep ", " shipped}";
   # `what` came in systemd `since` (its sources; README's table has what the VMs measured)
   needs =
     what: since:
@@ -185,6 +201,15 @@ let
         [
           "--systemd"
           (toString minSystemd)
+        ]
+      else
+        [ ]
+    )
+    ++ (
+      if profile != null then
+        [
+          "--profile"
+          profile
         ]
       else
         [ ]
@@ -367,7 +392,7 @@ let
     else
       again (args // changes);
 in
-builtins.seq imageNeeds drv
+builtins.seq imageNeeds (builtins.seq profile drv)
 // {
   # The image file itself, for other Nix code: "${img.image}" is <out>/<fileName>.
   inherit

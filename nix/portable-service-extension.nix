@@ -38,6 +38,9 @@ let
       format ? "squashfs",
       # the oldest systemd the image's hosts run (README: "Old hosts"); null: not said
       minSystemd ? null,
+      # the profile the hosts attach with (`portablectl attach --profile`), which `check`
+      # judges by; null: portablectl's own, "default"
+      profile ? null,
       meta ? { },
       passthru ? { },
     }@args:

@@ -37,6 +37,9 @@ let
       format ? "squashfs",
       # the oldest systemd the image's hosts run (README: "Old hosts"); null: not said
       minSystemd ? null,
+      # the profile the hosts attach with (`portablectl attach --profile`), which `check`
+      # judges by; null: portablectl's own, "default"
+      profile ? null,
       # as nixpkgs' derivations have them; meta.description and meta.homepage default to the
       # image's description and homepage
       meta ? { },

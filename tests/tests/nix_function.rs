@@ -876,6 +876,10 @@ fn min_systemd_refuses_what_older_hosts_cannot_run() {
             "(demo { extra.minSystemd = 250; }).sysupdate { url = \"https://x/\"; }",
             "portableService: `minSystemd` = 250 is older than systemd-sysupdate, which came in systemd 251",
         ),
+        (
+            "(demo { extra.profile = \"mine\"; })",
+            "portableService: `profile` = \"mine\" must be null or a profile systemd ships: default, nonetwork, strict, trusted",
+        ),
     ];
     for (expr, expected) in cases {
         let err = eval_error(expr);
@@ -906,5 +910,28 @@ fn min_systemd_refuses_what_older_hosts_cannot_run() {
     assert!(
         err.contains("checks it against the kernel's keyring only"),
         "{err}"
+    );
+    // 239 runs a service from the host's root under every profile but trusted: check says
+    // so, and judges by the profile the hosts attach with
+    let services = "(demo { socket = false; extra = { minSystemd = 239; PROFILE }; })";
+    let err = try_build(&format!("{}.check", services.replace("PROFILE", "")), &[])
+        .expect_err("239's default profile runs the service from the host's root");
+    assert!(err.contains("attach with `--profile trusted`"), "{err}");
+    let trusted = report(&format!(
+        "{}.check",
+        services.replace("PROFILE", "profile = \"trusted\";")
+    ));
+    assert!(
+        trusted.contains("(systemd 239 rules)") && trusted.contains("--profile trusted"),
+        "{trusted}"
+    );
+    assert_eq!(
+        eval(&format!(
+            "{}.drvPath",
+            services.replace("PROFILE", "profile = \"trusted\";")
+        ))
+        .unwrap(),
+        eval(&format!("{}.drvPath", services.replace("PROFILE", ""))).unwrap(),
+        "the image doesn't depend on the profile"
     );
 }

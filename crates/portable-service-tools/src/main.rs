@@ -261,11 +261,14 @@ struct CheckArgs {
     /// portablectl takes it).
     #[arg(long = "prefix", value_name = "P")]
     prefixes: Vec<String>,
-    /// The systemd version whose rules decide: those measured (247, 252, 254, 257, 262) as
-    /// measured, another by the rules of the newest measured version not above it (239 to 246
-    /// by 247's).
+    /// The systemd version whose rules decide: those measured (239, 245, 247, 249, 252, 254,
+    /// 257, 262) as measured, another by the rules of the newest measured version not above it
+    /// (248 by 247's, 250 and 251 by 249's).
     #[arg(long, default_value_t = check::NEWEST, value_parser = clap::value_parser!(u32).range(check::OLDEST as i64..))]
     systemd: u32,
+    /// The profile the hosts attach with (`portablectl attach --profile`), one systemd ships.
+    #[arg(long, default_value = "default", value_parser = check::PROFILES)]
+    profile: String,
     /// A certificate the hosts trust (as in their /etc/verity.d/): the images' root hash
     /// signatures must have been made by one of them.
     #[arg(long = "cert", value_name = "CERT.pem")]
@@ -310,6 +313,7 @@ fn check_command(args: CheckArgs) -> Result<bool> {
         systemd: args.systemd,
         store_dir: args.store_dir.into(),
         architecture: args.architecture,
+        profile: args.profile,
     };
     let report = check::check(&base, &extensions, &options)?;
     let text = if args.json {

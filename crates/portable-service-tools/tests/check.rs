@@ -269,6 +269,13 @@ fn systemd_239_refuses_sockets_and_reads_usr_lib_first() {
     );
     let (ok, report) = check(&t, &[], &["--systemd", "247"]);
     assert!(ok, "{report}");
+    // a socket masked by a link to /dev/null is looked up the same (measured)
+    let mut t = base();
+    t.insert("lib/systemd/system/svc.socket", E::Link("/dev/null"));
+    let args = ["--systemd", "239", "--profile", "trusted"];
+    refused(&t, &[], &args, "it refuses svc.socket");
+    let (ok, report) = check(&t, &[], &["--systemd", "247"]);
+    assert!(ok, "{report}");
 
     // one unit name in /usr/lib and /lib: 239 attaches /usr/lib's, 245 to 254 /lib's
     let mut t = base();
@@ -281,7 +288,7 @@ fn systemd_239_refuses_sockets_and_reads_usr_lib_first() {
         "lib/systemd/system/svc.service",
         E::File("[Service]\nExecStart=/no/such\n", 0o644),
     );
-    let (ok, report) = check(&t, &[], &["--systemd", "239"]);
+    let (ok, report) = check(&t, &[], &["--systemd", "239", "--profile", "trusted"]);
     assert!(ok, "{report}");
     assert!(
         report.contains("attached: svc.service (svc_1:/usr/lib/systemd/system/svc.service)"),
@@ -292,15 +299,77 @@ fn systemd_239_refuses_sockets_and_reads_usr_lib_first() {
     assert!(report.contains("/no/such"), "{report}");
     assert!(!report.contains("systemd 249 mounts"), "{report}");
 
-    // the race, and PrivateUsers= on a new kernel: said, not refused
-    let (_, report) = check(&t, &[], &["--systemd", "239"]);
+    // the race: said, not refused
+    let (_, report) = check(&t, &[], &["--systemd", "239", "--profile", "trusted"]);
     assert!(
         report.contains("systemd 239 mounts an image of one file system through /dev/block"),
         "{report}"
     );
+}
+
+#[test]
+fn systemd_239_runs_a_service_with_private_devices_from_the_host_root() {
+    let from_the_host = "ExecStart=/bin/sh: systemd 239 runs a service with PrivateDevices=yes";
+    let mut t = base();
+    t.insert(
+        "etc/systemd/system/svc.service",
+        E::File(
+            "[Service]\nExecStart=/bin/sh\nExecStartPre=-/bin/sh\n",
+            0o644,
+        ),
+    );
+    // the default profile, and every other but trusted, sets PrivateDevices=yes
+    for profile in ["default", "nonetwork", "strict"] {
+        let (ok, report) = check(&t, &[], &["--systemd", "239", "--profile", profile]);
+        assert!(!ok, "{profile}: {report}");
+        assert!(report.contains(from_the_host), "{profile}: {report}");
+        assert!(
+            report.contains("attach with `--profile trusted`"),
+            "{report}"
+        );
+        // `-`: a failure systemd ignores
+        assert!(
+            report.contains("ExecStartPre=-/bin/sh: systemd 239 runs") && report.contains("advice"),
+            "{report}"
+        );
+    }
+    let (ok, report) = check(&t, &[], &["--systemd", "239"]);
+    assert!(!ok && report.contains(from_the_host), "{report}");
+    let (ok, report) = check(&t, &[], &["--systemd", "239", "--profile", "trusted"]);
+    assert!(ok, "{report}");
     assert!(
-        report.contains("PrivateUsers=yes, which the default, nonetwork and strict profiles"),
+        report.contains("attached with --profile trusted"),
         "{report}"
+    );
+    // 245 runs it from the image, as every later version
+    let (ok, report) = check(&t, &[], &["--systemd", "245"]);
+    assert!(ok, "{report}");
+
+    // the unit's own setting counts, whatever the profile
+    t.insert(
+        "etc/systemd/system/svc.service",
+        E::File("[Service]\nExecStart=/bin/sh\nPrivateDevices=yes\n", 0o644),
+    );
+    let (ok, report) = check(&t, &[], &["--systemd", "239", "--profile", "trusted"]);
+    assert!(!ok && report.contains(from_the_host), "{report}");
+    t.insert(
+        "etc/systemd/system/svc.service",
+        E::File("[Service]\nExecStart=/bin/sh\nPrivateDevices=no\n", 0o644),
+    );
+    let (ok, report) = check(&t, &[], &["--systemd", "239"]);
+    assert!(ok, "{report}");
+
+    // a profile systemd doesn't ship is a usage error
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portable-service"))
+        .args(["check", "--profile", "mine"])
+        .arg(image(dir.path(), "svc_1.raw", &base()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("'mine'"),
+        "{out:?}"
     );
 }
 

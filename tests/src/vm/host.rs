@@ -3,7 +3,9 @@
 //! attach), and the reset that puts the guest back as it booted when the scenario ends.
 
 use crate::guest::Systemd;
-use portable_service_tools::check::{rules_of, ATTACHES_EXTENSIONS};
+use portable_service_tools::check::{
+    rules_of, ATTACHES_EXTENSIONS, PRIVATE_DEVICES_IN_THE_IMAGE, PROFILES_SERVICES_ONLY,
+};
 use std::cell::RefCell;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -255,12 +257,50 @@ impl Host {
         self.ok(&args)
     }
 
+    /// Whether portabled attaches services only (239: any other unit fails the attach).
+    pub fn attaches_services_only(&self) -> bool {
+        self.rules() < PROFILES_SERVICES_ONLY
+    }
+
+    /// The Nix expression of the demo image with `args` (tests/nix/demo.nix), for this guest:
+    /// its services alone where systemd attaches nothing else (239).
+    pub fn demo(&self, args: &str) -> String {
+        if self.attaches_services_only() {
+            format!("demo {{ socket = false; {args} }}")
+        } else {
+            format!("demo {{ {args} }}")
+        }
+    }
+
+    /// The profile the scenarios attach with where they don't name one: `trusted` where every
+    /// other runs a service from the host's root (239, as check says), else portablectl's
+    /// default. The guest's 239 wrapper attaches with it.
+    pub fn profile(&self) -> &'static str {
+        if self.rules() < PRIVATE_DEVICES_IN_THE_IMAGE {
+            "trusted"
+        } else {
+            "default"
+        }
+    }
+
     /// `portable-service check` (the static build tests/setup.sh makes) on images of
-    /// the guest (`/images/...`), with the rules of the guest's systemd version:
-    /// (accepted, report).
+    /// the guest (`/images/...`), with the rules of the guest's systemd version and
+    /// [`Host::profile`]: (accepted, report).
     pub fn check(&self, image: &str, extensions: &[&str], matches: &[&str]) -> (bool, String) {
+        self.check_with(image, extensions, matches, self.profile())
+    }
+
+    /// [`Host::check`] with the profile `profile`.
+    pub fn check_with(
+        &self,
+        image: &str,
+        extensions: &[&str],
+        matches: &[&str],
+        profile: &str,
+    ) -> (bool, String) {
         let mut cmd = Command::new(crate::tools());
         cmd.arg("check").arg(self.host_copy(image));
+        cmd.args(["--profile", profile]);
         for ext in extensions {
             cmd.arg("--extension").arg(self.host_copy(ext));
         }

@@ -270,6 +270,12 @@ fn read_script_output(said: &str) -> BTreeMap<String, Measured> {
                 if *load == "masked" {
                     continue;
                 }
+                // 239 copies units one by one and leaves those it copied before it refused
+                // one (measured): its verdict is the refusal portablectl says
+                if m.verdict == Verdict::Refused {
+                    m.said.push_str(&format!(" [{name} left behind]"));
+                    continue;
+                }
                 m.units.insert(name.to_string());
                 if *status != "0" {
                     m.verdict = Verdict::Fails;

@@ -27,8 +27,8 @@ on_every_systemd_but_254!(
 
 const SIGNER: &str = "portable-service-tests";
 
-fn verity_demo() -> PathBuf {
-    raw_file(&build("demo { extra = { verity = true; }; }"))
+fn verity_demo(c: &Host) -> PathBuf {
+    raw_file(&build(&c.demo("extra = { verity = true; };")))
 }
 
 /// `portablectl attach --runtime` without starting, for images whose service must then fail
@@ -48,7 +48,7 @@ fn a_signed_image_runs_where_its_certificate_is_trusted(systemd: Systemd) {
     let c = Host::open(systemd);
     let key = SigningKey::new(SIGNER);
     let work = tempfile::tempdir().unwrap();
-    let signed = key.sign_copy(&verity_demo(), work.path());
+    let signed = key.sign_copy(&verity_demo(&c), work.path());
     let image = c.add_image(&signed, "demo_1.0.raw");
     if c.rules() < 247 {
         return beside_the_image_is_unread(&c, &image);
@@ -110,7 +110,7 @@ fn a_signed_image_runs_where_its_certificate_is_trusted(systemd: Systemd) {
     c.ok(&["portablectl", "detach", "--now", "--runtime", "demo_1.0"]);
 
     // a plain image on the same host is unaffected
-    let plain = c.add_image(&raw_file(&build("demo { }")), "plain/demo_1.0.raw");
+    let plain = c.add_image(&raw_file(&build(&c.demo(""))), "plain/demo_1.0.raw");
     c.portablectl("attach", &["--now", "--runtime"], &plain);
     c.assert_active("demo.service");
     assert_eq!(c.verity_devices(), 0, "{}", c.diagnostics());
@@ -171,7 +171,7 @@ fn a_changed_image_fails_its_read(systemd: Systemd) {
     let c = Host::open(systemd);
     let key = SigningKey::new(SIGNER);
     let work = tempfile::tempdir().unwrap();
-    let signed = key.sign_copy(&verity_demo(), work.path());
+    let signed = key.sign_copy(&verity_demo(&c), work.path());
     let changed_dir = tempfile::tempdir().unwrap();
     let changed = changed(&signed, changed_dir.path());
     if c.rules() < 252 {
@@ -218,7 +218,7 @@ fn a_changed_image_fails_its_read(systemd: Systemd) {
 
 fn an_unsigned_hash_tree_runs_before_262_only(systemd: Systemd) {
     let c = Host::open(systemd);
-    let image = c.add_image(&verity_demo(), "demo_1.0.raw");
+    let image = c.add_image(&verity_demo(&c), "demo_1.0.raw");
     let (accepted, report) = c.check(&image, &[], &[]);
     if c.rules() < 262 {
         assert!(accepted, "{report}");
@@ -242,7 +242,7 @@ fn an_extension_with_verity_runs_over_a_base_with_verity(systemd: Systemd) {
     let c = Host::open(systemd);
     let key = SigningKey::new(SIGNER);
     let work = tempfile::tempdir().unwrap();
-    let base = key.sign_copy(&verity_demo(), work.path());
+    let base = key.sign_copy(&verity_demo(&c), work.path());
     let app = key.sign_copy(
         &raw_file(&build("ext.app { extra = { verity = true; }; }")),
         work.path(),

@@ -102,7 +102,14 @@ pub struct Options {
     /// The host's architecture as systemd names it (`x86-64`, `arm64`), which an extension's
     /// `ARCHITECTURE=` must match.
     pub architecture: String,
+    /// The profile the images are attached with (`portablectl attach --profile`): one of
+    /// [`PROFILES`].
+    pub profile: String,
 }
+
+/// The profiles systemd ships, the ones `check` knows the settings of; `default` is
+/// portablectl's own default.
+pub const PROFILES: [&str; 4] = ["default", "nonetwork", "strict", "trusted"];
 
 /// This machine's architecture as systemd names it (its `architecture_to_string()`).
 pub fn this_architecture() -> String {
@@ -130,6 +137,7 @@ impl Default for Options {
             certs: Vec::new(),
             signed_later: false,
             architecture: this_architecture(),
+            profile: "default".to_owned(),
         }
     }
 }
@@ -152,7 +160,7 @@ fn unjudgeable(e: anyhow::Error) -> anyhow::Result<anyhow::Error> {
 /// Checks `base` with `extensions` layered on it: the report, or an error when a file that
 /// decides the verdict is too large to read.
 pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::Result<Report> {
-    let mut r = Report::new(base, options.systemd);
+    let mut r = Report::new(base, options.systemd, &options.profile);
 
     // os-release: portabled refuses an image without one
     let mut os_release = None;
@@ -405,10 +413,12 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
         )));
     }
     if rules_of(options.systemd) < PROFILES_SERVICES_ONLY {
+        // a masked unit (empty, or a link to /dev/null) is looked up too (measured: a socket
+        // linked to /dev/null failed 239's attach)
         let attached = units.iter().map(|(u, _)| &u.name).chain(
             r.skipped_units
                 .iter()
-                .filter(|s| s.why.starts_with("empty: attached"))
+                .filter(|s| s.why.starts_with("empty: attached") || s.why.starts_with("masked"))
                 .map(|s| &s.name),
         );
         let others: Vec<String> = attached
@@ -419,29 +429,21 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
             r.error(Finding::refused(format!(
                 "Failed to attach image: No such file or directory. (systemd {} looks for a \
                  profile drop-in for every unit it attaches, and the profiles have one for \
-                 services only: it refuses {}; from {PROFILES_SERVICES_ONLY} on a unit whose \
-                 type has none gets none)",
+                 services only: it refuses {}, and the units it copied before stay behind; \
+                 from {PROFILES_SERVICES_ONLY} on a unit whose type has none gets none)",
                 options.systemd,
                 others.join(", ")
             )));
         }
     }
-    if rules_of(options.systemd) < PRIVATE_USERS_ON_LINUX_6 && !units.is_empty() {
-        r.advice(&format!(
-            "systemd {}'s PrivateUsers=yes, which the default, nonetwork and strict profiles \
-             set, failed every service on Linux 6.1 (217/USER, or 203/EXEC with DynamicUser=; \
-             measured), while `--profile trusted` ran them: on a newer kernel than RHEL 8's \
-             4.18 attach with that profile, and a verdict that the units run is not measured \
-             on 4.18",
-            options.systemd
-        ));
-    }
     if rules_of(options.systemd) < WAITS_FOR_UDEV && base.disk.is_none() {
         r.advice(&format!(
             "systemd {} mounts an image of one file system through /dev/block/MAJ:MIN before \
              udev need have made that link, so an attach fails now and then saying the image \
-             \"lacks os-release data\" (measured: 5 of 40 attaches in a VM; from 245.7 on it \
-             waits); a Discoverable Disk Image (`format = \"ddi\"`) has no such race",
+             \"lacks os-release data\" (measured: 2 and 5 of 40 attaches in a VM), and so does \
+             a service's start, 226/NAMESPACE, \"Failed to set up mount namespacing: No such \
+             file or directory\" (from 245.7 on it waits); a Discoverable Disk Image \
+             (`format = \"ddi\"`) has no such race",
             options.systemd
         ));
     }
@@ -469,7 +471,14 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
                     .push(format!("/{dir} (for {})", unit.name));
             }
         }
-        check_programs(&mut r, unit, &uview, options.systemd);
+        let root = if rules_of(options.systemd) < PRIVATE_DEVICES_IN_THE_IMAGE
+            && private_devices(unit, &options.profile)
+        {
+            ProgramsFrom::HostRoot
+        } else {
+            ProgramsFrom::Image
+        };
+        check_programs(&mut r, unit, &uview, options.systemd, root);
     }
     for m in r.missing_mount_points.clone() {
         r.error(Finding::runs(format!(
@@ -1016,10 +1025,12 @@ const FOLLOWS_ABSOLUTE_UNIT_LINKS: u32 = 262;
 /// refuses an image with a socket to attach, "No such file or directory": it looks for
 /// `socket.conf` in the profile and takes its absence for an error; RHEL 8.10's 239 does the
 /// same; 245 fixed the comparison).
-const PROFILES_SERVICES_ONLY: u32 = 245;
-/// From this version on, `PrivateUsers=yes` (in every profile but `trusted`) sets up a
-/// service on Linux 6.1 (measured: 239's fails, 217/USER; 245's runs).
-const PRIVATE_USERS_ON_LINUX_6: u32 = 245;
+pub const PROFILES_SERVICES_ONLY: u32 = 245;
+/// From this version on, a service with `PrivateDevices=yes` (every profile but `trusted`
+/// sets it) runs in its image (measured: under it 239 ran a `RootImage=` service's programs
+/// from the host's root, so the image's failed 203/EXEC and a program the host has at that path
+/// ran in their place; 245 ran the image's).
+pub const PRIVATE_DEVICES_IN_THE_IMAGE: u32 = 245;
 /// From this version on, portabled waits for udev's link to an image's loop device before it
 /// mounts an image of one file system (measured: 239 lost that race now and then; the sources:
 /// 245.7).
@@ -1176,8 +1187,40 @@ fn looked_up_on_the_host(systemd: u32, program: &str) -> String {
     )
 }
 
+fn run_from_the_host_root(systemd: u32) -> String {
+    format!(
+        "systemd {systemd} runs a service with PrivateDevices=yes (the unit's own, or that of \
+         every profile but `trusted`) from the host's root, not the image's (measured; from \
+         {PRIVATE_DEVICES_IN_THE_IMAGE} on, from the image): it fails unless the host has the \
+         program, and then runs the host's; attach with `--profile trusted`"
+    )
+}
+
+/// Where a service's programs come from.
+#[derive(Clone, Copy, PartialEq)]
+enum ProgramsFrom {
+    Image,
+    /// The host's root, in place of the image's (239 with `PrivateDevices=yes`).
+    HostRoot,
+}
+
+/// Whether a service runs with `PrivateDevices=yes`: its own setting, or else the profile's
+/// (every profile systemd ships sets it but `trusted`).
+fn private_devices(unit: &Unit, profile: &str) -> bool {
+    if !unit.name.ends_with(".service") {
+        return false;
+    }
+    let own = unit_file::settings(&unit.content)
+        .into_iter()
+        .rfind(|s| s.section == "Service" && s.key == "PrivateDevices");
+    match own {
+        Some(s) => matches!(s.value.trim(), "yes" | "true" | "on" | "1"),
+        None => profile != "trusted",
+    }
+}
+
 /// Programs the unit's `Exec*=` settings run that the image lacks or can't run.
-fn check_programs(r: &mut Report, unit: &Unit, view: &View, systemd: u32) {
+fn check_programs(r: &mut Report, unit: &Unit, view: &View, systemd: u32, root: ProgramsFrom) {
     if unit.name.ends_with(".socket") {
         for setting in unit_file::host_programs(&unit.content) {
             r.error(Finding::runs(format!(
@@ -1208,6 +1251,20 @@ fn check_programs(r: &mut Report, unit: &Unit, view: &View, systemd: u32) {
         let (problem, outcome) =
             if !program.starts_with('/') && rules_of(systemd) < FINDS_NAMES_IN_THE_IMAGE {
                 (looked_up_on_the_host(systemd, program), "")
+            } else if root == ProgramsFrom::HostRoot {
+                if ignored {
+                    r.advice(&format!(
+                        "{}: {key}={}: {}, and `-` makes systemd ignore a failure",
+                        unit.name,
+                        setting.value,
+                        run_from_the_host_root(systemd)
+                    ));
+                    continue;
+                }
+                (
+                    run_from_the_host_root(systemd),
+                    " (203/EXEC where the host hasn't it)",
+                )
             } else {
                 let Some(problem) = why_it_cannot_run(view, program) else {
                     continue;

@@ -11,6 +11,8 @@ use std::fmt::Write;
 pub struct Report {
     pub image: String,
     pub systemd: u32,
+    /// The profile it is attached with (`portablectl attach --profile`).
+    pub profile: String,
     pub accepted: bool,
     pub os_release_file: Option<String>,
     pub os_release: BTreeMap<String, String>,
@@ -124,10 +126,11 @@ impl Finding {
 }
 
 impl Report {
-    pub fn new(image: &Image, systemd: u32) -> Report {
+    pub fn new(image: &Image, systemd: u32, profile: &str) -> Report {
         Report {
             image: image.path.to_string(),
             systemd,
+            profile: profile.to_owned(),
             accepted: true,
             os_release_file: None,
             os_release: BTreeMap::new(),
@@ -174,6 +177,9 @@ impl Report {
                 "image {} (systemd {}: the rules of {}, the newest measured version not above it)",
                 self.image, self.systemd, rules
             );
+        }
+        if self.profile != "default" {
+            let _ = writeln!(t, "  attached with --profile {}", self.profile);
         }
         if let Some(file) = &self.os_release_file {
             let fields: Vec<String> = self
