@@ -5,6 +5,7 @@
 use crate::guest::Systemd;
 use portable_service_tools::check::{
     rules_of, ATTACHES_EXTENSIONS, PRIVATE_DEVICES_IN_THE_IMAGE, PROFILES_SERVICES_ONLY,
+    WAITS_FOR_UDEV,
 };
 use std::cell::RefCell;
 use std::fs;
@@ -119,7 +120,10 @@ impl Host {
 
     /// Where the guest's systemd-dissect is: off PATH before 246, in systemd's own directory.
     pub fn systemd_dissect(&self) -> &'static str {
-        if self.version() < 246 {
+        if self.rules() < WAITS_FOR_UDEV {
+            // the tests' wrapper, which tries again when 239 loses its race with udev
+            "/usr/local/bin/systemd-dissect"
+        } else if self.version() < 246 {
             "/usr/lib/systemd/systemd-dissect"
         } else {
             "systemd-dissect"
@@ -365,10 +369,11 @@ impl Host {
         );
     }
 
-    /// Starts `unit` and waits for it to fail; its journal lines. (A simple service's start job
-    /// succeeds before its process fails to set up.)
+    /// Starts `unit` (as [`Host::try_start`]: past 239's race with udev) and waits for it to
+    /// fail; its journal lines. (A simple service's start job succeeds before its process fails
+    /// to set up.)
     pub fn start_and_fail(&self, unit: &str) -> Vec<String> {
-        let _ = self.run(&["systemctl", "start", unit]);
+        let _ = self.try_start(unit);
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self
             .run(&["systemctl", "is-failed", "--quiet", unit])
@@ -419,6 +424,26 @@ impl Host {
             );
         }
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `systemctl start UNIT`, which must succeed. On 239 through the guest's
+    /// `start-past-udev`, which starts it again while it loses its race with udev
+    /// (tests/src/old_systemd.rs).
+    pub fn start(&self, unit: &str) -> String {
+        if self.rules() < WAITS_FOR_UDEV {
+            self.ok(&["start-past-udev", unit])
+        } else {
+            self.ok(&["systemctl", "start", unit])
+        }
+    }
+
+    /// [`Host::start`] of a unit that may fail: its output.
+    pub fn try_start(&self, unit: &str) -> Output {
+        if self.rules() < WAITS_FOR_UDEV {
+            self.run(&["start-past-udev", unit])
+        } else {
+            self.run(&["systemctl", "start", unit])
+        }
     }
 
     /// Whether a path exists in the guest.

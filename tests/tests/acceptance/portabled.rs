@@ -98,7 +98,7 @@ fn a_template_unit_runs_as_an_instance(systemd: Systemd) {
     let c = Host::open(systemd);
     let image = c.add_image(&demo_image(&c, "1.0"), "demo_1.0.raw");
     c.portablectl("attach", &["--runtime"], &image);
-    c.ok(&["systemctl", "start", "demo@one.service"]);
+    c.start("demo@one.service");
     c.assert_active("demo@one.service");
     c.wait_for_journal(&["-u", "demo@one.service"], "demo@one 1.0 started");
     // a running instance keeps the image attached (systemd refuses to detach it)
@@ -239,7 +239,7 @@ fn the_manual_examples_run(systemd: Systemd) {
     let c = Host::open(systemd);
     let hello = c.add_image(&raw_file(&build("t.examples.hello")), "hello_2.12.2.raw");
     c.portablectl("attach", &["--runtime"], &hello);
-    c.ok(&["systemctl", "start", "hello.service"]);
+    c.start("hello.service");
     c.wait_for_journal(&["PORTABLE=hello_2.12.2.raw"], "Hello, world!");
     c.ok(&["portablectl", "detach", "--runtime", "hello_2.12.2"]);
 
@@ -316,7 +316,7 @@ fn a_unit_check_refuses_fails_in_systemd_too(systemd: Systemd) {
     );
     // portabled attaches it (it doesn't look inside units); the unit then fails as check said
     c.ok(&["portablectl", "attach", "--runtime", &image]);
-    let start = c.run(&["systemctl", "start", "broken.service"]);
+    let start = c.try_start("broken.service");
     assert!(!start.status.success());
     let status = c.property("broken.service", "ExecMainStatus");
     assert_eq!(status, "203", "203/EXEC");
@@ -360,7 +360,7 @@ fn every_exec_directory_needs_its_mount_point(systemd: Systemd) {
     c.journal_from_now();
     let image = c.add_image(&built, "dirs_1.raw");
     c.portablectl("attach", &["--runtime"], &image);
-    c.ok(&["systemctl", "start", "dirs.service"]);
+    c.start("dirs.service");
     c.wait_for_journal(&["-u", "dirs.service"], "every-directory-is-there");
     c.ok(&["portablectl", "detach", "--runtime", "dirs_1"]);
 
@@ -373,10 +373,7 @@ fn every_exec_directory_needs_its_mount_point(systemd: Systemd) {
         "{report}"
     );
     c.ok(&["portablectl", "attach", "--runtime", &hand_made]);
-    assert!(!c
-        .run(&["systemctl", "start", "dirs.service"])
-        .status
-        .success());
+    assert!(!c.try_start("dirs.service").status.success());
     let status = c.property("dirs.service", "ExecMainStatus");
     assert_eq!(
         status.trim(),
@@ -420,7 +417,7 @@ fn without_matches_portablectl_takes_the_image_name(systemd: Systemd) {
     c.journal_from_now();
     c.assert_check_accepts(&image, &[], &["web"]);
     c.ok(&["portablectl", "attach", "--runtime", &image, "web"]);
-    c.ok(&["systemctl", "start", "web.service"]);
+    c.start("web.service");
     c.wait_for_journal(&["-u", "web.service"], "web-ran");
     // detached by the Host's reset
 }

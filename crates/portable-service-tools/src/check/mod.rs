@@ -1034,7 +1034,7 @@ pub const PRIVATE_DEVICES_IN_THE_IMAGE: u32 = 245;
 /// From this version on, portabled waits for udev's link to an image's loop device before it
 /// mounts an image of one file system (measured: 239 lost that race now and then; the sources:
 /// 245.7).
-const WAITS_FOR_UDEV: u32 = 245;
+pub const WAITS_FOR_UDEV: u32 = 245;
 /// From this version on, systemd looks up a program named without a path when it runs it, in
 /// the service's own root (measured: 245 fails such a unit to load, "bad-setting", looking it up
 /// on the host; 247 runs it from the image; the sources: 247 moved the lookup).
