@@ -345,7 +345,8 @@ fn systemd_239_runs_a_service_with_private_devices_from_the_host_root() {
     let (ok, report) = check(&t, &[], &["--systemd", "245"]);
     assert!(ok, "{report}");
 
-    // the unit's own setting counts, whatever the profile
+    // under trusted the unit's own setting decides; under the others the profile's drop-in
+    // overrides it
     t.insert(
         "etc/systemd/system/svc.service",
         E::File("[Service]\nExecStart=/bin/sh\nPrivateDevices=yes\n", 0o644),
@@ -357,6 +358,8 @@ fn systemd_239_runs_a_service_with_private_devices_from_the_host_root() {
         E::File("[Service]\nExecStart=/bin/sh\nPrivateDevices=no\n", 0o644),
     );
     let (ok, report) = check(&t, &[], &["--systemd", "239"]);
+    assert!(!ok && report.contains(from_the_host), "{report}");
+    let (ok, report) = check(&t, &[], &["--systemd", "239", "--profile", "trusted"]);
     assert!(ok, "{report}");
 
     // a profile systemd doesn't ship is a usage error

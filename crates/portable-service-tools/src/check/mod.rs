@@ -1204,19 +1204,20 @@ enum ProgramsFrom {
     HostRoot,
 }
 
-/// Whether a service runs with `PrivateDevices=yes`: its own setting, or else the profile's
-/// (every profile systemd ships sets it but `trusted`).
+/// Whether a service runs with `PrivateDevices=yes`: every profile systemd ships but `trusted`
+/// sets it in its drop-in, which overrides the unit's own setting; under `trusted` the unit's
+/// own decides.
 fn private_devices(unit: &Unit, profile: &str) -> bool {
     if !unit.name.ends_with(".service") {
         return false;
     }
-    let own = unit_file::settings(&unit.content)
-        .into_iter()
-        .rfind(|s| s.section == "Service" && s.key == "PrivateDevices");
-    match own {
-        Some(s) => matches!(s.value.trim(), "yes" | "true" | "on" | "1"),
-        None => profile != "trusted",
+    if profile != "trusted" {
+        return true;
     }
+    unit_file::settings(&unit.content)
+        .into_iter()
+        .rfind(|s| s.section == "Service" && s.key == "PrivateDevices")
+        .is_some_and(|s| matches!(s.value.trim(), "yes" | "true" | "on" | "1"))
 }
 
 /// Programs the unit's `Exec*=` settings run that the image lacks or can't run.
