@@ -430,19 +430,19 @@ impl Host {
     /// `start-past-udev`, which starts it again while it loses its race with udev
     /// (tests/src/old_systemd.rs).
     pub fn start(&self, unit: &str) -> String {
-        if self.rules() < WAITS_FOR_UDEV {
-            self.ok(&["start-past-udev", unit])
-        } else {
-            self.ok(&["systemctl", "start", unit])
-        }
+        self.ok(&self.start_command(unit))
     }
 
     /// [`Host::start`] of a unit that may fail: its output.
     pub fn try_start(&self, unit: &str) -> Output {
+        self.run(&self.start_command(unit))
+    }
+
+    fn start_command<'a>(&self, unit: &'a str) -> Vec<&'a str> {
         if self.rules() < WAITS_FOR_UDEV {
-            self.run(&["start-past-udev", unit])
+            vec!["start-past-udev", unit]
         } else {
-            self.run(&["systemctl", "start", unit])
+            vec!["systemctl", "start", unit]
         }
     }
 
