@@ -238,9 +238,7 @@ impl Layout {
             size,
         }
     }
-}
 
-impl Layout {
     /// The size without [`MIN_SIZE`]'s room, which DDIs built before 2026-12-05 have.
     fn tight_size(signature: &Range<u64>) -> u64 {
         signature.end + (TABLE_SECTORS + 1) * SECTOR
