@@ -135,9 +135,10 @@ const SPLIT: [&str; 3] = ["bin", "sbin", "lib"];
 /// units, 245 into system.attached; templates can't be started); a
 /// detach stops and disables the units attached from the image (their drop-in's
 /// `Environment=PORTABLE=NAME.raw`) first. An attach, inspect or `--now` start that lost 239's
-/// race with udev is tried again. An attach that names no profile is made with `--profile trusted`, as check
-/// tells a user of 239 to (every other profile's `PrivateDevices=yes` runs a service from the
-/// host's root there). Everything else goes to the real one as it is.
+/// race with udev is tried again. An attach that names no profile is made with
+/// `--profile trusted`, as check tells a user of 239 to (every other profile's
+/// `PrivateDevices=yes` runs a service from the host's root there). Everything else goes to the
+/// real one as it is.
 const PORTABLECTL_239: &str = r#"#!/bin/sh
 real=/usr/lib/systemd/portablectl
 now= enable= runtime= verb= image= profile= value=
@@ -160,18 +161,8 @@ done
 # made yet (245.7 waits for it): the attach fails saying the image "lacks os-release data".
 # What a user does: try again (said on standard error, so that the tests' logs show it).
 again() {
-  tries=1
-  while :; do
-    out=$("$real" "$@" 2>&1)
-    rc=$?
-    case $rc:$out in
-    0:*) break ;;
-    *"lacks os-release data"*) [ $tries -lt 5 ] || break ;;
-    *) break ;;
-    esac
-    echo "portablectl: 239 lost its race with udev, trying again" >&2
-    tries=$((tries + 1))
-  done
+  out=$(past-udev "lacks os-release data" "$real" "$@")
+  rc=$?
 }
 if [ -z "$now$enable" ]; then
   case $verb in
@@ -234,22 +225,32 @@ for u; do
 done
 "#;
 
-/// The tests' systemd-dissect on 239, which loses the same race: "Failed to acquire image
-/// metadata: Protocol error" (measured). Tried again, at most 5 times, said on standard error.
-const DISSECT_239: &str = r#"#!/bin/sh
+/// `past-udev TEXT COMMAND...` in the 239 guest: runs COMMAND, and again (at most 5 times in
+/// all, said on standard error) while it fails saying TEXT, the sign of 239's race with udev;
+/// then prints what it said (standard output and error) and exits as it did.
+const PAST_UDEV_239: &str = r#"#!/bin/sh
+sign=$1
+shift
 tries=1
 while :; do
-  out=$(/usr/lib/systemd/systemd-dissect "$@" 2>&1)
+  out=$("$@" 2>&1)
   rc=$?
-  case $out in
-  *"Failed to acquire image metadata: Protocol error"*) [ $rc -ne 0 ] && [ $tries -lt 5 ] || break ;;
+  case $rc:$out in
+  0:*) break ;;
+  *"$sign"*) [ $tries -lt 5 ] || break ;;
   *) break ;;
   esac
-  echo "systemd-dissect: 239 lost its race with udev, trying again" >&2
+  echo "${1##*/}: 239 lost its race with udev, trying again" >&2
   tries=$((tries + 1))
 done
 printf '%s\n' "$out"
 exit $rc
+"#;
+
+/// The tests' systemd-dissect on 239, which loses the same race: "Failed to acquire image
+/// metadata: Protocol error" (measured).
+const DISSECT_239: &str = r#"#!/bin/sh
+exec past-udev "Failed to acquire image metadata: Protocol error" /usr/lib/systemd/systemd-dissect "$@"
 "#;
 
 /// Later commits of systemd's own that a version gets, taken from the sources' clone, as its
@@ -549,6 +550,7 @@ pub fn install(tag: &str, tree: &Path, built: &Path) {
             ("portablectl", PORTABLECTL_239),
             ("start-past-udev", START_239),
             ("systemd-dissect", DISSECT_239),
+            ("past-udev", PAST_UDEV_239),
         ] {
             let wrapper = tree.join("usr/local/bin").join(name);
             fs::write(&wrapper, script).unwrap();

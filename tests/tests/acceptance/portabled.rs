@@ -69,7 +69,7 @@ fn runtime_attach_starts_the_service_and_detach_removes_it(systemd: Systemd) {
 fn socket_activation_reaches_the_service_inside_the_image(systemd: Systemd) {
     let c = Host::open(systemd);
     if c.attaches_services_only() {
-        // 239 refuses the image with its socket, and leaves the service it copied before
+        // 239 refuses the image with its socket
         let image = c.add_image(&raw_file(&build("demo { }")), "demo_1.0.raw");
         let (accepted, report) = c.check(&image, &[], &[]);
         assert!(
