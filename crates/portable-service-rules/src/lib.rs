@@ -7,11 +7,13 @@
 //! settings that need one. [`extension`]: what each kind of extension image is and where its
 //! parts live. [`os_release`]: reading a release file as systemd does. [`unit_file`]: reading a
 //! unit file's settings as systemd does. [`verity`]: the dm-verity hash tree's format and the
-//! files systemd looks for beside an image. [`ddi`]: a Discoverable Disk Image's partitions, their
+//! files systemd looks for beside an image. [`feed`]: a feed's file names and systemd's order of
+//! versions. [`ddi`]: a Discoverable Disk Image's partitions, their
 //! types per architecture and their table.
 
 pub mod ddi;
 pub mod extension;
+pub mod feed;
 pub mod mount_points;
 pub mod names;
 pub mod os_release;
