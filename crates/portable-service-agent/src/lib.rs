@@ -6,5 +6,16 @@
 //! a power cut, a hang or a refusal finds a way forward.
 //!
 //! [`host`]: what the agent asks of a host (the real one, or the tests' simulator).
+//! [`config`]: what it is told of an image. [`record`]: what it keeps on disk, and how it
+//! writes. [`sums`]: a feed's list. [`installed`]: the host's versions and attachments, read.
+//! [`feed`]: fetching and pruning versions. [`health`]: the judge of a new version.
+//! [`agent`]: the decisions.
 
+pub mod agent;
+pub mod config;
+pub mod feed;
+pub mod health;
 pub mod host;
+pub mod installed;
+pub mod record;
+pub mod sums;

@@ -1,0 +1,147 @@
+//! A feed's list, `SHA256SUMS`, read as systemd-sysupdate reads it (`HASH *NAME` or
+//! `HASH  NAME` lines), with systemd 260's freshness line `BEST-BEFORE-YYYY-MM-DD`, and the
+//! versions of one image it offers. Whatever the list holds, the result is bounded and every
+//! name is a plain file name.
+
+use anyhow::{bail, ensure, Context, Result};
+use portable_service_rules::feed::{compare_versions, is_sysupdate_version};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+/// The largest list read: far beyond any feed's (a line is about 100 bytes).
+pub const MAX_LIST: u64 = 1 << 20;
+/// The largest signature read.
+pub const MAX_SIGNATURE: u64 = 64 << 10;
+
+/// What a list says.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// File name to its SHA-256.
+    pub files: BTreeMap<String, [u8; 32]>,
+    /// The first day (days since the epoch, UTC) on which the list is stale.
+    pub best_before: Option<i64>,
+}
+
+pub fn parse(bytes: &[u8]) -> Result<Listing> {
+    ensure!(
+        bytes.len() as u64 <= MAX_LIST,
+        "the list is larger than {MAX_LIST} bytes"
+    );
+    let text = std::str::from_utf8(bytes).context("the list is not UTF-8 text")?;
+    let mut listing = Listing::default();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (hash, name) = entry(line).with_context(|| format!("line {}: {line:?}", n + 1))?;
+        if let Some(day) = name.strip_prefix("BEST-BEFORE-").and_then(day_of) {
+            listing.best_before = Some(listing.best_before.map_or(day, |d: i64| d.min(day)));
+            continue;
+        }
+        ensure!(
+            listing.files.insert(name.to_owned(), hash).is_none(),
+            "line {}: {name} is listed twice",
+            n + 1
+        );
+    }
+    Ok(listing)
+}
+
+/// One line: its hash and the file's name, which must be a plain name.
+fn entry(line: &str) -> Result<([u8; 32], &str)> {
+    let (hex, rest) = line.split_at_checked(64).context("no SHA-256 at its start")?;
+    let name = rest
+        .strip_prefix(" *")
+        .or_else(|| rest.strip_prefix("  "))
+        .context("the hash is not followed by \" *\" or two spaces")?;
+    let mut hash = [0u8; 32];
+    for (i, b) in hash.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("x"), 16)
+            .ok()
+            .context("the hash is not 64 hex digits")?;
+    }
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0', '\\'])
+        && !name.chars().any(char::is_control);
+    if !plain {
+        bail!("{name:?} is not a plain file name");
+    }
+    Ok((hash, name))
+}
+
+/// `YYYY-MM-DD`, a real date written in full, as days since the epoch.
+pub fn day_of(date: &str) -> Option<i64> {
+    let b = date.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        date.get(r)
+            .filter(|s| s.bytes().all(|c| c.is_ascii_digit()))?
+            .parse()
+            .ok()
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&m) || d < 1 || d > days_in[(m - 1) as usize] {
+        return None;
+    }
+    Some(days_from_civil(y, m, d))
+}
+
+/// Days since 1970-01-01 of a date of the proleptic Gregorian calendar: whole 400-year eras
+/// (146097 days each) counted from 0000-03-01, the year taken to start in March so that the
+/// leap day falls at its end.
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let month_from_march = (m + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + d - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The complete versions of image `name` in the list, newest first: those whose every file
+/// (`files`: host suffix, feed suffix) is listed; each with its files (host suffix, feed
+/// name, hash).
+pub type Version = (String, Vec<(String, String, [u8; 32])>);
+
+pub fn versions(listing: &Listing, name: &str, files: &[(String, String)]) -> Vec<Version> {
+    let Some((_, image_suffix)) = files.first() else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}_");
+    let mut found: Vec<Version> = Vec::new();
+    for listed in listing.files.keys() {
+        let Some(v) = listed
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(image_suffix.as_str()))
+        else {
+            continue;
+        };
+        // the longest feed suffix decides (`.roothash.p7s` is not a version's `.raw`)
+        if !is_sysupdate_version(v) || v.contains("..") {
+            continue;
+        }
+        let all: Option<Vec<_>> = files
+            .iter()
+            .map(|(host, feed)| {
+                let f = format!("{name}_{v}{feed}");
+                listing
+                    .files
+                    .get(&f)
+                    .map(|h| (host.clone(), f.clone(), *h))
+            })
+            .collect();
+        if let Some(all) = all {
+            found.push((v.to_owned(), all));
+        }
+    }
+    found.sort_by(|a, b| compare_versions(&b.0, &a.0).then_with(|| b.0.cmp(&a.0)));
+    found.dedup_by(|a, b| compare_versions(&a.0, &b.0) == Ordering::Equal);
+    found
+}
