@@ -14,11 +14,18 @@
 
 use crate::config::Config;
 use crate::health::{judge, Verdict};
-use crate::host::Host;
+use crate::host::{Host, Refused};
 use crate::installed::{self, name_of, pair_of, startable};
 use crate::record::{self, Pair, Record, Switching};
 use portable_service_rules::feed::compare_versions;
 use std::cmp::Ordering;
+
+fn is_up_or_starting(s: &crate::host::UnitStatus) -> bool {
+    matches!(
+        s.active_state.as_str(),
+        "active" | "activating" | "reloading"
+    )
+}
 
 /// What a run was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +55,8 @@ pub struct Run<'a, H: Host> {
     /// Units seen attached for this image in this run: stopped before another attach, even
     /// once portabled no longer lists them (a reattach that failed half-way).
     seen_units: Vec<String>,
+    /// The last attach was refused by portabled (not merely unanswered).
+    refused: bool,
 }
 
 /// Runs `command` for the image of `cfg`; the status file is written whatever happens.
@@ -67,11 +76,12 @@ pub fn run(host: &mut impl Host, cfg: &Config, command: &Command) -> Report {
         record,
         notes: note.into_iter().collect(),
         seen_units: Vec::new(),
+        refused: false,
     };
     let result = match command {
-        Command::Update => run.heal().and_then(|()| run.update()),
-        Command::Rollback => run.heal().and_then(|()| run.rollback()),
-        Command::Recover => run.heal().map(|()| "recovered".to_owned()),
+        Command::Update => run.heal(false).and_then(|()| run.update()),
+        Command::Rollback => run.heal(false).and_then(|()| run.rollback()),
+        Command::Recover => run.heal(true).map(|()| "recovered".to_owned()),
         Command::Clear(which) => run.clear(which.as_deref()),
     };
     run.finish(command, result)
@@ -192,8 +202,10 @@ impl<H: Host> Run<'_, H> {
             .collect();
         self.seen_units
             .extend(ours.iter().flat_map(|a| a.units.clone()));
+        let mut fresh = true;
         let units = if let [one] = ours.as_slice() {
             if one.image == image && one.extensions == extensions {
+                fresh = false;
                 one.units.clone()
             } else {
                 // another image's attachment of the same base would go with a reattach
@@ -212,11 +224,25 @@ impl<H: Host> Run<'_, H> {
             self.attach(&image, &extensions)?
         };
         let units = startable(&units);
+        if fresh {
+            // units of the version before that the new one doesn't have
+            for u in startable(&self.seen_units.clone()) {
+                if !units.contains(&u) {
+                    self.host
+                        .stop(&u)
+                        .map_err(|e| format!("cannot stop {u}: {e:#}"))?;
+                }
+            }
+        }
         for u in &units {
+            if !fresh && self.host.unit(u).is_ok_and(|s| is_up_or_starting(&s)) {
+                continue;
+            }
             self.host
                 .start(u)
                 .map_err(|e| format!("cannot start {u}: {e:#}"))?;
         }
+        self.seen_units.extend(units.iter().cloned());
         Ok(units)
     }
 
@@ -224,7 +250,10 @@ impl<H: Host> Run<'_, H> {
         self.say(&format!("attaching {image} {}", extensions.join(" ")));
         self.host
             .attach(&self.cfg.target, image, extensions, &self.cfg.prefixes)
-            .map_err(|e| format!("portabled did not attach {image}: {e:#}"))
+            .map_err(|e| {
+                self.refused = e.downcast_ref::<Refused>().is_some();
+                format!("portabled did not attach {image}: {e:#}")
+            })
     }
 
     /// portabled's reattach; where it fails half-way, what it left is taken down and the pair
@@ -246,7 +275,9 @@ impl<H: Host> Run<'_, H> {
 
     /// Attaches `pair` and judges it.
     fn try_pair(&mut self, pair: &Pair) -> Verdict {
+        self.refused = false;
         match self.bring_up(pair) {
+            Err(e) if self.refused => Verdict::Unhealthy(e),
             Err(e) => Verdict::Unknown(e),
             Ok(units) => {
                 self.say(&format!("{pair} attached: checking {}", units.join(" ")));
@@ -308,20 +339,29 @@ impl<H: Host> Run<'_, H> {
         self.save()
     }
 
-    /// A switch found written down was cut short: it is finished now, before anything else.
-    fn heal(&mut self) -> Result<(), String> {
+    /// A switch found written down was cut short, or a run before failed to finish it: it is
+    /// finished now, before anything else. Found at boot (`boot`), the host went down in it:
+    /// a pair whose switch the host went down in twice is remembered as bad (it may be what
+    /// brings the host down).
+    fn heal(&mut self, boot: bool) -> Result<(), String> {
         let Some(mut sw) = self.record.switching.clone() else {
             return Ok(());
         };
-        sw.cuts += 1;
-        let from = sw.from.as_ref().map_or("nothing".to_owned(), Pair::to_string);
+        if boot {
+            sw.cuts += 1;
+        }
+        let from = sw
+            .from
+            .as_ref()
+            .map_or("nothing".to_owned(), Pair::to_string);
         self.say(&format!(
-            "the switch from {from} to {} was cut short ({} time(s))",
+            "the switch from {from} to {} was left unfinished (the host went down in it {} \
+             time(s))",
             sw.to, sw.cuts
         ));
         if sw.cuts >= 2 {
             let why = format!(
-                "its switch was left unfinished {} times: it may be what stops the host",
+                "the host went down {} times in its switch: it may be what brings it down",
                 sw.cuts
             );
             self.remember_bad(&sw.to, &why);
@@ -338,7 +378,12 @@ impl<H: Host> Run<'_, H> {
                 return self.commit(sw.from, &sw.to);
             }
         }
-        let mut candidates: Vec<Pair> = sw.from.clone().filter(|f| self.installed(f)).into_iter().collect();
+        let mut candidates: Vec<Pair> = sw
+            .from
+            .clone()
+            .filter(|f| self.installed(f))
+            .into_iter()
+            .collect();
         candidates.extend(self.good_pairs());
         match self.settle(candidates) {
             Some(p) => {
@@ -359,9 +404,36 @@ impl<H: Host> Run<'_, H> {
 impl<H: Host> Run<'_, H> {
     fn update(&mut self) -> Result<String, String> {
         let fetched = self.fetch();
+        let mut outcome = self.update_once();
+        // a pair that failed is bad now: the next newest is tried, until one holds or a
+        // failure says nothing of the pair (portabled or systemd not answering)
+        let mut tries = self.listing().len();
+        while let Err(why) = &outcome {
+            let failed_pair = self.record.bad.len();
+            if tries == 0 || !why.contains("is not healthy") || failed_pair == 0 {
+                break;
+            }
+            tries -= 1;
+            let retry = self.update_once();
+            outcome = match retry {
+                Ok(m) => Ok(format!("{why}; then {m}")),
+                Err(e) if e == *why => break,
+                Err(e) => Err(format!("{why}; then {e}")),
+            };
+        }
+        self.prune();
+        let message = outcome?;
+        match fetched {
+            Ok(()) => Ok(message),
+            Err(e) => Err(format!("{e}; {message}")),
+        }
+    }
+
+    /// One step of an update: the newest good pair, switched to unless it runs.
+    fn update_once(&mut self) -> Result<String, String> {
         let current = self.current()?;
         let want = self.good_pairs().into_iter().next();
-        let outcome = match (&want, &current) {
+        match (&want, &current) {
             (None, None) => Err(format!(
                 "no version of {} to attach in {}",
                 self.cfg.name, self.cfg.target
@@ -379,12 +451,6 @@ impl<H: Host> Run<'_, H> {
                 let w = w.clone();
                 self.switch(current, &w)
             }
-        };
-        self.prune();
-        let message = outcome?;
-        match fetched {
-            Ok(()) => Ok(message),
-            Err(e) => Err(format!("{e}; {message}")),
         }
     }
 
@@ -442,10 +508,17 @@ impl<H: Host> Run<'_, H> {
     fn rollback(&mut self) -> Result<String, String> {
         let current = self.current()?.or(self.record.running.clone());
         let Some(cur) = current else {
-            return Err(format!("nothing of {} is attached: nothing to roll back", self.cfg.name));
+            return Err(format!(
+                "nothing of {} is attached: nothing to roll back",
+                self.cfg.name
+            ));
         };
         let good = self.good_pairs();
-        let recorded = self.record.previous.clone().filter(|p| *p != cur && good.contains(p));
+        let recorded = self
+            .record
+            .previous
+            .clone()
+            .filter(|p| *p != cur && good.contains(p));
         let older = good.into_iter().find(|p| self.older(p, &cur));
         let Some(to) = recorded.or(older) else {
             return Err(format!(
@@ -455,7 +528,9 @@ impl<H: Host> Run<'_, H> {
         };
         self.remember_bad(&cur, "rolled back by hand");
         match self.switch(Some(cur.clone()), &to) {
-            Ok(_) => Ok(format!("{to} runs; {cur} was rolled back and won't be attached again")),
+            Ok(_) => Ok(format!(
+                "{to} runs; {cur} was rolled back and won't be attached again"
+            )),
             Err(why) => {
                 // the one rolled back from is all there is: it runs again, and isn't bad
                 self.record.bad.retain(|b| b.pair != cur);

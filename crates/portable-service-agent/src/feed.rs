@@ -60,7 +60,9 @@ impl<H: Host> Run<'_, H> {
         let mut failed = Vec::new();
         for s in sources {
             match self.fetch_one(&s) {
-                Ok(Some(v)) => self.host.log(&format!("{}: installed {}_{v}", cfg.name, s.name)),
+                Ok(Some(v)) => self
+                    .host
+                    .log(&format!("{}: installed {}_{v}", cfg.name, s.name)),
                 Ok(None) => {}
                 Err(e) => failed.push(format!("fetching {} from {}: {e}", s.name, s.url)),
             }

@@ -86,7 +86,8 @@ pub fn judge(host: &mut impl Host, units: &[String], health: &Health) -> Verdict
         Some(cmd) => match host.run_check(cmd, health.timeout()) {
             Ok(true) => Verdict::Healthy,
             Ok(false) => Verdict::Unhealthy(format!("the health command {cmd:?} failed")),
-            Err(e) => Verdict::Unhealthy(format!("the health command {cmd:?}: {e:#}")),
+            // not run at all: says nothing of the version
+            Err(e) => Verdict::Unknown(format!("the health command {cmd:?}: {e:#}")),
         },
     }
 }
@@ -139,6 +140,9 @@ fn steady(
 fn statuses(host: &mut impl Host, units: &[String]) -> Result<Vec<UnitStatus>, String> {
     units
         .iter()
-        .map(|u| host.unit(u).map_err(|e| format!("cannot ask systemd about {u}: {e:#}")))
+        .map(|u| {
+            host.unit(u)
+                .map_err(|e| format!("cannot ask systemd about {u}: {e:#}"))
+        })
         .collect()
 }

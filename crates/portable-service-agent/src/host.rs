@@ -45,6 +45,19 @@ pub struct UnitStatus {
     pub exited_ok: bool,
 }
 
+/// portabled's answer refusing an image (an error reply), as opposed to no answer: what
+/// `attach` and `reattach` return, inside their error, when the image itself was refused.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// The host, as the agent sees it. File paths are absolute.
 pub trait Host {
     /// Monotonic time since an arbitrary start.
@@ -110,11 +123,13 @@ pub trait Host {
     ) -> Result<Vec<String>>;
     /// Detaches attachment `image` with `extensions` (units stopped first by the caller).
     fn detach(&mut self, image: &str, extensions: &[String]) -> Result<()>;
-    /// Enables `unit` and queues its start (or restart), without waiting for the job.
+    /// Enables `unit` and queues its restart (a start if it is stopped), without waiting for
+    /// the job: a unit of the version before that still runs must run the new one.
     fn start(&mut self, unit: &str) -> Result<()>;
     /// Stops `unit` and resets its failed state, waiting within a limit.
     fn stop(&mut self, unit: &str) -> Result<()>;
     fn unit(&mut self, unit: &str) -> Result<UnitStatus>;
-    /// Runs a health command within `limit`: whether it exited 0.
+    /// Runs a health command within `limit`: whether it exited 0 (one that doesn't end in
+    /// time is killed, and has failed); an error when it could not be run.
     fn run_check(&mut self, command: &[String], limit: Duration) -> Result<bool>;
 }

@@ -88,8 +88,7 @@ pub fn ours<'a>(cfg: &Config, attached: &'a [Attachment]) -> Vec<&'a Attachment>
         .filter(|a| match &cfg.base {
             None => name_of(&a.image) == cfg.name && a.extensions.is_empty(),
             Some(b) => {
-                name_of(&a.image) == b.name
-                    && a.extensions.iter().any(|e| name_of(e) == cfg.name)
+                name_of(&a.image) == b.name && a.extensions.iter().any(|e| name_of(e) == cfg.name)
             }
         })
         .collect()
@@ -116,7 +115,11 @@ pub fn pair_of(cfg: &Config, a: &Attachment) -> Pair {
 
 /// Units that can be started: templates run only as instances.
 pub fn startable(units: &[String]) -> Vec<String> {
-    let mut u: Vec<String> = units.iter().filter(|u| !u.contains("@.")).cloned().collect();
+    let mut u: Vec<String> = units
+        .iter()
+        .filter(|u| !u.contains("@."))
+        .cloned()
+        .collect();
     u.sort();
     u.dedup();
     u

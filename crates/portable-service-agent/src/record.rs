@@ -33,7 +33,7 @@ impl fmt::Display for Pair {
 pub struct Switching {
     pub from: Option<Pair>,
     pub to: Pair,
-    /// Runs that found this switch unfinished.
+    /// Boots that found this switch unfinished.
     #[serde(default)]
     pub cuts: u32,
 }
@@ -105,13 +105,17 @@ pub fn load(host: &mut impl Host, dir: &str) -> (Record, Option<String>) {
                 let _ = host.rename(&path, &aside);
                 (
                     Record::default(),
-                    Some(format!("{path} could not be read ({e}): kept as {aside}, started anew")),
+                    Some(format!(
+                        "{path} could not be read ({e}): kept as {aside}, started anew"
+                    )),
                 )
             }
         },
         Err(e) => (
             Record::default(),
-            Some(format!("{path} could not be read ({e}): going on without it")),
+            Some(format!(
+                "{path} could not be read ({e}): going on without it"
+            )),
         ),
     }
 }
@@ -126,10 +130,13 @@ pub fn put(host: &mut impl Host, dir: &str, name: &str, data: &[u8]) -> Result<(
     let path = format!("{dir}/{name}");
     let new = format!("{dir}/.{name}.new");
     let step = |what: &str, e: std::io::Error| format!("cannot write {path} ({what}: {e})");
-    host.make_dir(dir).map_err(|e| step("making its directory", e))?;
-    host.remove(&new).map_err(|e| step("removing a stale copy", e))?;
+    host.make_dir(dir)
+        .map_err(|e| step("making its directory", e))?;
+    host.remove(&new)
+        .map_err(|e| step("removing a stale copy", e))?;
     host.create(&new, data).map_err(|e| step("writing", e))?;
     host.sync_file(&new).map_err(|e| step("syncing", e))?;
     host.rename(&new, &path).map_err(|e| step("renaming", e))?;
-    host.sync_dir(dir).map_err(|e| step("syncing its directory", e))
+    host.sync_dir(dir)
+        .map_err(|e| step("syncing its directory", e))
 }

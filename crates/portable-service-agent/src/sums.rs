@@ -49,7 +49,9 @@ pub fn parse(bytes: &[u8]) -> Result<Listing> {
 
 /// One line: its hash and the file's name, which must be a plain name.
 fn entry(line: &str) -> Result<([u8; 32], &str)> {
-    let (hex, rest) = line.split_at_checked(64).context("no SHA-256 at its start")?;
+    let (hex, rest) = line
+        .split_at_checked(64)
+        .context("no SHA-256 at its start")?;
     let name = rest
         .strip_prefix(" *")
         .or_else(|| rest.strip_prefix("  "))
@@ -85,7 +87,20 @@ pub fn day_of(date: &str) -> Option<i64> {
     };
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days_in = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let days_in = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if !(1..=12).contains(&m) || d < 1 || d > days_in[(m - 1) as usize] {
         return None;
     }
@@ -131,10 +146,7 @@ pub fn versions(listing: &Listing, name: &str, files: &[(String, String)]) -> Ve
             .iter()
             .map(|(host, feed)| {
                 let f = format!("{name}_{v}{feed}");
-                listing
-                    .files
-                    .get(&f)
-                    .map(|h| (host.clone(), f.clone(), *h))
+                listing.files.get(&f).map(|h| (host.clone(), f.clone(), *h))
             })
             .collect();
         if let Some(all) = all {
