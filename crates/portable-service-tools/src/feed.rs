@@ -168,9 +168,15 @@ fn sha256_of(path: &Utf8Path) -> Result<String> {
     Ok(verity::hex(&hasher.finalize()))
 }
 
-/// The names and hashes a `SHA256SUMS` lists.
-fn parse_sums(sums: &Utf8Path) -> Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(sums).with_context(|| format!("cannot read {sums}"))?;
+/// The names and hashes a `SHA256SUMS` at `sums` lists.
+fn read_sums(sums: &Utf8Path) -> Result<BTreeMap<String, String>> {
+    let list = std::fs::read(sums).with_context(|| format!("cannot read {sums}"))?;
+    parse_sums(sums, &list)
+}
+
+/// The names and hashes in `list`, the bytes of the `SHA256SUMS` at `sums`.
+fn parse_sums(sums: &Utf8Path, list: &[u8]) -> Result<BTreeMap<String, String>> {
+    let text = std::str::from_utf8(list).with_context(|| format!("{sums} is not UTF-8 text"))?;
     let mut listed = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         // `HASH  NAME` (text mode) or `HASH *NAME` (binary), as sha256sum writes them
@@ -200,9 +206,26 @@ pub struct Feed {
     pub sums: BTreeMap<String, String>,
 }
 
+/// The bytes of the feed's list, if it has one: read once, so that the bytes whose signature
+/// is checked are the bytes then parsed (a list swapped in between is never seen).
+fn read_list(dir: &Utf8Path) -> Result<Option<Vec<u8>>> {
+    let sums = dir.join(SUMS);
+    match std::fs::read(&sums) {
+        Ok(list) => Ok(Some(list)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {sums}")),
+    }
+}
+
 impl Feed {
     /// Reads and checks a feed; a directory that doesn't exist or is empty is an empty feed.
     pub fn open(dir: &Utf8Path) -> Result<Feed> {
+        let list = read_list(dir)?;
+        Feed::read(dir, list.as_deref())
+    }
+
+    /// The feed in `dir` whose list holds `list` (as [`read_list`] read it).
+    fn read(dir: &Utf8Path, list: Option<&[u8]>) -> Result<Feed> {
         let mut feed = Feed {
             dir: dir.to_owned(),
             sums: BTreeMap::new(),
@@ -223,8 +246,8 @@ impl Feed {
             return Ok(feed);
         }
         let sums = dir.join(SUMS);
-        ensure!(
-            present.contains(SUMS),
+        let Some(list) = list else {
+            bail!(
             "{dir} is not a feed: it has files ({}) but no {SUMS}; publish into an empty or new \
              directory",
             present
@@ -233,8 +256,9 @@ impl Feed {
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
-        feed.sums = parse_sums(&sums)?;
+            );
+        };
+        feed.sums = parse_sums(&sums, list)?;
         for name in feed.sums.keys() {
             ensure!(
                 present.contains(name),
@@ -331,13 +355,19 @@ fn recover(dir: &Utf8Path, signer: &openpgp::Signer) -> Result<Option<String>> {
         } else {
             dir.join(SIGNATURE)
         };
-        let listed = parse_sums(&staged_sums).ok();
+        let staged_list = std::fs::read(&staged_sums).ok();
+        let listed = staged_list
+            .as_deref()
+            .and_then(|list| parse_sums(&staged_sums, list).ok());
         let complete = listed.as_ref().is_some_and(|l| {
             l.iter()
                 .all(|(n, h)| has_hash(&dir.join(n), h) || has_hash(&dir.join(staged(n)), h))
         });
+        let signed = staged_list
+            .as_deref()
+            .is_some_and(|list| signer.verify(list, &sig).is_ok());
         match listed {
-            Some(listed) if complete && signer.verify(&staged_sums, &sig).is_ok() => {
+            Some(listed) if complete && signed => {
                 for (name, hash) in &listed {
                     let from = dir.join(staged(name));
                     if from.is_file() && !has_hash(&dir.join(name), hash) {
@@ -352,7 +382,7 @@ fn recover(dir: &Utf8Path, signer: &openpgp::Signer) -> Result<Option<String>> {
             }
             listed => {
                 let current = if dir.join(SUMS).is_file() {
-                    parse_sums(&dir.join(SUMS))?
+                    read_sums(&dir.join(SUMS))?
                 } else {
                     BTreeMap::new()
                 };
@@ -367,7 +397,7 @@ fn recover(dir: &Utf8Path, signer: &openpgp::Signer) -> Result<Option<String>> {
     }
     let removing = dir.join(REMOVING);
     if removing.is_file() {
-        let current = parse_sums(&dir.join(SUMS)).unwrap_or_default();
+        let current = read_sums(&dir.join(SUMS)).unwrap_or_default();
         for name in std::fs::read_to_string(&removing)?.lines() {
             let file = dir.join(name);
             if !name.is_empty() && !name.contains('/') && !current.contains_key(name) {
@@ -387,17 +417,17 @@ fn recover(dir: &Utf8Path, signer: &openpgp::Signer) -> Result<Option<String>> {
 
 /// Refuses to go on from a list this key didn't sign (unless `new_key`): a list changed in
 /// the web root, with a file slipped in beside it, would otherwise be signed again and go to
-/// every host.
-fn check_signed(dir: &Utf8Path, options: &Options) -> Result<()> {
+/// every host. `list` is the list's bytes as read once: those checked are those then parsed.
+fn check_signed(dir: &Utf8Path, list: Option<&[u8]>, options: &Options) -> Result<()> {
     let (sums, sig) = (dir.join(SUMS), dir.join(SIGNATURE));
-    if !sums.is_file() || options.new_key {
+    let Some(list) = list.filter(|_| !options.new_key) else {
         return Ok(());
-    }
+    };
     ensure!(
         sig.is_file(),
         "{sums} has no signature beside it ({SIGNATURE}): it can't be trusted as published;          if it is right, publish with --new-key to sign it as it is"
     );
-    options.signer.verify(&sums, &sig).with_context(|| {
+    options.signer.verify(list, &sig).with_context(|| {
         format!(
             "{sums} is not as {} signed it: it was changed after it was published, or another              key signed it; check the feed, and publish with --new-key only if the feed changed              keys",
             options.signer.fingerprint()
@@ -415,8 +445,9 @@ pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Pu
         recovered: recover(dir, options.signer)?,
         ..Published::default()
     };
-    check_signed(dir, options)?;
-    let feed = Feed::open(dir)?;
+    let list = read_list(dir)?;
+    check_signed(dir, list.as_deref(), options)?;
+    let feed = Feed::read(dir, list.as_deref())?;
     let mut sums = feed.sums.clone();
     // file name -> (source, hash): what is new
     let mut new: BTreeMap<String, (Utf8PathBuf, String)> = BTreeMap::new();
@@ -514,12 +545,16 @@ pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Pu
     let sig_tmp = dir.join(staged(SIGNATURE));
     staged_files.files.push(sums_tmp.clone());
     staged_files.files.push(sig_tmp.clone());
+    // gpg signs the bytes held here, not a file in the feed that could change under it
+    let signature = options.signer.sign(list.as_bytes())?;
     let mut f =
         std::fs::File::create(&sums_tmp).with_context(|| format!("cannot write {sums_tmp}"))?;
     f.write_all(list.as_bytes())?;
     f.sync_all()?;
-    options.signer.sign(&sums_tmp, &sig_tmp)?;
-    std::fs::File::open(&sig_tmp)?.sync_all()?;
+    let mut f =
+        std::fs::File::create(&sig_tmp).with_context(|| format!("cannot write {sig_tmp}"))?;
+    f.write_all(&signature)?;
+    f.sync_all()?;
     published.signer = options.signer.fingerprint().to_owned();
     let removing = dir.join(REMOVING);
     if !removed.is_empty() {
