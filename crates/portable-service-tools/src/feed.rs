@@ -24,6 +24,7 @@ use portable_service_rules::{ddi, verity};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 /// What one version of an image brings to a feed.
 #[derive(Debug)]
@@ -161,17 +162,161 @@ fn extension_in_store(raw: &Utf8Path) -> Option<String> {
     })
 }
 
+/// The SHA-256 of an image's file, where the user keeps it (a link to it, as `nix build`
+/// leaves `result`, is followed).
 fn sha256_of(path: &Utf8Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {path}"))?;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {path}"))?;
+    sha256_of_file(file, path)
+}
+
+fn sha256_of_file(mut file: std::fs::File, path: &Utf8Path) -> Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).with_context(|| format!("cannot read {path}"))?;
     Ok(verity::hex(&hasher.finalize()))
 }
 
-/// The names and hashes a `SHA256SUMS` at `sums` lists.
+/// `O_NOFOLLOW`, which std names no constant for (and this crate has no libc bindings of its
+/// own): its value differs by architecture (libc's `O_NOFOLLOW` for each), so a target not
+/// listed here must be looked up, not guessed.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+const O_NOFOLLOW: i32 = 0o400000;
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+const O_NOFOLLOW: i32 = 0o100000;
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+compile_error!("O_NOFOLLOW's value for this target is not known to feed.rs: add it from libc");
+
+/// Whoever may write in a feed's directory (its web root, the bucket it is synced from) could
+/// put a symbolic link at a file's name, so that publish read another file as the feed's, or
+/// wrote through it to a file outside. A feed's files are opened without following one.
+const LINK: &str = "is a symbolic link: a feed holds regular files only";
+
+/// Opens a file of the feed to read: a symbolic link at its name is refused, not followed, and
+/// so is anything but a regular file.
+fn open_in_feed(path: &Utf8Path) -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NOFOLLOW)
+        .open(path);
+    let file = match file {
+        Ok(file) => file,
+        Err(_) if path.symlink_metadata().is_ok_and(|m| m.is_symlink()) => bail!("{path} {LINK}"),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {path}")),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {path}"))?;
+    ensure!(
+        meta.is_file(),
+        "{path} is not a regular file: a feed holds regular files only"
+    );
+    Ok(file)
+}
+
+fn sha256_in_feed(path: &Utf8Path) -> Result<String> {
+    sha256_of_file(open_in_feed(path)?, path)
+}
+
+fn read_in_feed(path: &Utf8Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut open_in_feed(path)?, &mut bytes)
+        .with_context(|| format!("cannot read {path}"))?;
+    Ok(bytes)
+}
+
+/// Makes the file a publish stages at `path` (a hidden name in the feed), mode 0644: a stale
+/// one, left by a publish cut short, is removed first (unlinking a symbolic link removes the
+/// link, not what it leads to), and the new one is made only if nothing is at its name
+/// (`O_CREAT|O_EXCL`, which no symbolic link passes, and `O_NOFOLLOW` besides), so that nothing
+/// put there meanwhile is written through.
+fn create_staged(path: &Utf8Path) -> Result<std::fs::File> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove the stale {path}")),
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(O_NOFOLLOW)
+        .open(path)
+        .with_context(|| format!("cannot make {path}"))?;
+    // the mode whatever the umask: the web server reads these files
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("cannot make {path} readable"))?;
+    Ok(file)
+}
+
+/// Stages `bytes` at `path` ([`create_staged`]), synced.
+fn write_staged(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+    let mut file = create_staged(path)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {path}"))
+}
+
+/// Writes what it is given to a file and hashes it on the way: what is staged is what was
+/// hashed, with no second read of the staged file.
+struct HashingWriter {
+    file: std::fs::File,
+    hasher: Sha256,
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Refuses a feed directory that is a symbolic link or that holds anything but regular files
+/// (a symbolic link above all, see [`LINK`]), naming it. A directory that doesn't exist yet
+/// passes.
+fn check_regular(dir: &Utf8Path) -> Result<()> {
+    // `feed/` would name what a link `feed` leads to
+    let trimmed = dir.as_str().trim_end_matches('/');
+    let itself = Utf8Path::new(if trimmed.is_empty() { "/" } else { trimmed });
+    match itself.symlink_metadata() {
+        Ok(meta) if meta.is_symlink() => bail!(
+            "{dir} is a symbolic link: publish into the feed's directory itself (a link could be \
+             turned elsewhere while publish writes)"
+        ),
+        Ok(meta) => ensure!(meta.is_dir(), "{dir} is not a directory"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {dir}")),
+    }
+    for entry in dir
+        .read_dir_utf8()
+        .with_context(|| format!("cannot read {dir}"))?
+    {
+        let entry = entry.with_context(|| format!("cannot read {dir}"))?;
+        // the entry's own type: a link is not followed
+        let kind = entry
+            .file_type()
+            .with_context(|| format!("cannot read {}", entry.path()))?;
+        let name = entry.file_name();
+        if kind.is_symlink() {
+            bail!("{dir}/{name} {LINK}");
+        }
+        ensure!(
+            kind.is_file(),
+            "{dir}/{name} is not a regular file: a feed holds regular files only"
+        );
+    }
+    Ok(())
+}
+
+/// The names and hashes a `SHA256SUMS` at `sums` in the feed lists.
 fn read_sums(sums: &Utf8Path) -> Result<BTreeMap<String, String>> {
-    let list = std::fs::read(sums).with_context(|| format!("cannot read {sums}"))?;
-    parse_sums(sums, &list)
+    parse_sums(sums, &read_in_feed(sums)?)
 }
 
 /// The names and hashes in `list`, the bytes of the `SHA256SUMS` at `sums`.
@@ -210,16 +355,16 @@ pub struct Feed {
 /// is checked are the bytes then parsed (a list swapped in between is never seen).
 fn read_list(dir: &Utf8Path) -> Result<Option<Vec<u8>>> {
     let sums = dir.join(SUMS);
-    match std::fs::read(&sums) {
-        Ok(list) => Ok(Some(list)),
+    match sums.symlink_metadata() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {sums}")),
+        _ => read_in_feed(&sums).map(Some),
     }
 }
 
 impl Feed {
     /// Reads and checks a feed; a directory that doesn't exist or is empty is an empty feed.
     pub fn open(dir: &Utf8Path) -> Result<Feed> {
+        check_regular(dir)?;
         let list = read_list(dir)?;
         Feed::read(dir, list.as_deref())
     }
@@ -230,10 +375,9 @@ impl Feed {
             dir: dir.to_owned(),
             sums: BTreeMap::new(),
         };
-        if !dir.exists() {
+        if dir.symlink_metadata().is_err() {
             return Ok(feed);
         }
-        ensure!(dir.is_dir(), "{dir} is not a directory");
         let mut present = BTreeSet::new();
         for entry in dir
             .read_dir_utf8()
@@ -277,7 +421,7 @@ impl Feed {
         for (name, hash) in &feed.sums {
             let file = dir.join(name);
             ensure!(
-                &sha256_of(&file)? == hash,
+                &sha256_in_feed(&file)? == hash,
                 "{file} does not match its hash in {SUMS}: the feed was changed after it was \
                  published"
             );
@@ -336,7 +480,7 @@ fn lock(dir: &Utf8Path) -> Result<std::fs::File> {
 }
 
 fn has_hash(path: &Utf8Path, hash: &str) -> bool {
-    path.is_file() && sha256_of(path).is_ok_and(|h| h == hash)
+    sha256_in_feed(path).is_ok_and(|h| h == hash)
 }
 
 /// Finishes or undoes a publish that was cut short (killed, power lost) between its first write
@@ -355,7 +499,7 @@ fn recover(dir: &Utf8Path, signer: &openpgp::Signer) -> Result<Option<String>> {
         } else {
             dir.join(SIGNATURE)
         };
-        let staged_list = std::fs::read(&staged_sums).ok();
+        let staged_list = read_in_feed(&staged_sums).ok();
         let listed = staged_list
             .as_deref()
             .and_then(|list| parse_sums(&staged_sums, list).ok());
@@ -398,7 +542,8 @@ fn recover(dir: &Utf8Path, signer: &openpgp::Signer) -> Result<Option<String>> {
     let removing = dir.join(REMOVING);
     if removing.is_file() {
         let current = read_sums(&dir.join(SUMS)).unwrap_or_default();
-        for name in std::fs::read_to_string(&removing)?.lines() {
+        let names = read_in_feed(&removing)?;
+        for name in String::from_utf8_lossy(&names).lines() {
             let file = dir.join(name);
             if !name.is_empty() && !name.contains('/') && !current.contains_key(name) {
                 let _ = std::fs::remove_file(file);
@@ -439,8 +584,11 @@ fn check_signed(dir: &Utf8Path, list: Option<&[u8]>, options: &Options) -> Resul
 /// each image, and writes and signs the new list. Nothing is written unless all is well.
 pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Published> {
     ensure!(options.keep >= 1, "--keep must be at least 1");
+    check_regular(dir)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot make {dir}"))?;
     let _lock = lock(dir)?;
+    // again, now that no other publish changes it: before anything in it is read or recovered
+    check_regular(dir)?;
     let mut published = Published {
         recovered: recover(dir, options.signer)?,
         ..Published::default()
@@ -527,15 +675,19 @@ pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Pu
     for (name, (source, hash)) in &new {
         let tmp = dir.join(staged(name));
         staged_files.files.push(tmp.clone());
-        std::fs::copy(source, &tmp).with_context(|| format!("cannot copy {source} to {tmp}"))?;
-        std::fs::File::open(&tmp)?.sync_all()?;
+        let mut from =
+            std::fs::File::open(source).with_context(|| format!("cannot read {source}"))?;
+        let mut to = HashingWriter {
+            file: create_staged(&tmp)?,
+            hasher: Sha256::new(),
+        };
+        std::io::copy(&mut from, &mut to)
+            .and_then(|_| to.file.sync_all())
+            .with_context(|| format!("cannot copy {source} to {tmp}"))?;
         ensure!(
-            &sha256_of(&tmp)? == hash,
+            verity::hex(&to.hasher.finalize()) == *hash,
             "{source} changed while it was copied into the feed"
         );
-        let mut perms = std::fs::metadata(&tmp)?.permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
-        std::fs::set_permissions(&tmp, perms)?;
     }
     let list: String = sums
         .iter()
@@ -547,22 +699,13 @@ pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Pu
     staged_files.files.push(sig_tmp.clone());
     // gpg signs the bytes held here, not a file in the feed that could change under it
     let signature = options.signer.sign(list.as_bytes())?;
-    let mut f =
-        std::fs::File::create(&sums_tmp).with_context(|| format!("cannot write {sums_tmp}"))?;
-    f.write_all(list.as_bytes())?;
-    f.sync_all()?;
-    let mut f =
-        std::fs::File::create(&sig_tmp).with_context(|| format!("cannot write {sig_tmp}"))?;
-    f.write_all(&signature)?;
-    f.sync_all()?;
+    write_staged(&sums_tmp, list.as_bytes())?;
+    write_staged(&sig_tmp, &signature)?;
     published.signer = options.signer.fingerprint().to_owned();
     let removing = dir.join(REMOVING);
     if !removed.is_empty() {
         staged_files.files.push(removing.clone());
-        let mut f =
-            std::fs::File::create(&removing).with_context(|| format!("cannot write {removing}"))?;
-        f.write_all(removed.join("\n").as_bytes())?;
-        f.sync_all()?;
+        write_staged(&removing, removed.join("\n").as_bytes())?;
     }
     sync_dir(dir)?;
     cut_short_at("staged");
@@ -619,5 +762,54 @@ impl Drop for Staged {
         for f in &self.files {
             let _ = std::fs::remove_file(f);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utf8(path: &std::path::Path) -> Utf8PathBuf {
+        Utf8PathBuf::from_path_buf(path.to_owned()).unwrap()
+    }
+
+    /// A link put at a staged name after publish looked (so past [`check_regular`]): the file
+    /// it leads to outside the feed is not written through; the link is replaced.
+    #[test]
+    fn a_link_at_a_staged_name_is_not_written_through() {
+        let work = tempfile::tempdir().unwrap();
+        let feed = utf8(&work.path().join("feed"));
+        std::fs::create_dir(&feed).unwrap();
+        let victim = work.path().join("victim");
+        std::fs::write(&victim, "not the feed's\n").unwrap();
+        let staged_sums = feed.join(staged(SUMS));
+        std::os::unix::fs::symlink(&victim, &staged_sums).unwrap();
+        write_staged(&staged_sums, b"the list\n").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"not the feed's\n");
+        let meta = staged_sums.symlink_metadata().unwrap();
+        assert!(meta.is_file(), "{meta:?}");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+        assert_eq!(std::fs::read(&staged_sums).unwrap(), b"the list\n");
+
+        // a dangling link: nothing made where it leads
+        let nowhere = work.path().join("nowhere");
+        let staged_sig = feed.join(staged(SIGNATURE));
+        std::os::unix::fs::symlink(&nowhere, &staged_sig).unwrap();
+        write_staged(&staged_sig, b"sig").unwrap();
+        assert!(!nowhere.exists());
+    }
+
+    /// Reading a feed's file never follows a link at its name.
+    #[test]
+    fn a_link_in_the_feed_is_not_read_through() {
+        let work = tempfile::tempdir().unwrap();
+        let feed = utf8(&work.path().join("feed"));
+        std::fs::create_dir(&feed).unwrap();
+        std::fs::write(work.path().join("outside"), "x").unwrap();
+        std::os::unix::fs::symlink(work.path().join("outside"), feed.join(SUMS)).unwrap();
+        let err = read_in_feed(&feed.join(SUMS)).unwrap_err().to_string();
+        assert_eq!(err, format!("{feed}/{SUMS} {LINK}"));
+        let err = check_regular(&feed).unwrap_err().to_string();
+        assert_eq!(err, format!("{feed}/{SUMS} {LINK}"));
     }
 }

@@ -113,16 +113,19 @@ fn publish(feed: &Path, key: &Key, args: &[&str], images: &[&Path]) -> std::proc
         .unwrap()
 }
 
-/// Every file of a directory and its bytes.
+/// Every file of a directory and its bytes (a symbolic link: where it leads; a directory: that
+/// it is one).
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .map(|d| {
             d.map(|e| {
                 let e = e.unwrap();
-                (
-                    e.file_name().into_string().unwrap(),
-                    std::fs::read(e.path()).unwrap(),
-                )
+                let bytes = match std::fs::read_link(e.path()) {
+                    Ok(to) => format!("-> {}", to.display()).into_bytes(),
+                    Err(_) if e.path().is_dir() => b"(a directory)".to_vec(),
+                    Err(_) => std::fs::read(e.path()).unwrap(),
+                };
+                (e.file_name().into_string().unwrap(), bytes)
             })
             .collect()
         })
@@ -513,6 +516,102 @@ fn a_publish_cut_short_anywhere_is_finished_or_undone_by_the_next() {
             "{point}"
         );
     }
+}
+
+/// Whoever can write in the feed's directory (its web root) can put a symbolic link there: at a
+/// listed file's name (to a copy outside with the same bytes, or to any file), at the name a
+/// publish stages a file under (to a file outside, which publish would write through), or
+/// make the feed's directory itself a link. Each is refused, naming the link, before anything
+/// is written: the feed and the file outside are as they were.
+#[test]
+fn symbolic_links_in_or_as_the_feed_are_refused_and_not_followed() {
+    let key = Key::new("feed");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let public = w.join("import-pubring.pgp");
+    let v1 = image(&w.join("a"), "demo_1.raw", 1, &[]);
+    let v2 = image(&w.join("a"), "demo_2.raw", 2, &[]);
+    let feed = w.join("feed");
+    let out = publish(
+        &feed,
+        &key,
+        &["--public-key", public.to_str().unwrap()],
+        &[&v1],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let victim = w.join("victim");
+    std::fs::write(&victim, "not the feed's\n").unwrap();
+    let copy = w.join("copy-of-demo_1.raw");
+    std::fs::copy(feed.join("demo_1.raw"), &copy).unwrap();
+    let outside = snapshot(w);
+
+    // (case, the link's name in the feed, where it leads)
+    let cases = [
+        ("a listed file, the same bytes", "demo_1.raw", &copy),
+        ("an unlisted name", "demo_9.raw", &victim),
+        (
+            "the name demo_2.raw is staged under",
+            ".demo_2.raw.publishing",
+            &victim,
+        ),
+        (
+            "the name the list is staged under",
+            ".SHA256SUMS.publishing",
+            &victim,
+        ),
+        (
+            "the name the signature is staged under",
+            ".SHA256SUMS.gpg.publishing",
+            &victim,
+        ),
+    ];
+    for (case, name, to) in cases {
+        let link = feed.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(to, &link).unwrap();
+        let before = snapshot(&feed);
+        let out = publish(&feed, &key, &[], &[&v2]);
+        let said = text(&out);
+        assert!(!out.status.success(), "{case}: accepted\n{said}");
+        let needle = format!(
+            "{} is a symbolic link: a feed holds regular files only",
+            link.display()
+        );
+        assert!(
+            said.contains(&needle),
+            "{case}: expected {needle:?} in\n{said}"
+        );
+        assert_eq!(snapshot(&feed), before, "{case}: the feed changed");
+        assert_eq!(
+            std::fs::read(&victim).unwrap(),
+            b"not the feed's\n",
+            "{case}: written through"
+        );
+        assert_eq!(snapshot(w), outside, "{case}: a file made outside");
+        std::fs::remove_file(&link).unwrap();
+        if name == "demo_1.raw" {
+            std::fs::copy(&copy, &link).unwrap();
+        }
+    }
+
+    // the feed's directory itself a link (with and without a trailing slash)
+    let link = w.join("link-to-feed");
+    std::os::unix::fs::symlink(&feed, &link).unwrap();
+    let before = snapshot(&feed);
+    for given in [link.clone(), PathBuf::from(format!("{}/", link.display()))] {
+        let out = publish(&given, &key, &[], &[&v2]);
+        let said = text(&out);
+        assert!(!out.status.success(), "{given:?}: accepted\n{said}");
+        let needle = format!("{} is a symbolic link", given.display());
+        assert!(said.contains(&needle), "expected {needle:?} in\n{said}");
+        assert_eq!(snapshot(&feed), before, "{given:?}: the feed changed");
+    }
+
+    // the links gone, the feed is whole and takes the new version
+    let out = publish(&feed, &key, &[], &[&v2]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(listed(&feed), ["demo_1.raw", "demo_2.raw"]);
+    assert_a_host_accepts(&feed, &public);
 }
 
 /// Two publishes into one feed: the second waits for the first (the directory's lock).
