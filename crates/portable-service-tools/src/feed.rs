@@ -12,6 +12,10 @@
 //! doesn't name or whose bytes differ from it, an image whose name carries no version, a version
 //! published before with other bytes. Then new files are written under temporary names, the new
 //! list signed, and only then renamed into place, so a failure leaves the feed as it was.
+//!
+//! The list may say until when it is fresh ([`BEST_BEFORE`], `publish --valid-for`). A feed's
+//! directory is written by whoever can write the web root: publish takes regular files only
+//! from it, never follows a symbolic link in it, and has gpg sign the bytes it holds.
 
 use crate::openpgp;
 use crate::signing::Cert;
@@ -321,8 +325,15 @@ fn read_sums(sums: &Utf8Path) -> Result<BTreeMap<String, String>> {
 
 /// The names and hashes in `list`, the bytes of the `SHA256SUMS` at `sums`.
 fn parse_sums(sums: &Utf8Path, list: &[u8]) -> Result<BTreeMap<String, String>> {
+    parse_list(sums, list).map(|(files, _)| files)
+}
+
+/// The names and hashes in `list`, the bytes of the `SHA256SUMS` at `sums`, and the days its
+/// `BEST-BEFORE-` lines name (lines that name no file: see [`best_before_line`]).
+fn parse_list(sums: &Utf8Path, list: &[u8]) -> Result<(BTreeMap<String, String>, Vec<Date>)> {
     let text = std::str::from_utf8(list).with_context(|| format!("{sums} is not UTF-8 text"))?;
     let mut listed = BTreeMap::new();
+    let mut best_before = Vec::new();
     for (n, line) in text.lines().enumerate() {
         // `HASH  NAME` (text mode) or `HASH *NAME` (binary), as sha256sum writes them
         let parsed = line
@@ -338,9 +349,125 @@ fn parse_sums(sums: &Utf8Path, list: &[u8]) -> Result<BTreeMap<String, String>> 
         let Some((hash, name)) = parsed else {
             bail!("{sums}, line {}: not `SHA256  FILE`: {line:?}", n + 1);
         };
+        if let Some(date) = name.strip_prefix(BEST_BEFORE) {
+            let date = Date::parse(date)
+                .filter(|_| hash.eq_ignore_ascii_case(EMPTY_SHA256))
+                .with_context(|| {
+                    format!(
+                        "{sums}, line {}: not a BEST-BEFORE line as systemd reads it \
+                         (`{EMPTY_SHA256}  {BEST_BEFORE}YYYY-MM-DD`, the SHA-256 of nothing and \
+                         a day): {line:?}",
+                        n + 1
+                    )
+                })?;
+            best_before.push(date);
+            continue;
+        }
         listed.insert(name.to_owned(), hash.to_ascii_lowercase());
     }
-    Ok(listed)
+    Ok((listed, best_before))
+}
+
+/// A `SHA256SUMS` may say until when it is fresh (systemd 260's sysupdate, and our host agent,
+/// read it so; older sysupdate takes it for a file no transfer matches and ignores it): a line
+/// like a file's, the SHA-256 of no bytes and the name `BEST-BEFORE-YYYY-MM-DD`, a day in UTC
+/// from whose first moment (00:00 UTC) the list is stale and refused. It names no file in the
+/// feed. Publishing a feed again with the same files and no new day changes nothing, so a list
+/// is kept fresh by publishing again before that day.
+pub const BEST_BEFORE: &str = "BEST-BEFORE-";
+
+/// The SHA-256 of no bytes, which a `BEST-BEFORE-` line carries.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// The `BEST-BEFORE-` line (see [`BEST_BEFORE`]) for `date`.
+pub fn best_before_line(date: Date) -> String {
+    format!("{EMPTY_SHA256}  {BEST_BEFORE}{date}\n")
+}
+
+const DAY: u64 = 24 * 60 * 60;
+
+/// The day a list published at `now` (seconds since 1970-01-01 00:00 UTC) names in its
+/// `BEST-BEFORE-` line to stay fresh for at least `days` days from `now`: the first midnight
+/// (UTC) at or after `now + days` days, since the list is stale from that day's 00:00 UTC.
+/// Published at 00:00 UTC it is fresh for `days` days exactly; at any other time, for `days`
+/// days and the rest of today.
+pub fn best_before(now: u64, days: u32) -> Date {
+    Date::from_days(now.saturating_add(u64::from(days) * DAY).div_ceil(DAY))
+}
+
+/// A day of the Gregorian calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    pub year: u64,
+    pub month: u64,
+    pub day: u64,
+}
+
+fn is_leap_year(year: u64) -> bool {
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
+}
+
+fn days_in_month(year: u64, month: u64) -> u64 {
+    match month {
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+impl Date {
+    /// The day `days` days after 1970-01-01.
+    pub fn from_days(days: u64) -> Date {
+        // the calendar repeats every 400 years, which are 146097 days, from any year on
+        const CYCLE: u64 = 146_097;
+        let mut year = 1970 + 400 * (days / CYCLE);
+        let mut left = days % CYCLE;
+        loop {
+            let length = if is_leap_year(year) { 366 } else { 365 };
+            if left < length {
+                break;
+            }
+            left -= length;
+            year += 1;
+        }
+        let mut month = 1;
+        while left >= days_in_month(year, month) {
+            left -= days_in_month(year, month);
+            month += 1;
+        }
+        Date {
+            year,
+            month,
+            day: left + 1,
+        }
+    }
+
+    /// `YYYY-MM-DD`, a day that exists, as a `BEST-BEFORE-` line names it.
+    pub fn parse(text: &str) -> Option<Date> {
+        let digits = |s: &str, n: usize| {
+            (s.len() == n && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<u64>().ok())
+                .flatten()
+        };
+        let mut parts = text.split('-');
+        let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+        let date = Date {
+            year: digits(year, 4)?,
+            month: digits(month, 2)?,
+            day: digits(day, 2)?,
+        };
+        let exists = parts.next().is_none()
+            && (1..=12).contains(&date.month)
+            && (1..=days_in_month(date.year, date.month)).contains(&date.day);
+        exists.then_some(date)
+    }
+}
+
+impl std::fmt::Display for Date {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
 }
 
 /// A feed directory as it is: its files and their hashes, all checked against `SHA256SUMS`.
@@ -349,6 +476,8 @@ pub struct Feed {
     pub dir: Utf8PathBuf,
     /// file name -> lowercase hex SHA-256
     pub sums: BTreeMap<String, String>,
+    /// The days the list's `BEST-BEFORE-` lines name (publish writes one at most).
+    pub best_before: Vec<Date>,
 }
 
 /// The bytes of the feed's list, if it has one: read once, so that the bytes whose signature
@@ -374,6 +503,7 @@ impl Feed {
         let mut feed = Feed {
             dir: dir.to_owned(),
             sums: BTreeMap::new(),
+            best_before: Vec::new(),
         };
         if dir.symlink_metadata().is_err() {
             return Ok(feed);
@@ -402,7 +532,7 @@ impl Feed {
                 .join(", ")
             );
         };
-        feed.sums = parse_sums(&sums, list)?;
+        (feed.sums, feed.best_before) = parse_list(&sums, list)?;
         for name in feed.sums.keys() {
             ensure!(
                 present.contains(name),
@@ -439,6 +569,9 @@ pub struct Options<'a> {
     /// Sign a feed whose list this key didn't sign (another key's, or none): the list is then
     /// trusted as it is, checked against its files only.
     pub new_key: bool,
+    /// The day the list says it is stale from ([`BEST_BEFORE`]; [`best_before`] reckons it):
+    /// `None` writes no such line, and a list that has one is written again without it.
+    pub best_before: Option<Date>,
 }
 
 /// What `publish` did.
@@ -447,6 +580,7 @@ pub struct Published {
     pub added: Vec<String>,
     pub unchanged: Vec<String>,
     pub removed: Vec<String>,
+    /// Who signed the new list; empty when the list stayed as it was.
     pub signer: String,
     /// What was done about a publish that was cut short (killed, power lost) before this one.
     pub recovered: Option<String>,
@@ -665,8 +799,9 @@ pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Pu
         sums.remove(name);
     }
 
-    if new.is_empty() && removed.is_empty() {
-        // nothing to add or drop: the list and its signature stay as they are
+    let best_before: Vec<Date> = options.best_before.into_iter().collect();
+    if new.is_empty() && removed.is_empty() && feed.best_before == best_before {
+        // nothing to add or drop, no other day: the list and its signature stay as they are
         return Ok(published);
     }
 
@@ -689,9 +824,10 @@ pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Pu
             "{source} changed while it was copied into the feed"
         );
     }
-    let list: String = sums
+    let list: String = best_before
         .iter()
-        .map(|(name, hash)| format!("{hash}  {name}\n"))
+        .map(|date| best_before_line(*date))
+        .chain(sums.iter().map(|(name, hash)| format!("{hash}  {name}\n")))
         .collect();
     let sums_tmp = dir.join(staged(SUMS));
     let sig_tmp = dir.join(staged(SIGNATURE));
@@ -797,6 +933,65 @@ mod tests {
         std::os::unix::fs::symlink(&nowhere, &staged_sig).unwrap();
         write_staged(&staged_sig, b"sig").unwrap();
         assert!(!nowhere.exists());
+    }
+
+    #[test]
+    fn days_since_1970_are_calendar_days() {
+        for (days, date) in [
+            (0, "1970-01-01"),
+            (59, "1970-03-01"),
+            (365, "1971-01-01"),
+            (11_016, "2000-02-29"),
+            (11_017, "2000-03-01"),
+            (19_675, "2023-11-14"),
+            (20_088, "2024-12-31"),
+            (47_541, "2100-03-01"),
+            (146_097, "2370-01-01"),
+        ] {
+            assert_eq!(Date::from_days(days).to_string(), date, "{days}");
+            assert_eq!(Date::parse(date), Some(Date::from_days(days)), "{date}");
+        }
+        for bad in [
+            "2023-02-29",
+            "2100-02-29",
+            "2024-13-01",
+            "2024-1-01",
+            "24-01-01",
+            "2024-01-01-",
+        ] {
+            assert_eq!(Date::parse(bad), None, "{bad}");
+        }
+    }
+
+    /// At least `days` days: to the next midnight after now + days, or that instant itself.
+    #[test]
+    fn best_before_is_the_first_midnight_at_least_days_on() {
+        // 2023-11-14 22:13:20 UTC
+        assert_eq!(best_before(1_700_000_000, 1).to_string(), "2023-11-16");
+        assert_eq!(best_before(1_700_000_000, 30).to_string(), "2023-12-15");
+        // 2023-11-14 00:00:00 UTC exactly, and one second later
+        assert_eq!(best_before(1_699_920_000, 1).to_string(), "2023-11-15");
+        assert_eq!(best_before(1_699_920_001, 1).to_string(), "2023-11-16");
+        assert_eq!(best_before(1_699_920_000, 3650).to_string(), "2033-11-11");
+    }
+
+    #[test]
+    fn a_best_before_line_names_no_file() {
+        let list = format!(
+            "{}{}  demo_1.raw\n",
+            best_before_line(Date::parse("2030-01-02").unwrap()),
+            "ab".repeat(32)
+        );
+        let (files, days) = parse_list(Utf8Path::new("SHA256SUMS"), list.as_bytes()).unwrap();
+        assert_eq!(files.keys().collect::<Vec<_>>(), ["demo_1.raw"]);
+        assert_eq!(days, [Date::parse("2030-01-02").unwrap()]);
+        for bad in [
+            format!("{}  BEST-BEFORE-2030-01-02\n", "ab".repeat(32)),
+            format!("{EMPTY_SHA256}  BEST-BEFORE-2030-02-30\n"),
+        ] {
+            let err = parse_list(Utf8Path::new("SHA256SUMS"), bad.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("not a BEST-BEFORE line"), "{err}");
+        }
     }
 
     /// Reading a feed's file never follows a link at its name.

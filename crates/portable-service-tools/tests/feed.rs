@@ -140,7 +140,21 @@ fn listed(feed: &Path) -> Vec<String> {
         .collect()
 }
 
-/// What a host checks: the signature against the public key alone, each file against the list.
+/// The SHA-256 of no bytes, which a `BEST-BEFORE-` line carries.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// The list's `BEST-BEFORE-` lines.
+fn best_before_lines(feed: &Path) -> Vec<String> {
+    std::fs::read_to_string(feed.join("SHA256SUMS"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("  BEST-BEFORE-"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What a host checks: the signature against the public key alone, each file against the list
+/// (a `BEST-BEFORE-` line names no file: sha256sum is given the others, as the README says).
 fn assert_a_host_accepts(feed: &Path, public: &Path) {
     let home = tempfile::tempdir().unwrap();
     let out = Command::new("gpg")
@@ -158,11 +172,25 @@ fn assert_a_host_accepts(feed: &Path, public: &Path) {
         .args(["--kill", "all"])
         .output();
     assert!(out.status.success(), "gpg --verify: {}", text(&out));
-    let out = Command::new("sha256sum")
-        .args(["-c", "--strict", "SHA256SUMS"])
+    let list = std::fs::read_to_string(feed.join("SHA256SUMS")).unwrap();
+    let files: String = list
+        .lines()
+        .filter(|l| !l.contains("  BEST-BEFORE-"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for line in best_before_lines(feed) {
+        assert!(line.starts_with(&format!("{EMPTY_SHA256}  ")), "{line}");
+    }
+    let mut check = Command::new("sha256sum")
+        .args(["-c", "--strict", "-"])
         .current_dir(feed)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), files.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
     assert!(out.status.success(), "sha256sum -c: {}", text(&out));
 }
 
@@ -612,6 +640,99 @@ fn symbolic_links_in_or_as_the_feed_are_refused_and_not_followed() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(listed(&feed), ["demo_1.raw", "demo_2.raw"]);
     assert_a_host_accepts(&feed, &public);
+}
+
+/// `--valid-for DAYS`: one `BEST-BEFORE-` line, the first midnight (UTC) at least DAYS days on,
+/// replaced (never added to) by each publish that names another day, kept when nothing
+/// changes, removed by a publish without the option; the list still verifies as a host checks
+/// it. The clock is PORTABLE_SERVICE_NOW, so the day is known.
+#[test]
+fn valid_for_marks_the_list_fresh_until_a_day() {
+    let key = Key::new("feed");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let feed = w.join("feed");
+    let public = w.join("import-pubring.pgp");
+    let v1 = image(&w.join("a"), "demo_1.raw", 1, &[]);
+    let v2 = image(&w.join("a"), "demo_2.raw", 2, &[]);
+    // 2023-11-14 22:13:20 UTC, and whole days later
+    let day = |n: u64| (1_700_000_000 + n * 86_400).to_string();
+    let at = |now: &str, args: &[&str], images: &[&Path]| {
+        tool()
+            .env("PORTABLE_SERVICE_NOW", now)
+            .arg("publish")
+            .arg("--feed")
+            .arg(&feed)
+            .arg("--key")
+            .arg(key.path())
+            .arg("--public-key")
+            .arg(&public)
+            .args(args)
+            .args(images)
+            .output()
+            .unwrap()
+    };
+
+    let out = at(&day(0), &["--valid-for", "30"], &[&v1]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    // 30 days on is 2023-12-14 22:13:20: fresh until the midnight after
+    assert_eq!(
+        best_before_lines(&feed),
+        [format!("{EMPTY_SHA256}  BEST-BEFORE-2023-12-15")]
+    );
+    assert!(said.contains("fresh until 2023-12-15 00:00 UTC"), "{said}");
+    assert_eq!(listed(&feed), ["BEST-BEFORE-2023-12-15", "demo_1.raw"]);
+    assert_a_host_accepts(&feed, &public);
+
+    // the same images the same day: nothing changes
+    let before = snapshot(&feed);
+    let out = at(&day(0), &["--valid-for", "30"], &[&v1]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(snapshot(&feed), before, "the feed was rewritten");
+
+    // a day later, a new version: one line still, the new day
+    let out = at(&day(1), &["--valid-for", "30"], &[&v2]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        listed(&feed),
+        ["BEST-BEFORE-2023-12-16", "demo_1.raw", "demo_2.raw"]
+    );
+    assert_a_host_accepts(&feed, &public);
+
+    // the same images a day later: the day moves on, the list signed again
+    let signature = std::fs::read(feed.join("SHA256SUMS.gpg")).unwrap();
+    let out = at(&day(2), &["--valid-for", "1"], &[&v2]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        best_before_lines(&feed),
+        [format!("{EMPTY_SHA256}  BEST-BEFORE-2023-11-18")]
+    );
+    assert_ne!(
+        std::fs::read(feed.join("SHA256SUMS.gpg")).unwrap(),
+        signature
+    );
+    assert_a_host_accepts(&feed, &public);
+
+    // without --valid-for: no line
+    let out = publish(&feed, &key, &[], &[&v2]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(best_before_lines(&feed), Vec::<String>::new());
+    assert_eq!(listed(&feed), ["demo_1.raw", "demo_2.raw"]);
+    assert_a_host_accepts(&feed, &public);
+
+    // days out of 1..=3650: refused naming the option and the value, the feed as it was
+    let before = snapshot(&feed);
+    for bad in ["0", "3651", "thirty"] {
+        let out = at(&day(0), &["--valid-for", bad], &[&v2]);
+        let said = text(&out);
+        assert!(!out.status.success(), "{bad}: accepted\n{said}");
+        assert!(
+            said.contains("--valid-for") && said.contains(&format!("'{bad}'")),
+            "{bad}: {said}"
+        );
+        assert_eq!(snapshot(&feed), before, "{bad}: the feed changed");
+    }
 }
 
 /// Two publishes into one feed: the second waits for the first (the directory's lock).
