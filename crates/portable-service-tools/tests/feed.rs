@@ -517,9 +517,12 @@ fn a_publish_cut_short_anywhere_is_finished_or_undone_by_the_next() {
             &[&v1],
         );
         assert!(out.status.success(), "{}", text(&out));
-        // --keep 1: version 1 goes, so the cut may come among the removals too
+        // --keep 1: version 1 goes, so the cut may come among the removals too; its GnuPG
+        // home goes in a directory of the test's, since an aborted publish leaves its agent
+        let gnupg_tmp = tempfile::tempdir().unwrap();
         let out = tool()
             .env("PORTABLE_SERVICE_PUBLISH_CUT_AT", point)
+            .env("TMPDIR", gnupg_tmp.path())
             .arg("publish")
             .arg("--feed")
             .arg(&feed)
@@ -529,6 +532,13 @@ fn a_publish_cut_short_anywhere_is_finished_or_undone_by_the_next() {
             .arg(&v2)
             .output()
             .unwrap();
+        for home in std::fs::read_dir(gnupg_tmp.path()).unwrap() {
+            let _ = Command::new("gpgconf")
+                .arg("--homedir")
+                .arg(home.unwrap().path())
+                .args(["--kill", "all"])
+                .output();
+        }
         assert!(!out.status.success(), "{point}: not cut short");
         let out = publish(&feed, &key, &["--keep", "1"], &[&v3]);
         let said = text(&out);
