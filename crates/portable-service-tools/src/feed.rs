@@ -12,6 +12,10 @@
 //! doesn't name or whose bytes differ from it, an image whose name carries no version, a version
 //! published before with other bytes. Then new files are written under temporary names, the new
 //! list signed, and only then renamed into place, so a failure leaves the feed as it was.
+//!
+//! The list may say until when it is fresh ([`BEST_BEFORE`], `publish --valid-for`). A feed's
+//! directory is written by whoever can write the web root: publish takes regular files only
+//! from it, never follows a symbolic link in it, and has gpg sign the bytes it holds.
 
 use crate::openpgp;
 use crate::signing::Cert;
@@ -24,6 +28,7 @@ use portable_service_rules::{ddi, verity};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 /// What one version of an image brings to a feed.
 #[derive(Debug)]
@@ -161,17 +166,174 @@ fn extension_in_store(raw: &Utf8Path) -> Option<String> {
     })
 }
 
+/// The SHA-256 of an image's file, where the user keeps it (a link to it, as `nix build`
+/// leaves `result`, is followed).
 fn sha256_of(path: &Utf8Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {path}"))?;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {path}"))?;
+    sha256_of_file(file, path)
+}
+
+fn sha256_of_file(mut file: std::fs::File, path: &Utf8Path) -> Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).with_context(|| format!("cannot read {path}"))?;
     Ok(verity::hex(&hasher.finalize()))
 }
 
-/// The names and hashes a `SHA256SUMS` lists.
-fn parse_sums(sums: &Utf8Path) -> Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(sums).with_context(|| format!("cannot read {sums}"))?;
+/// `O_NOFOLLOW`, which std names no constant for (and this crate has no libc bindings of its
+/// own): its value differs by architecture (libc's `O_NOFOLLOW` for each), so a target not
+/// listed here must be looked up, not guessed.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+const O_NOFOLLOW: i32 = 0o400000;
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+const O_NOFOLLOW: i32 = 0o100000;
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+compile_error!("O_NOFOLLOW's value for this target is not known to feed.rs: add it from libc");
+
+/// Whoever may write in a feed's directory (its web root, the bucket it is synced from) could
+/// put a symbolic link at a file's name, so that publish read another file as the feed's, or
+/// wrote through it to a file outside. A feed's files are opened without following one.
+const LINK: &str = "is a symbolic link: a feed holds regular files only";
+
+/// Opens a file of the feed to read: a symbolic link at its name is refused, not followed, and
+/// so is anything but a regular file.
+fn open_in_feed(path: &Utf8Path) -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NOFOLLOW)
+        .open(path);
+    let file = match file {
+        Ok(file) => file,
+        Err(_) if path.symlink_metadata().is_ok_and(|m| m.is_symlink()) => bail!("{path} {LINK}"),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {path}")),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {path}"))?;
+    ensure!(
+        meta.is_file(),
+        "{path} is not a regular file: a feed holds regular files only"
+    );
+    Ok(file)
+}
+
+fn sha256_in_feed(path: &Utf8Path) -> Result<String> {
+    sha256_of_file(open_in_feed(path)?, path)
+}
+
+fn read_in_feed(path: &Utf8Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut open_in_feed(path)?, &mut bytes)
+        .with_context(|| format!("cannot read {path}"))?;
+    Ok(bytes)
+}
+
+/// Makes the file a publish stages at `path` (a hidden name in the feed), mode 0644: a stale
+/// one, left by a publish cut short, is removed first (unlinking a symbolic link removes the
+/// link, not what it leads to), and the new one is made only if nothing is at its name
+/// (`O_CREAT|O_EXCL`, which no symbolic link passes, and `O_NOFOLLOW` besides), so that nothing
+/// put there meanwhile is written through.
+fn create_staged(path: &Utf8Path) -> Result<std::fs::File> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove the stale {path}")),
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(O_NOFOLLOW)
+        .open(path)
+        .with_context(|| format!("cannot make {path}"))?;
+    // the mode whatever the umask: the web server reads these files
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("cannot make {path} readable"))?;
+    Ok(file)
+}
+
+/// Stages `bytes` at `path` ([`create_staged`]), synced.
+fn write_staged(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+    let mut file = create_staged(path)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {path}"))
+}
+
+/// Writes what it is given to a file and hashes it on the way: what is staged is what was
+/// hashed, with no second read of the staged file.
+struct HashingWriter {
+    file: std::fs::File,
+    hasher: Sha256,
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Refuses a feed directory that is a symbolic link or that holds anything but regular files
+/// (a symbolic link above all, see [`LINK`]), naming it. A directory that doesn't exist yet
+/// passes.
+fn check_regular(dir: &Utf8Path) -> Result<()> {
+    // `feed/` would name what a link `feed` leads to
+    let trimmed = dir.as_str().trim_end_matches('/');
+    let itself = Utf8Path::new(if trimmed.is_empty() { "/" } else { trimmed });
+    match itself.symlink_metadata() {
+        Ok(meta) if meta.is_symlink() => bail!(
+            "{dir} is a symbolic link: publish into the feed's directory itself (a link could be \
+             turned elsewhere while publish writes)"
+        ),
+        Ok(meta) => ensure!(meta.is_dir(), "{dir} is not a directory"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {dir}")),
+    }
+    for entry in dir
+        .read_dir_utf8()
+        .with_context(|| format!("cannot read {dir}"))?
+    {
+        let entry = entry.with_context(|| format!("cannot read {dir}"))?;
+        // the entry's own type: a link is not followed
+        let kind = entry
+            .file_type()
+            .with_context(|| format!("cannot read {}", entry.path()))?;
+        let name = entry.file_name();
+        if kind.is_symlink() {
+            bail!("{dir}/{name} {LINK}");
+        }
+        ensure!(
+            kind.is_file(),
+            "{dir}/{name} is not a regular file: a feed holds regular files only"
+        );
+    }
+    Ok(())
+}
+
+/// The names and hashes a `SHA256SUMS` at `sums` in the feed lists.
+fn read_sums(sums: &Utf8Path) -> Result<BTreeMap<String, String>> {
+    parse_sums(sums, &read_in_feed(sums)?)
+}
+
+/// The names and hashes in `list`, the bytes of the `SHA256SUMS` at `sums`.
+fn parse_sums(sums: &Utf8Path, list: &[u8]) -> Result<BTreeMap<String, String>> {
+    parse_list(sums, list).map(|(files, _)| files)
+}
+
+/// The names and hashes in `list`, the bytes of the `SHA256SUMS` at `sums`, and the days its
+/// `BEST-BEFORE-` lines name (lines that name no file: see [`best_before_line`]).
+fn parse_list(sums: &Utf8Path, list: &[u8]) -> Result<(BTreeMap<String, String>, Vec<Date>)> {
+    let text = std::str::from_utf8(list).with_context(|| format!("{sums} is not UTF-8 text"))?;
     let mut listed = BTreeMap::new();
+    let mut best_before = Vec::new();
     for (n, line) in text.lines().enumerate() {
         // `HASH  NAME` (text mode) or `HASH *NAME` (binary), as sha256sum writes them
         let parsed = line
@@ -187,9 +349,125 @@ fn parse_sums(sums: &Utf8Path) -> Result<BTreeMap<String, String>> {
         let Some((hash, name)) = parsed else {
             bail!("{sums}, line {}: not `SHA256  FILE`: {line:?}", n + 1);
         };
+        if let Some(date) = name.strip_prefix(BEST_BEFORE) {
+            let date = Date::parse(date)
+                .filter(|_| hash.eq_ignore_ascii_case(EMPTY_SHA256))
+                .with_context(|| {
+                    format!(
+                        "{sums}, line {}: not a BEST-BEFORE line as systemd reads it \
+                         (`{EMPTY_SHA256}  {BEST_BEFORE}YYYY-MM-DD`, the SHA-256 of nothing and \
+                         a day): {line:?}",
+                        n + 1
+                    )
+                })?;
+            best_before.push(date);
+            continue;
+        }
         listed.insert(name.to_owned(), hash.to_ascii_lowercase());
     }
-    Ok(listed)
+    Ok((listed, best_before))
+}
+
+/// A `SHA256SUMS` may say until when it is fresh (systemd 260's sysupdate, and our host agent,
+/// read it so; older sysupdate takes it for a file no transfer matches and ignores it): a line
+/// like a file's, the SHA-256 of no bytes and the name `BEST-BEFORE-YYYY-MM-DD`, a day in UTC
+/// from whose first moment (00:00 UTC) the list is stale and refused. It names no file in the
+/// feed. Publishing a feed again with the same files and no new day changes nothing, so a list
+/// is kept fresh by publishing again before that day.
+pub const BEST_BEFORE: &str = "BEST-BEFORE-";
+
+/// The SHA-256 of no bytes, which a `BEST-BEFORE-` line carries.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// The `BEST-BEFORE-` line (see [`BEST_BEFORE`]) for `date`.
+pub fn best_before_line(date: Date) -> String {
+    format!("{EMPTY_SHA256}  {BEST_BEFORE}{date}\n")
+}
+
+const DAY: u64 = 24 * 60 * 60;
+
+/// The day a list published at `now` (seconds since 1970-01-01 00:00 UTC) names in its
+/// `BEST-BEFORE-` line to stay fresh for at least `days` days from `now`: the first midnight
+/// (UTC) at or after `now + days` days, since the list is stale from that day's 00:00 UTC.
+/// Published at 00:00 UTC it is fresh for `days` days exactly; at any other time, for `days`
+/// days and the rest of today.
+pub fn best_before(now: u64, days: u32) -> Date {
+    Date::from_days(now.saturating_add(u64::from(days) * DAY).div_ceil(DAY))
+}
+
+/// A day of the Gregorian calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    pub year: u64,
+    pub month: u64,
+    pub day: u64,
+}
+
+fn is_leap_year(year: u64) -> bool {
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
+}
+
+fn days_in_month(year: u64, month: u64) -> u64 {
+    match month {
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+impl Date {
+    /// The day `days` days after 1970-01-01.
+    pub fn from_days(days: u64) -> Date {
+        // the calendar repeats every 400 years, which are 146097 days, from any year on
+        const CYCLE: u64 = 146_097;
+        let mut year = 1970 + 400 * (days / CYCLE);
+        let mut left = days % CYCLE;
+        loop {
+            let length = if is_leap_year(year) { 366 } else { 365 };
+            if left < length {
+                break;
+            }
+            left -= length;
+            year += 1;
+        }
+        let mut month = 1;
+        while left >= days_in_month(year, month) {
+            left -= days_in_month(year, month);
+            month += 1;
+        }
+        Date {
+            year,
+            month,
+            day: left + 1,
+        }
+    }
+
+    /// `YYYY-MM-DD`, a day that exists, as a `BEST-BEFORE-` line names it.
+    pub fn parse(text: &str) -> Option<Date> {
+        let digits = |s: &str, n: usize| {
+            (s.len() == n && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<u64>().ok())
+                .flatten()
+        };
+        let mut parts = text.split('-');
+        let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+        let date = Date {
+            year: digits(year, 4)?,
+            month: digits(month, 2)?,
+            day: digits(day, 2)?,
+        };
+        let exists = parts.next().is_none()
+            && (1..=12).contains(&date.month)
+            && (1..=days_in_month(date.year, date.month)).contains(&date.day);
+        exists.then_some(date)
+    }
+}
+
+impl std::fmt::Display for Date {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
 }
 
 /// A feed directory as it is: its files and their hashes, all checked against `SHA256SUMS`.
@@ -198,19 +476,38 @@ pub struct Feed {
     pub dir: Utf8PathBuf,
     /// file name -> lowercase hex SHA-256
     pub sums: BTreeMap<String, String>,
+    /// The days the list's `BEST-BEFORE-` lines name (publish writes one at most).
+    pub best_before: Vec<Date>,
+}
+
+/// The bytes of the feed's list, if it has one: read once, so that the bytes whose signature
+/// is checked are the bytes then parsed (a list swapped in between is never seen).
+fn read_list(dir: &Utf8Path) -> Result<Option<Vec<u8>>> {
+    let sums = dir.join(SUMS);
+    match sums.symlink_metadata() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        _ => read_in_feed(&sums).map(Some),
+    }
 }
 
 impl Feed {
     /// Reads and checks a feed; a directory that doesn't exist or is empty is an empty feed.
     pub fn open(dir: &Utf8Path) -> Result<Feed> {
+        check_regular(dir)?;
+        let list = read_list(dir)?;
+        Feed::read(dir, list.as_deref())
+    }
+
+    /// The feed in `dir` whose list holds `list` (as [`read_list`] read it).
+    fn read(dir: &Utf8Path, list: Option<&[u8]>) -> Result<Feed> {
         let mut feed = Feed {
             dir: dir.to_owned(),
             sums: BTreeMap::new(),
+            best_before: Vec::new(),
         };
-        if !dir.exists() {
+        if dir.symlink_metadata().is_err() {
             return Ok(feed);
         }
-        ensure!(dir.is_dir(), "{dir} is not a directory");
         let mut present = BTreeSet::new();
         for entry in dir
             .read_dir_utf8()
@@ -223,8 +520,8 @@ impl Feed {
             return Ok(feed);
         }
         let sums = dir.join(SUMS);
-        ensure!(
-            present.contains(SUMS),
+        let Some(list) = list else {
+            bail!(
             "{dir} is not a feed: it has files ({}) but no {SUMS}; publish into an empty or new \
              directory",
             present
@@ -233,8 +530,9 @@ impl Feed {
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
-        feed.sums = parse_sums(&sums)?;
+            );
+        };
+        (feed.sums, feed.best_before) = parse_list(&sums, list)?;
         for name in feed.sums.keys() {
             ensure!(
                 present.contains(name),
@@ -253,7 +551,7 @@ impl Feed {
         for (name, hash) in &feed.sums {
             let file = dir.join(name);
             ensure!(
-                &sha256_of(&file)? == hash,
+                &sha256_in_feed(&file)? == hash,
                 "{file} does not match its hash in {SUMS}: the feed was changed after it was \
                  published"
             );
@@ -271,6 +569,9 @@ pub struct Options<'a> {
     /// Sign a feed whose list this key didn't sign (another key's, or none): the list is then
     /// trusted as it is, checked against its files only.
     pub new_key: bool,
+    /// The day the list says it is stale from ([`BEST_BEFORE`]; [`best_before`] reckons it):
+    /// `None` writes no such line, and a list that has one is written again without it.
+    pub best_before: Option<Date>,
 }
 
 /// What `publish` did.
@@ -279,6 +580,7 @@ pub struct Published {
     pub added: Vec<String>,
     pub unchanged: Vec<String>,
     pub removed: Vec<String>,
+    /// Who signed the new list; empty when the list stayed as it was.
     pub signer: String,
     /// What was done about a publish that was cut short (killed, power lost) before this one.
     pub recovered: Option<String>,
@@ -312,7 +614,7 @@ fn lock(dir: &Utf8Path) -> Result<std::fs::File> {
 }
 
 fn has_hash(path: &Utf8Path, hash: &str) -> bool {
-    path.is_file() && sha256_of(path).is_ok_and(|h| h == hash)
+    sha256_in_feed(path).is_ok_and(|h| h == hash)
 }
 
 /// Finishes or undoes a publish that was cut short (killed, power lost) between its first write
@@ -331,13 +633,19 @@ fn recover(dir: &Utf8Path, signer: &openpgp::Signer) -> Result<Option<String>> {
         } else {
             dir.join(SIGNATURE)
         };
-        let listed = parse_sums(&staged_sums).ok();
+        let staged_list = read_in_feed(&staged_sums).ok();
+        let listed = staged_list
+            .as_deref()
+            .and_then(|list| parse_sums(&staged_sums, list).ok());
         let complete = listed.as_ref().is_some_and(|l| {
             l.iter()
                 .all(|(n, h)| has_hash(&dir.join(n), h) || has_hash(&dir.join(staged(n)), h))
         });
+        let signed = staged_list
+            .as_deref()
+            .is_some_and(|list| signer.verify(list, &sig).is_ok());
         match listed {
-            Some(listed) if complete && signer.verify(&staged_sums, &sig).is_ok() => {
+            Some(listed) if complete && signed => {
                 for (name, hash) in &listed {
                     let from = dir.join(staged(name));
                     if from.is_file() && !has_hash(&dir.join(name), hash) {
@@ -352,7 +660,7 @@ fn recover(dir: &Utf8Path, signer: &openpgp::Signer) -> Result<Option<String>> {
             }
             listed => {
                 let current = if dir.join(SUMS).is_file() {
-                    parse_sums(&dir.join(SUMS))?
+                    read_sums(&dir.join(SUMS))?
                 } else {
                     BTreeMap::new()
                 };
@@ -367,8 +675,9 @@ fn recover(dir: &Utf8Path, signer: &openpgp::Signer) -> Result<Option<String>> {
     }
     let removing = dir.join(REMOVING);
     if removing.is_file() {
-        let current = parse_sums(&dir.join(SUMS)).unwrap_or_default();
-        for name in std::fs::read_to_string(&removing)?.lines() {
+        let current = read_sums(&dir.join(SUMS)).unwrap_or_default();
+        let names = read_in_feed(&removing)?;
+        for name in String::from_utf8_lossy(&names).lines() {
             let file = dir.join(name);
             if !name.is_empty() && !name.contains('/') && !current.contains_key(name) {
                 let _ = std::fs::remove_file(file);
@@ -387,17 +696,17 @@ fn recover(dir: &Utf8Path, signer: &openpgp::Signer) -> Result<Option<String>> {
 
 /// Refuses to go on from a list this key didn't sign (unless `new_key`): a list changed in
 /// the web root, with a file slipped in beside it, would otherwise be signed again and go to
-/// every host.
-fn check_signed(dir: &Utf8Path, options: &Options) -> Result<()> {
+/// every host. `list` is the list's bytes as read once: those checked are those then parsed.
+fn check_signed(dir: &Utf8Path, list: Option<&[u8]>, options: &Options) -> Result<()> {
     let (sums, sig) = (dir.join(SUMS), dir.join(SIGNATURE));
-    if !sums.is_file() || options.new_key {
+    let Some(list) = list.filter(|_| !options.new_key) else {
         return Ok(());
-    }
+    };
     ensure!(
         sig.is_file(),
         "{sums} has no signature beside it ({SIGNATURE}): it can't be trusted as published;          if it is right, publish with --new-key to sign it as it is"
     );
-    options.signer.verify(&sums, &sig).with_context(|| {
+    options.signer.verify(list, &sig).with_context(|| {
         format!(
             "{sums} is not as {} signed it: it was changed after it was published, or another              key signed it; check the feed, and publish with --new-key only if the feed changed              keys",
             options.signer.fingerprint()
@@ -409,14 +718,18 @@ fn check_signed(dir: &Utf8Path, options: &Options) -> Result<()> {
 /// each image, and writes and signs the new list. Nothing is written unless all is well.
 pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Published> {
     ensure!(options.keep >= 1, "--keep must be at least 1");
+    check_regular(dir)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot make {dir}"))?;
     let _lock = lock(dir)?;
+    // again, now that no other publish changes it: before anything in it is read or recovered
+    check_regular(dir)?;
     let mut published = Published {
         recovered: recover(dir, options.signer)?,
         ..Published::default()
     };
-    check_signed(dir, options)?;
-    let feed = Feed::open(dir)?;
+    let list = read_list(dir)?;
+    check_signed(dir, list.as_deref(), options)?;
+    let feed = Feed::read(dir, list.as_deref())?;
     let mut sums = feed.sums.clone();
     // file name -> (source, hash): what is new
     let mut new: BTreeMap<String, (Utf8PathBuf, String)> = BTreeMap::new();
@@ -486,8 +799,9 @@ pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Pu
         sums.remove(name);
     }
 
-    if new.is_empty() && removed.is_empty() {
-        // nothing to add or drop: the list and its signature stay as they are
+    let best_before: Vec<Date> = options.best_before.into_iter().collect();
+    if new.is_empty() && removed.is_empty() && feed.best_before == best_before {
+        // nothing to add or drop, no other day: the list and its signature stay as they are
         return Ok(published);
     }
 
@@ -496,38 +810,38 @@ pub fn publish(dir: &Utf8Path, images: &[Image], options: &Options) -> Result<Pu
     for (name, (source, hash)) in &new {
         let tmp = dir.join(staged(name));
         staged_files.files.push(tmp.clone());
-        std::fs::copy(source, &tmp).with_context(|| format!("cannot copy {source} to {tmp}"))?;
-        std::fs::File::open(&tmp)?.sync_all()?;
+        let mut from =
+            std::fs::File::open(source).with_context(|| format!("cannot read {source}"))?;
+        let mut to = HashingWriter {
+            file: create_staged(&tmp)?,
+            hasher: Sha256::new(),
+        };
+        std::io::copy(&mut from, &mut to)
+            .and_then(|_| to.file.sync_all())
+            .with_context(|| format!("cannot copy {source} to {tmp}"))?;
         ensure!(
-            &sha256_of(&tmp)? == hash,
+            verity::hex(&to.hasher.finalize()) == *hash,
             "{source} changed while it was copied into the feed"
         );
-        let mut perms = std::fs::metadata(&tmp)?.permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
-        std::fs::set_permissions(&tmp, perms)?;
     }
-    let list: String = sums
+    let list: String = best_before
         .iter()
-        .map(|(name, hash)| format!("{hash}  {name}\n"))
+        .map(|date| best_before_line(*date))
+        .chain(sums.iter().map(|(name, hash)| format!("{hash}  {name}\n")))
         .collect();
     let sums_tmp = dir.join(staged(SUMS));
     let sig_tmp = dir.join(staged(SIGNATURE));
     staged_files.files.push(sums_tmp.clone());
     staged_files.files.push(sig_tmp.clone());
-    let mut f =
-        std::fs::File::create(&sums_tmp).with_context(|| format!("cannot write {sums_tmp}"))?;
-    f.write_all(list.as_bytes())?;
-    f.sync_all()?;
-    options.signer.sign(&sums_tmp, &sig_tmp)?;
-    std::fs::File::open(&sig_tmp)?.sync_all()?;
+    // gpg signs the bytes held here, not a file in the feed that could change under it
+    let signature = options.signer.sign(list.as_bytes())?;
+    write_staged(&sums_tmp, list.as_bytes())?;
+    write_staged(&sig_tmp, &signature)?;
     published.signer = options.signer.fingerprint().to_owned();
     let removing = dir.join(REMOVING);
     if !removed.is_empty() {
         staged_files.files.push(removing.clone());
-        let mut f =
-            std::fs::File::create(&removing).with_context(|| format!("cannot write {removing}"))?;
-        f.write_all(removed.join("\n").as_bytes())?;
-        f.sync_all()?;
+        write_staged(&removing, removed.join("\n").as_bytes())?;
     }
     sync_dir(dir)?;
     cut_short_at("staged");
@@ -584,5 +898,113 @@ impl Drop for Staged {
         for f in &self.files {
             let _ = std::fs::remove_file(f);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utf8(path: &std::path::Path) -> Utf8PathBuf {
+        Utf8PathBuf::from_path_buf(path.to_owned()).unwrap()
+    }
+
+    /// A link put at a staged name after publish looked (so past [`check_regular`]): the file
+    /// it leads to outside the feed is not written through; the link is replaced.
+    #[test]
+    fn a_link_at_a_staged_name_is_not_written_through() {
+        let work = tempfile::tempdir().unwrap();
+        let feed = utf8(&work.path().join("feed"));
+        std::fs::create_dir(&feed).unwrap();
+        let victim = work.path().join("victim");
+        std::fs::write(&victim, "not the feed's\n").unwrap();
+        let staged_sums = feed.join(staged(SUMS));
+        std::os::unix::fs::symlink(&victim, &staged_sums).unwrap();
+        write_staged(&staged_sums, b"the list\n").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"not the feed's\n");
+        let meta = staged_sums.symlink_metadata().unwrap();
+        assert!(meta.is_file(), "{meta:?}");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+        assert_eq!(std::fs::read(&staged_sums).unwrap(), b"the list\n");
+
+        // a dangling link: nothing made where it leads
+        let nowhere = work.path().join("nowhere");
+        let staged_sig = feed.join(staged(SIGNATURE));
+        std::os::unix::fs::symlink(&nowhere, &staged_sig).unwrap();
+        write_staged(&staged_sig, b"sig").unwrap();
+        assert!(!nowhere.exists());
+    }
+
+    #[test]
+    fn days_since_1970_are_calendar_days() {
+        for (days, date) in [
+            (0, "1970-01-01"),
+            (59, "1970-03-01"),
+            (365, "1971-01-01"),
+            (11_016, "2000-02-29"),
+            (11_017, "2000-03-01"),
+            (19_675, "2023-11-14"),
+            (20_088, "2024-12-31"),
+            (47_541, "2100-03-01"),
+            (146_097, "2370-01-01"),
+        ] {
+            assert_eq!(Date::from_days(days).to_string(), date, "{days}");
+            assert_eq!(Date::parse(date), Some(Date::from_days(days)), "{date}");
+        }
+        for bad in [
+            "2023-02-29",
+            "2100-02-29",
+            "2024-13-01",
+            "2024-1-01",
+            "24-01-01",
+            "2024-01-01-",
+        ] {
+            assert_eq!(Date::parse(bad), None, "{bad}");
+        }
+    }
+
+    /// At least `days` days: to the next midnight after now + days, or that instant itself.
+    #[test]
+    fn best_before_is_the_first_midnight_at_least_days_on() {
+        // 2023-11-14 22:13:20 UTC
+        assert_eq!(best_before(1_700_000_000, 1).to_string(), "2023-11-16");
+        assert_eq!(best_before(1_700_000_000, 30).to_string(), "2023-12-15");
+        // 2023-11-14 00:00:00 UTC exactly, and one second later
+        assert_eq!(best_before(1_699_920_000, 1).to_string(), "2023-11-15");
+        assert_eq!(best_before(1_699_920_001, 1).to_string(), "2023-11-16");
+        assert_eq!(best_before(1_699_920_000, 3650).to_string(), "2033-11-11");
+    }
+
+    #[test]
+    fn a_best_before_line_names_no_file() {
+        let list = format!(
+            "{}{}  demo_1.raw\n",
+            best_before_line(Date::parse("2030-01-02").unwrap()),
+            "ab".repeat(32)
+        );
+        let (files, days) = parse_list(Utf8Path::new("SHA256SUMS"), list.as_bytes()).unwrap();
+        assert_eq!(files.keys().collect::<Vec<_>>(), ["demo_1.raw"]);
+        assert_eq!(days, [Date::parse("2030-01-02").unwrap()]);
+        for bad in [
+            format!("{}  BEST-BEFORE-2030-01-02\n", "ab".repeat(32)),
+            format!("{EMPTY_SHA256}  BEST-BEFORE-2030-02-30\n"),
+        ] {
+            let err = parse_list(Utf8Path::new("SHA256SUMS"), bad.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("not a BEST-BEFORE line"), "{err}");
+        }
+    }
+
+    /// Reading a feed's file never follows a link at its name.
+    #[test]
+    fn a_link_in_the_feed_is_not_read_through() {
+        let work = tempfile::tempdir().unwrap();
+        let feed = utf8(&work.path().join("feed"));
+        std::fs::create_dir(&feed).unwrap();
+        std::fs::write(work.path().join("outside"), "x").unwrap();
+        std::os::unix::fs::symlink(work.path().join("outside"), feed.join(SUMS)).unwrap();
+        let err = read_in_feed(&feed.join(SUMS)).unwrap_err().to_string();
+        assert_eq!(err, format!("{feed}/{SUMS} {LINK}"));
+        let err = check_regular(&feed).unwrap_err().to_string();
+        assert_eq!(err, format!("{feed}/{SUMS} {LINK}"));
     }
 }

@@ -63,8 +63,9 @@ enum Job {
 }
 
 /// Publish built (and signed) images into a feed directory, which any web server then serves.
-/// The feed is checked first (every file listed in SHA256SUMS, with the bytes listed); a version
-/// published before must come with the same bytes. Nothing changes unless all is well.
+/// The feed is checked first (every file listed in SHA256SUMS, with the bytes listed; regular
+/// files only, no symbolic links); a version published before must come with the same bytes.
+/// Nothing changes unless all is well.
 #[derive(clap::Args)]
 struct PublishArgs {
     /// The feed directory (made if missing).
@@ -93,6 +94,15 @@ struct PublishArgs {
     /// /etc/systemd/import-pubring.pgp (import-pubring.gpg before systemd 258).
     #[arg(long, value_name = "FILE")]
     public_key: Option<Utf8PathBuf>,
+    /// Mark the list fresh for at least DAYS days from now (1 to 3650): SHA256SUMS gets one
+    /// BEST-BEFORE-YYYY-MM-DD line, the day whose 00:00 UTC is the first midnight at or after
+    /// now + DAYS days. From then on systemd-sysupdate 260 and newer and the host agent refuse
+    /// the list as stale (older sysupdate ignores the line): publish again before then (the
+    /// same images do) to keep hosts updating. Without it no such line is written, and one an
+    /// earlier publish wrote is removed.
+    #[arg(long, value_name = "DAYS",
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    valid_for: Option<u32>,
     /// Images: NAME_VERSION.raw files (with their dm-verity files beside them), or Nix outputs
     /// holding one.
     #[arg(value_name = "IMAGE", required = true)]
@@ -111,6 +121,10 @@ fn publish_command(args: PublishArgs) -> Result<()> {
         .iter()
         .map(|i| feed::Image::find(i, &certs))
         .collect::<Result<Vec<_>>>()?;
+    let best_before = match args.valid_for {
+        Some(days) => Some(feed::best_before(now()?, days)),
+        None => None,
+    };
     let done = feed::publish(
         &args.feed,
         &images,
@@ -118,6 +132,7 @@ fn publish_command(args: PublishArgs) -> Result<()> {
             signer: &signer,
             keep: args.keep,
             new_key: args.new_key,
+            best_before,
         },
     )?;
     if let Some(what) = &done.recovered {
@@ -140,11 +155,40 @@ fn publish_command(args: PublishArgs) -> Result<()> {
     } else {
         println!("signed {}/{} with {}", args.feed, feed::SUMS, done.signer);
     }
+    if let Some(date) = best_before {
+        println!(
+            "{}/{} is fresh until {date} 00:00 UTC ({}{date})",
+            args.feed,
+            feed::SUMS,
+            feed::BEST_BEFORE
+        );
+    }
     if let Some(out) = &args.public_key {
         signer.export_public(out)?;
         println!("wrote {out}: the public key hosts install as /etc/systemd/import-pubring.pgp");
     }
     Ok(())
+}
+
+/// Seconds since 1970-01-01 00:00 UTC: the clock's, or for the tests (tests/feed.rs) the value
+/// of PORTABLE_SERVICE_NOW, said on standard error when it is used.
+fn now() -> Result<u64> {
+    if let Some(value) = std::env::var_os("PORTABLE_SERVICE_NOW") {
+        let seconds = value
+            .to_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            // up to the year 5000: a day systemd's four digits can name, 3650 days on
+            .filter(|s| *s < 95_617_584_000)
+            .with_context(|| {
+                format!("PORTABLE_SERVICE_NOW={value:?} is not seconds since 1970 (before 5000)")
+            })?;
+        eprintln!("note: the time is PORTABLE_SERVICE_NOW={seconds}, not the clock's");
+        return Ok(seconds);
+    }
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_secs())
 }
 
 /// The host's files for one image's feed, written below --out as they go below /etc.

@@ -110,7 +110,36 @@ impl Drop for Signer {
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<Output> {
-    let out = cmd.output().map_err(|e| {
+    check(cmd.output(), what)
+}
+
+/// [`run`], with `input` on gpg's standard input.
+fn run_with_input(cmd: &mut Command, input: &[u8], what: &str) -> Result<Output> {
+    check(output_with_input(cmd, input), what)
+}
+
+/// Runs `cmd` with `input` on its standard input, collecting what it writes (fed from another
+/// thread, so that gpg writing first can't stall both).
+fn output_with_input(cmd: &mut Command, input: &[u8]) -> std::io::Result<Output> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("a piped stdin");
+    std::thread::scope(|s| {
+        // gpg failing early closes its end: what it says then matters, not the broken pipe
+        let feeder = s.spawn(move || stdin.write_all(input));
+        let out = child.wait_with_output();
+        let _ = feeder.join();
+        out
+    })
+}
+
+fn check(out: std::io::Result<Output>, what: &str) -> Result<Output> {
+    let out = out.map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             anyhow::anyhow!(
                 "{what}: gpg (GnuPG) is not installed; publish signs the feed with it, as the \
@@ -135,9 +164,20 @@ impl Signer {
         &self.fingerprint
     }
 
-    /// Signs `data`, writing a detached binary signature to `out`, and verifies it as a host
-    /// would.
-    pub fn sign(&self, data: &Utf8Path, out: &Utf8Path) -> Result<()> {
+    /// A detached binary signature of `data`, the bytes the caller holds: gpg reads them on
+    /// its standard input and writes the signature into a private temporary directory (mode
+    /// 0700, removed afterwards), never to or from a path another user could swap a file at.
+    /// The signature is verified over the same bytes, as a host would, before it is returned.
+    pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>> {
+        let private = tempfile::Builder::new()
+            .prefix("portable-service-sign.")
+            .tempdir()
+            .context("cannot make a temporary directory for the signature")?;
+        std::fs::set_permissions(
+            private.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
+        let out = private.path().join("signature");
         let mut sign = self.gpg();
         sign.args(["--pinentry-mode", "loopback", "--yes", "--local-user"])
             .arg(&self.fingerprint);
@@ -147,40 +187,43 @@ impl Signer {
             None => sign.args(["--passphrase", ""]),
         };
         sign.args(["--digest-algo", "SHA256", "--detach-sign", "--output"])
-            .arg(out)
-            .arg(data);
-        run(
+            .arg(&out)
+            .arg("-");
+        run_with_input(
             &mut sign,
+            data,
             &format!(
-                "signing {data} with {} (a key protected by a passphrase needs \
+                "signing the list with {} (a key protected by a passphrase needs \
                  --passphrase-file)",
                 self.key
             ),
         )?;
-        run(
-            self.gpg().arg("--verify").arg(out).arg(data),
-            "verifying the new signature",
-        )?;
-        Ok(())
+        let signature = std::fs::read(&out).context("cannot read the signature gpg wrote")?;
+        self.verify_at(data, &out, "the new signature")?;
+        Ok(signature)
     }
 
-    /// Whether `signature` is a good detached signature of `data` by this key (the home holds
-    /// no other): `Err` says why not.
-    pub fn verify(&self, data: &Utf8Path, signature: &Utf8Path) -> Result<()> {
-        let out = self
-            .gpg()
+    /// Whether `signature` is a good detached signature of `data` (bytes the caller holds, fed
+    /// to gpg on its standard input) by this key (the home holds no other): `Err` says why
+    /// not.
+    pub fn verify(&self, data: &[u8], signature: &Utf8Path) -> Result<()> {
+        self.verify_at(data, signature.as_std_path(), signature.as_str())
+    }
+
+    fn verify_at(&self, data: &[u8], signature: &std::path::Path, named: &str) -> Result<()> {
+        let mut verify = self.gpg();
+        verify
             .args(["--status-fd", "1", "--verify"])
             .arg(signature)
-            .arg(data)
-            .output()
-            .context("cannot run gpg")?;
+            .arg("-");
+        let out = output_with_input(&mut verify, data).context("cannot run gpg")?;
         let status = String::from_utf8_lossy(&out.stdout);
         let valid = status.lines().any(|l| {
             l.starts_with("[GNUPG:] VALIDSIG ") && l.split(' ').any(|f| f == self.fingerprint)
         });
         ensure!(
             out.status.success() && valid,
-            "{signature} is not a good signature of {data} by {}: {}",
+            "{named} is not a good signature of the list by {}: {}",
             self.fingerprint,
             String::from_utf8_lossy(&out.stderr).trim()
         );

@@ -113,16 +113,19 @@ fn publish(feed: &Path, key: &Key, args: &[&str], images: &[&Path]) -> std::proc
         .unwrap()
 }
 
-/// Every file of a directory and its bytes.
+/// Every file of a directory and its bytes (a symbolic link: where it leads; a directory: that
+/// it is one).
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .map(|d| {
             d.map(|e| {
                 let e = e.unwrap();
-                (
-                    e.file_name().into_string().unwrap(),
-                    std::fs::read(e.path()).unwrap(),
-                )
+                let bytes = match std::fs::read_link(e.path()) {
+                    Ok(to) => format!("-> {}", to.display()).into_bytes(),
+                    Err(_) if e.path().is_dir() => b"(a directory)".to_vec(),
+                    Err(_) => std::fs::read(e.path()).unwrap(),
+                };
+                (e.file_name().into_string().unwrap(), bytes)
             })
             .collect()
         })
@@ -137,7 +140,21 @@ fn listed(feed: &Path) -> Vec<String> {
         .collect()
 }
 
-/// What a host checks: the signature against the public key alone, each file against the list.
+/// The SHA-256 of no bytes, which a `BEST-BEFORE-` line carries.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// The list's `BEST-BEFORE-` lines.
+fn best_before_lines(feed: &Path) -> Vec<String> {
+    std::fs::read_to_string(feed.join("SHA256SUMS"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("  BEST-BEFORE-"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What a host checks: the signature against the public key alone, each file against the list
+/// (a `BEST-BEFORE-` line names no file: sha256sum is given the others, as the README says).
 fn assert_a_host_accepts(feed: &Path, public: &Path) {
     let home = tempfile::tempdir().unwrap();
     let out = Command::new("gpg")
@@ -155,11 +172,25 @@ fn assert_a_host_accepts(feed: &Path, public: &Path) {
         .args(["--kill", "all"])
         .output();
     assert!(out.status.success(), "gpg --verify: {}", text(&out));
-    let out = Command::new("sha256sum")
-        .args(["-c", "--strict", "SHA256SUMS"])
+    let list = std::fs::read_to_string(feed.join("SHA256SUMS")).unwrap();
+    let files: String = list
+        .lines()
+        .filter(|l| !l.contains("  BEST-BEFORE-"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for line in best_before_lines(feed) {
+        assert!(line.starts_with(&format!("{EMPTY_SHA256}  ")), "{line}");
+    }
+    let mut check = Command::new("sha256sum")
+        .args(["-c", "--strict", "-"])
         .current_dir(feed)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), files.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
     assert!(out.status.success(), "sha256sum -c: {}", text(&out));
 }
 
@@ -486,9 +517,12 @@ fn a_publish_cut_short_anywhere_is_finished_or_undone_by_the_next() {
             &[&v1],
         );
         assert!(out.status.success(), "{}", text(&out));
-        // --keep 1: version 1 goes, so the cut may come among the removals too
+        // --keep 1: version 1 goes, so the cut may come among the removals too; its GnuPG
+        // home goes in a directory of the test's, since an aborted publish leaves its agent
+        let gnupg_tmp = tempfile::tempdir().unwrap();
         let out = tool()
             .env("PORTABLE_SERVICE_PUBLISH_CUT_AT", point)
+            .env("TMPDIR", gnupg_tmp.path())
             .arg("publish")
             .arg("--feed")
             .arg(&feed)
@@ -498,6 +532,13 @@ fn a_publish_cut_short_anywhere_is_finished_or_undone_by_the_next() {
             .arg(&v2)
             .output()
             .unwrap();
+        for home in std::fs::read_dir(gnupg_tmp.path()).unwrap() {
+            let _ = Command::new("gpgconf")
+                .arg("--homedir")
+                .arg(home.unwrap().path())
+                .args(["--kill", "all"])
+                .output();
+        }
         assert!(!out.status.success(), "{point}: not cut short");
         let out = publish(&feed, &key, &["--keep", "1"], &[&v3]);
         let said = text(&out);
@@ -512,6 +553,195 @@ fn a_publish_cut_short_anywhere_is_finished_or_undone_by_the_next() {
             ["SHA256SUMS", "SHA256SUMS.gpg", "demo_3.raw"],
             "{point}"
         );
+    }
+}
+
+/// Whoever can write in the feed's directory (its web root) can put a symbolic link there: at a
+/// listed file's name (to a copy outside with the same bytes, or to any file), at the name a
+/// publish stages a file under (to a file outside, which publish would write through), or
+/// make the feed's directory itself a link. Each is refused, naming the link, before anything
+/// is written: the feed and the file outside are as they were.
+#[test]
+fn symbolic_links_in_or_as_the_feed_are_refused_and_not_followed() {
+    let key = Key::new("feed");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let public = w.join("import-pubring.pgp");
+    let v1 = image(&w.join("a"), "demo_1.raw", 1, &[]);
+    let v2 = image(&w.join("a"), "demo_2.raw", 2, &[]);
+    let feed = w.join("feed");
+    let out = publish(
+        &feed,
+        &key,
+        &["--public-key", public.to_str().unwrap()],
+        &[&v1],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let victim = w.join("victim");
+    std::fs::write(&victim, "not the feed's\n").unwrap();
+    let copy = w.join("copy-of-demo_1.raw");
+    std::fs::copy(feed.join("demo_1.raw"), &copy).unwrap();
+    let outside = snapshot(w);
+
+    // (case, the link's name in the feed, where it leads)
+    let cases = [
+        ("a listed file, the same bytes", "demo_1.raw", &copy),
+        ("an unlisted name", "demo_9.raw", &victim),
+        (
+            "the name demo_2.raw is staged under",
+            ".demo_2.raw.publishing",
+            &victim,
+        ),
+        (
+            "the name the list is staged under",
+            ".SHA256SUMS.publishing",
+            &victim,
+        ),
+        (
+            "the name the signature is staged under",
+            ".SHA256SUMS.gpg.publishing",
+            &victim,
+        ),
+    ];
+    for (case, name, to) in cases {
+        let link = feed.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(to, &link).unwrap();
+        let before = snapshot(&feed);
+        let out = publish(&feed, &key, &[], &[&v2]);
+        let said = text(&out);
+        assert!(!out.status.success(), "{case}: accepted\n{said}");
+        let needle = format!(
+            "{} is a symbolic link: a feed holds regular files only",
+            link.display()
+        );
+        assert!(
+            said.contains(&needle),
+            "{case}: expected {needle:?} in\n{said}"
+        );
+        assert_eq!(snapshot(&feed), before, "{case}: the feed changed");
+        assert_eq!(
+            std::fs::read(&victim).unwrap(),
+            b"not the feed's\n",
+            "{case}: written through"
+        );
+        assert_eq!(snapshot(w), outside, "{case}: a file made outside");
+        std::fs::remove_file(&link).unwrap();
+        if name == "demo_1.raw" {
+            std::fs::copy(&copy, &link).unwrap();
+        }
+    }
+
+    // the feed's directory itself a link (with and without a trailing slash)
+    let link = w.join("link-to-feed");
+    std::os::unix::fs::symlink(&feed, &link).unwrap();
+    let before = snapshot(&feed);
+    for given in [link.clone(), PathBuf::from(format!("{}/", link.display()))] {
+        let out = publish(&given, &key, &[], &[&v2]);
+        let said = text(&out);
+        assert!(!out.status.success(), "{given:?}: accepted\n{said}");
+        let needle = format!("{} is a symbolic link", given.display());
+        assert!(said.contains(&needle), "expected {needle:?} in\n{said}");
+        assert_eq!(snapshot(&feed), before, "{given:?}: the feed changed");
+    }
+
+    // the links gone, the feed is whole and takes the new version
+    let out = publish(&feed, &key, &[], &[&v2]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(listed(&feed), ["demo_1.raw", "demo_2.raw"]);
+    assert_a_host_accepts(&feed, &public);
+}
+
+/// `--valid-for DAYS`: one `BEST-BEFORE-` line, the first midnight (UTC) at least DAYS days on,
+/// replaced (never added to) by each publish that names another day, kept when nothing
+/// changes, removed by a publish without the option; the list still verifies as a host checks
+/// it. The clock is PORTABLE_SERVICE_NOW, so the day is known.
+#[test]
+fn valid_for_marks_the_list_fresh_until_a_day() {
+    let key = Key::new("feed");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let feed = w.join("feed");
+    let public = w.join("import-pubring.pgp");
+    let v1 = image(&w.join("a"), "demo_1.raw", 1, &[]);
+    let v2 = image(&w.join("a"), "demo_2.raw", 2, &[]);
+    // 2023-11-14 22:13:20 UTC, and whole days later
+    let day = |n: u64| (1_700_000_000 + n * 86_400).to_string();
+    let at = |now: &str, args: &[&str], images: &[&Path]| {
+        tool()
+            .env("PORTABLE_SERVICE_NOW", now)
+            .arg("publish")
+            .arg("--feed")
+            .arg(&feed)
+            .arg("--key")
+            .arg(key.path())
+            .arg("--public-key")
+            .arg(&public)
+            .args(args)
+            .args(images)
+            .output()
+            .unwrap()
+    };
+
+    let out = at(&day(0), &["--valid-for", "30"], &[&v1]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    // 30 days on is 2023-12-14 22:13:20: fresh until the midnight after
+    assert_eq!(
+        best_before_lines(&feed),
+        [format!("{EMPTY_SHA256}  BEST-BEFORE-2023-12-15")]
+    );
+    assert!(said.contains("fresh until 2023-12-15 00:00 UTC"), "{said}");
+    assert_eq!(listed(&feed), ["BEST-BEFORE-2023-12-15", "demo_1.raw"]);
+    assert_a_host_accepts(&feed, &public);
+
+    // the same images the same day: nothing changes
+    let before = snapshot(&feed);
+    let out = at(&day(0), &["--valid-for", "30"], &[&v1]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(snapshot(&feed), before, "the feed was rewritten");
+
+    // a day later, a new version: one line still, the new day
+    let out = at(&day(1), &["--valid-for", "30"], &[&v2]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        listed(&feed),
+        ["BEST-BEFORE-2023-12-16", "demo_1.raw", "demo_2.raw"]
+    );
+    assert_a_host_accepts(&feed, &public);
+
+    // the same images a day later: the day moves on, the list signed again
+    let signature = std::fs::read(feed.join("SHA256SUMS.gpg")).unwrap();
+    let out = at(&day(2), &["--valid-for", "1"], &[&v2]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        best_before_lines(&feed),
+        [format!("{EMPTY_SHA256}  BEST-BEFORE-2023-11-18")]
+    );
+    assert_ne!(
+        std::fs::read(feed.join("SHA256SUMS.gpg")).unwrap(),
+        signature
+    );
+    assert_a_host_accepts(&feed, &public);
+
+    // without --valid-for: no line
+    let out = publish(&feed, &key, &[], &[&v2]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(best_before_lines(&feed), Vec::<String>::new());
+    assert_eq!(listed(&feed), ["demo_1.raw", "demo_2.raw"]);
+    assert_a_host_accepts(&feed, &public);
+
+    // days out of 1..=3650: refused naming the option and the value, the feed as it was
+    let before = snapshot(&feed);
+    for bad in ["0", "3651", "thirty"] {
+        let out = at(&day(0), &["--valid-for", bad], &[&v2]);
+        let said = text(&out);
+        assert!(!out.status.success(), "{bad}: accepted\n{said}");
+        assert!(
+            said.contains("--valid-for") && said.contains(&format!("'{bad}'")),
+            "{bad}: {said}"
+        );
+        assert_eq!(snapshot(&feed), before, "{bad}: the feed changed");
     }
 }
 
