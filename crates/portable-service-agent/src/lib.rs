@@ -8,3 +8,5 @@
 //! [`host`]: what the agent asks of a host (the real one, or the tests' simulator).
 
 pub mod host;
+
+pub mod fetch;
