@@ -10,3 +10,4 @@
 pub mod host;
 
 pub mod fetch;
+pub mod keyring;
