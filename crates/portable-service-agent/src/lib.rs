@@ -9,13 +9,16 @@
 //! [`config`]: what it is told of an image. [`record`]: what it keeps on disk, and how it
 //! writes. [`sums`]: a feed's list. [`installed`]: the host's versions and attachments, read.
 //! [`feed`]: fetching and pruning versions. [`health`]: the judge of a new version.
-//! [`agent`]: the decisions.
+//! [`agent`]: the decisions. [`fetch`]: HTTP(S) with limits on time and size. [`keyring`]: the
+//! feed's signature, checked against the keyring systemd-sysupdate reads.
 
 pub mod agent;
 pub mod config;
 pub mod feed;
+pub mod fetch;
 pub mod health;
 pub mod host;
 pub mod installed;
+pub mod keyring;
 pub mod record;
 pub mod sums;
