@@ -5,7 +5,7 @@
 //! puts back what ran. Every step is written down before it is taken, so that the next run after
 //! a power cut, a hang or a refusal finds a way forward.
 //!
-//! [`host`]: what the agent asks of a host (the real one, or the tests' simulator).
+//! [`host`]: what the agent asks of a host (the real one, [`real`], or the tests' simulator).
 //! [`config`]: what it is told of an image. [`record`]: what it keeps on disk, and how it
 //! writes. [`sums`]: a feed's list. [`installed`]: the host's versions and attachments, read.
 //! [`feed`]: fetching and pruning versions. [`health`]: the judge of a new version.
@@ -20,5 +20,6 @@ pub mod health;
 pub mod host;
 pub mod installed;
 pub mod keyring;
+pub mod real;
 pub mod record;
 pub mod sums;
