@@ -63,7 +63,9 @@ impl Bus {
         B: Serialize + DynamicType,
         R: DeserializeOwned + Type,
     {
-        let connection = self.connection(method.limit)?;
+        let connection = self
+            .connection(method.limit)
+            .map_err(|e| anyhow!("{method}: {e:#}"))?;
         let reply = connection.call_method(
             Some(method.destination),
             method.path,
