@@ -26,6 +26,9 @@ pub struct Config {
     pub base: Option<Base>,
     #[serde(default)]
     pub health: Health,
+    /// portabled's profile to attach with (none: `default`).
+    #[serde(default)]
+    pub profile: Option<String>,
     /// Where the agent keeps its record of each image (`DIR/NAME/`).
     #[serde(default = "default_state_dir")]
     pub state_dir: String,

@@ -166,15 +166,14 @@ fn a_check_past_its_limit_is_killed_with_what_it_started() {
     let script = format!("echo $$ >{own}; sleep 30 & echo $! >{started}; wait");
     let command = ["sh".to_string(), "-c".to_string(), script];
     let start = Instant::now();
-    let err = host
-        .run_check(&command, Duration::from_secs(1))
-        .unwrap_err();
+    // a check that doesn't answer in time has failed (the version is not kept)
+    let passed = host.run_check(&command, Duration::from_secs(1)).unwrap();
+    assert!(!passed, "a check killed at its limit passed");
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "{:?}",
         start.elapsed()
     );
-    assert!(err.to_string().ends_with(": no answer in 1 s"), "{err}");
     let own = fs::read_to_string(own).unwrap();
     let started = fs::read_to_string(started).unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Context};
 
-use crate::host::{Attachment, Host, Result, UnitStatus};
+use crate::host::{Attachment, Host, Refused, Result, UnitStatus};
 use bus::Bus;
 
 /// The time limits of the real host's calls.
@@ -205,7 +205,12 @@ impl Host for RealHost {
     }
 
     fn get(&mut self, url: &str, max: u64) -> Result<Vec<u8>> {
-        crate::fetch::get(url, max, &self.settings.fetch)
+        // a list and a signature: small, so a minute at most whatever the files may take
+        let limits = crate::fetch::Limits {
+            connect: self.settings.fetch.connect,
+            total: self.settings.fetch.total.min(Duration::from_secs(60)),
+        };
+        crate::fetch::get(url, max, &limits)
     }
 
     fn download(&mut self, url: &str, to: &str, max: u64) -> Result<[u8; 32]> {
@@ -257,7 +262,8 @@ impl Host for RealHost {
             &path,
             &in_dir(dir, extensions),
             prefixes,
-        )?;
+        )
+        .map_err(refusal)?;
         self.reload(&format!("after attaching {}", path.display()))?;
         Ok(units)
     }
@@ -294,7 +300,8 @@ impl Host for RealHost {
             &path,
             &in_dir(dir, extensions),
             prefixes,
-        )?;
+        )
+        .map_err(refusal)?;
         self.reload(&format!("after reattaching {}", path.display()))?;
         Ok(units)
     }
@@ -346,5 +353,24 @@ impl Host for RealHost {
 
     fn run_check(&mut self, command: &[String], limit: Duration) -> Result<bool> {
         check::run(command, limit)
+    }
+}
+
+/// D-Bus errors that say the bus or portabled didn't answer, not that it refused the image.
+const UNANSWERED: [&str; 6] = [
+    "org.freedesktop.DBus.Error.NoReply",
+    "org.freedesktop.DBus.Error.Timeout",
+    "org.freedesktop.DBus.Error.TimedOut",
+    "org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.NoServer",
+    "org.freedesktop.DBus.Error.Disconnected",
+];
+
+/// portabled's error reply to an attach is its refusal of the image ([`Refused`]): the agent
+/// remembers the version as bad. No answer at all says nothing of the image.
+fn refusal(e: anyhow::Error) -> anyhow::Error {
+    match bus::error_name(&e) {
+        Some(name) if !UNANSWERED.contains(&name) => Refused(format!("{e:#}")).into(),
+        _ => e,
     }
 }

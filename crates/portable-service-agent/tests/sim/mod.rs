@@ -43,6 +43,7 @@ pub fn config(name: &str, base: Option<(&str, bool)>, sidecars: bool) -> Config 
             steady: 10,
             command: None,
         },
+        profile: None,
         state_dir: STATE.to_owned(),
         max_file: 1 << 20,
     }
