@@ -44,6 +44,7 @@ in
     buildPortableServiceExtension
     portable-service-builder
     portable-service-tools
+    portable-service-agent
     ;
   inherit (examples)
     hello

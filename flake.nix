@@ -50,7 +50,7 @@
         {
           # `nix run` gives `portable-service` (check, sign)
           default = pkgs.portable-service-tools;
-          inherit (pkgs) portable-service-builder portable-service-tools;
+          inherit (pkgs) portable-service-builder portable-service-tools portable-service-agent;
           inherit (examples)
             hello
             hello-with-ssl

@@ -13,6 +13,8 @@
   squashfsTools,
   portable-service-builder,
   portable-service-tools ? null,
+  # bin/portable-service-agent, for the image's `.sysupdate`; only that attribute needs it
+  portable-service-agent ? null,
   system ? builtins.currentSystem,
   # the system the image's programs are for (nixpkgs' hostPlatform), which a DDI's partition
   # types name; the derivation itself runs on `system`
@@ -228,9 +230,10 @@ let
     );
   };
 
-  # The host's side of a feed that `portable-service publish` writes: systemd-sysupdate's
-  # transfer definitions, one per file of a version, and the units that update, switch to and
-  # roll back versions (crates/portable-service-tools/src/transfers.rs), to copy under /etc.
+  # The host's side of a feed that `portable-service publish` writes, to copy under /etc: the
+  # agent (crates/portable-service-agent, static) and its configuration, the units that run it
+  # to update, roll back and recover, and systemd-sysupdate's transfer definitions for those who
+  # run systemd's updater themselves (crates/portable-service-tools/src/transfers.rs).
   sysupdate =
     {
       url,
@@ -238,6 +241,8 @@ let
       keep ? 2,
       signed ? nakedVerity,
       health ? { },
+      # an extension's base's own feed, fetched with it; null: the base as installed
+      baseUrl ? null,
     }:
     let
       fail =
@@ -288,7 +293,35 @@ let
       healthKnown = [
         "timeout"
         "steady"
+        "command"
       ];
+      checkedCommand =
+        let
+          c = health.command or null;
+        in
+        if c == null then
+          [ ]
+        else if
+          !builtins.isList c || c == [ ] || !builtins.all (w: builtins.isString w && w != "") c
+        then
+          fail "health.command" c
+            "must be a non-empty list of strings: the program (an absolute path on the host) and its arguments"
+        else if builtins.match "/.*" (builtins.head c) == null then
+          fail "health.command" c "must start with an absolute path on the host"
+        else
+          c;
+      checkedBaseUrl =
+        if baseUrl == null then
+          null
+        else if extension == null then
+          fail "baseUrl" baseUrl "is for an extension, whose base is fetched from its own feed"
+        else if !builtins.isString baseUrl || builtins.match "https?://.+" baseUrl == null then
+          fail "baseUrl" baseUrl "must be an http:// or https:// URL: the directory of the base's feed"
+        else if !only rules.urlPunctuation baseUrl then
+          fail "baseUrl" baseUrl
+            "may hold only letters, digits and ${builtins.concatStringsSep "" rules.urlPunctuation} (percent-encode the rest)"
+        else
+          baseUrl;
       checkedHealth =
         if !builtins.isAttrs health then
           fail "health" health "must be an attribute set: { timeout = SECONDS; steady = SECONDS; }"
@@ -306,12 +339,17 @@ let
                 fail "health.${n}" v "must be a whole number of seconds, at least 1";
           in
           if unknown != [ ] then
-            fail "health" health "knows only timeout and steady, not ${builtins.concatStringsSep ", " unknown}"
+            fail "health" health "knows only timeout, steady and command, not ${builtins.concatStringsSep ", " unknown}"
           else
             {
               timeout = seconds "timeout" 90;
-              steady = seconds "steady" 1;
+              steady = seconds "steady" 10;
             };
+      agent =
+        if tools.portable-service-agent or null == null then
+          throw "${function}: `sysupdate` needs `portable-service-agent` (bin/portable-service-agent, static, for the hosts) among the functions' packages"
+        else
+          "${tools.portable-service-agent}/bin/portable-service-agent";
       # systemd-sysupdate takes versions of these characters only (version_is_valid())
       checkedVersion =
         if builtins.match "[A-Za-z0-9.,_+-]+" a.version == null then
@@ -322,8 +360,9 @@ let
     in
     builtins.deepSeq
       [
-        (needs "systemd-sysupdate" 251)
         checkedVersion
+        checkedCommand
+        checkedBaseUrl
       ]
       (derivation {
         name = "${a.pname}-sysupdate";
@@ -345,7 +384,22 @@ let
           (toString checkedHealth.timeout)
           "--health-steady"
           (toString checkedHealth.steady)
+          "--agent"
+          agent
         ]
+        ++ builtins.concatMap (w: [
+          "--health-command"
+          w
+        ]) checkedCommand
+        ++ (
+          if profile == null then
+            [ ]
+          else
+            [
+              "--profile"
+              profile
+            ]
+        )
         ++ (if nakedVerity then [ "--verity" ] else [ ])
         ++ (if checkedSigned then [ "--signed" ] else [ ])
         ++ builtins.concatMap (p: [
@@ -362,6 +416,17 @@ let
               "--base"
               base.pname
             ]
+            ++ (
+              if checkedBaseUrl == null then
+                [ ]
+              else
+                [
+                  "--base-url"
+                  checkedBaseUrl
+                ]
+                # a naked base with verity = true: its hash tree, root hash and signature
+                ++ (if base.verity && base.format == "squashfs" then [ "--base-verity" ] else [ ])
+            )
         );
       });
   # What nixpkgs' derivations have, for code written against nixpkgs' portableService; an image

@@ -9,6 +9,8 @@
   portable-service-builder,
   # bin/portable-service, for the image's `.check`; only that attribute needs it
   portable-service-tools ? null,
+  # bin/portable-service-agent, for the image's `.sysupdate`; only that attribute needs it
+  portable-service-agent ? null,
   system ? builtins.currentSystem,
   # the system the image's programs are for, when it is not `system` (a cross build)
   hostSystem ? system,

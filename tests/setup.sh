@@ -4,6 +4,7 @@
 # offline stand-ins for nixpkgs packages that tests/nix/offline.nix brings into the store:
 #   target/offline/builder/bin/portable-service-builder   (static: it runs in Nix's sandbox)
 #   target/offline/tools/bin/portable-service              (static: check, sign)
+#   target/offline/agent/bin/portable-service-agent        (static: the hosts run it)
 #   target/offline/squashfs-tools/bin/mksquashfs           (the host's, dynamic: see nix.conf)
 #   target/offline/busybox/bin/{busybox,sh}                (Debian's static busybox)
 #   target/offline/cacert/etc/ssl/certs/ca-bundle.crt      (the host's CA bundle)
@@ -37,15 +38,17 @@ install_missing "" nix-bin squashfs-tools busybox-static
 install_missing --no-install-recommends qemu-system-x86 linux-image-amd64 debootstrap kmod \
   e2fsprogs cryptsetup-bin openssl gpg gpg-agent
 
-echo "setup: building the static portable-service-builder and portable-service" >&2
+echo "setup: building the static portable-service-builder, portable-service and portable-service-agent" >&2
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --quiet --release --locked \
-  -p portable-service-builder -p portable-service-tools --target x86_64-unknown-linux-gnu
+  -p portable-service-builder -p portable-service-tools -p portable-service-agent \
+  --target x86_64-unknown-linux-gnu
 
 stage=target/offline
 rm -rf "$stage.tmp"
-mkdir -p "$stage.tmp"/{builder,tools,squashfs-tools,busybox}/bin "$stage.tmp/cacert/etc/ssl/certs"
+mkdir -p "$stage.tmp"/{builder,tools,agent,squashfs-tools,busybox}/bin "$stage.tmp/cacert/etc/ssl/certs"
 cp target/x86_64-unknown-linux-gnu/release/portable-service-builder "$stage.tmp/builder/bin/"
 cp target/x86_64-unknown-linux-gnu/release/portable-service "$stage.tmp/tools/bin/"
+cp target/x86_64-unknown-linux-gnu/release/portable-service-agent "$stage.tmp/agent/bin/"
 cp "$(command -v mksquashfs)" "$(command -v unsquashfs)" "$stage.tmp/squashfs-tools/bin/"
 cp /bin/busybox "$stage.tmp/busybox/bin/busybox"
 ln -s busybox "$stage.tmp/busybox/bin/sh"

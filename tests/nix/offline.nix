@@ -55,11 +55,13 @@ rec {
   squashfsTools = bring "squashfs-tools" "squashfs-tools-host";
   portable-service-builder = bring "builder" "portable-service-builder";
   portable-service-tools = bring "tools" "portable-service-tools";
+  portable-service-agent = bring "agent" "portable-service-agent";
   portableService = import ../../nix/portable-service.nix {
     inherit
       squashfsTools
       portable-service-builder
       portable-service-tools
+      portable-service-agent
       system
       ;
   };
@@ -68,6 +70,7 @@ rec {
       squashfsTools
       portable-service-builder
       portable-service-tools
+      portable-service-agent
       system
       ;
   };

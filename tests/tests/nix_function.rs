@@ -679,7 +679,8 @@ fn the_readme_update_flow_publishes_hello_ddi_and_builds_its_host_side() {
     for file in [
         "sysupdate.hello.d/10-hello-raw.transfer",
         "sysupdate.hello.d/10-hello-raw.conf",
-        "sysupdate.hello.d/switch",
+        "portable-service-agent/bin/portable-service-agent",
+        "portable-service-agent/hello.json",
         "systemd/system/hello-update.service",
         "systemd/system/hello-update.timer",
         "systemd/system/hello-rollback.service",
@@ -700,7 +701,7 @@ fn the_readme_update_flow_publishes_hello_ddi_and_builds_its_host_side() {
         std::fs::read_dir(host.join("sysupdate.hello.d"))
             .unwrap()
             .count(),
-        3
+        2
     );
 }
 
@@ -742,8 +743,16 @@ fn sysupdate_arguments_fail_at_evaluation_naming_attribute_and_value() {
             "`sysupdate.health.steady` = 0 must be a whole number of seconds, at least 1",
         ),
         (
+            "(demo { }).sysupdate { url = \"https://x/\"; health.command = [ \"curl\" ]; }",
+            "`sysupdate.health.command` = [\"curl\"] must start with an absolute path on the host",
+        ),
+        (
+            "(demo { }).sysupdate { url = \"https://x/\"; baseUrl = \"https://x/base/\"; }",
+            "`sysupdate.baseUrl` = \"https://x/base/\" is for an extension",
+        ),
+        (
             "(demo { }).sysupdate { url = \"https://x/\"; health.wait = 3; }",
-            "`sysupdate.health` = {\"wait\":3} knows only timeout and steady, not wait",
+            "`sysupdate.health` = {\"wait\":3} knows only timeout, steady and command, not wait",
         ),
         (
             "(demo { extra.format = \"ddi\"; }).sysupdate { url = \"https://x/\"; signed = true; }",
@@ -761,18 +770,38 @@ fn sysupdate_arguments_fail_at_evaluation_naming_attribute_and_value() {
             "{expr}\nexpected: {expected}\ngot: {err}"
         );
     }
-    // an extension's host side names its base, over which it is attached
-    let host = build("(ext.app { }).sysupdate { url = \"http://127.0.0.1:8080/\"; }");
-    let switch = std::fs::read_to_string(host.join("sysupdate.app.d/switch")).unwrap();
-    assert!(switch.contains("\nbase='demo'\n"), "{switch}");
+    // an extension's host side names its base, over which it is attached, and its feed
+    let host = build(
+        "(ext.app { }).sysupdate { url = \"http://127.0.0.1:8080/\"; \
+         baseUrl = \"http://127.0.0.1:8080/demo/\"; }",
+    );
+    let config = agent_config(&host, "app");
+    assert_eq!(config["base"]["name"], "demo", "{config}");
+    assert_eq!(
+        config["base"]["url"], "http://127.0.0.1:8080/demo/",
+        "{config}"
+    );
     // health's settings reach the host
     let host = build(
-        "(demo { }).sysupdate { url = \"https://x/\"; health = { timeout = 30; steady = 5; }; }",
+        "(demo { }).sysupdate { url = \"https://x/\"; health = { timeout = 30; steady = 5; \
+         command = [ \"/usr/bin/curl\" \"-f\" \"http://127.0.0.1/\" ]; }; }",
     );
-    let switch = std::fs::read_to_string(host.join("sysupdate.demo.d/switch")).unwrap();
-    for line in ["\nhealth_timeout='30'\n", "\nhealth_steady='5'\n"] {
-        assert!(switch.contains(line), "{line} in {switch}");
-    }
+    let config = agent_config(&host, "demo");
+    assert_eq!(config["health"]["timeout"], 30, "{config}");
+    assert_eq!(config["health"]["steady"], 5, "{config}");
+    assert_eq!(
+        config["health"]["command"],
+        serde_json::json!(["/usr/bin/curl", "-f", "http://127.0.0.1/"])
+    );
+    // the agent runs on every systemd the images do: an old host's image has a host side too
+    let old = eval("((demo { socket = false; extra.minSystemd = 239; }).sysupdate { url = \"https://x/\"; }).drvPath");
+    assert!(old.is_ok(), "{old:?}");
+}
+
+/// The agent's configuration for image `name` in a `.sysupdate` output.
+fn agent_config(host: &std::path::Path, name: &str) -> serde_json::Value {
+    let file = host.join(format!("portable-service-agent/{name}.json"));
+    serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap()
 }
 
 /// What code written against nixpkgs' `portableService` does with its result, a stdenv
@@ -871,10 +900,6 @@ fn min_systemd_refuses_what_older_hosts_cannot_run() {
         (
             "(demo { extra.minSystemd = 239; })",
             "portableService: `minSystemd` = 239 is older than attaching units other than services (demo.socket: 239 refuses them, \"No such file or directory\"), which came in systemd 245",
-        ),
-        (
-            "(demo { extra.minSystemd = 250; }).sysupdate { url = \"https://x/\"; }",
-            "portableService: `minSystemd` = 250 is older than systemd-sysupdate, which came in systemd 251",
         ),
         (
             "(demo { extra.profile = \"mine\"; })",

@@ -13,7 +13,8 @@
 //! feed's signature, checked against the keyring systemd-sysupdate reads.
 
 pub mod agent;
-pub mod config;
+/// What the agent is told of an image (shared with the tools, which write it).
+pub use portable_service_rules::agent_config as config;
 pub mod feed;
 pub mod fetch;
 pub mod health;

@@ -9,8 +9,10 @@
 //! unit file's settings as systemd does. [`verity`]: the dm-verity hash tree's format and the
 //! files systemd looks for beside an image. [`feed`]: a feed's file names and systemd's order of
 //! versions. [`ddi`]: a Discoverable Disk Image's partitions, their
-//! types per architecture and their table.
+//! types per architecture and their table. [`agent_config`]: what the host agent is told of an
+//! image, as the tools write it.
 
+pub mod agent_config;
 pub mod ddi;
 pub mod extension;
 pub mod feed;

@@ -227,6 +227,26 @@ struct TransfersArgs {
     /// Seconds they must then stay up, not restarted.
     #[arg(long, value_name = "S", default_value_t = transfers::Health::default().steady)]
     health_steady: u32,
+    /// A word of the command that must exit 0 once the units are up (repeated: the program's
+    /// absolute path, then its arguments).
+    #[arg(
+        long = "health-command",
+        value_name = "WORD",
+        allow_hyphen_values = true
+    )]
+    health_command: Vec<String>,
+    /// portabled's profile to attach with.
+    #[arg(long)]
+    profile: Option<String>,
+    /// For an extension: its base's own feed, fetched with it.
+    #[arg(long, value_name = "URL", requires = "base")]
+    base_url: Option<String>,
+    /// The base is a naked image with its hash tree, root hash and signature beside it.
+    #[arg(long, requires = "base_url")]
+    base_verity: bool,
+    /// The host agent (bin/portable-service-agent, static) to install with them.
+    #[arg(long, value_name = "FILE")]
+    agent: Utf8PathBuf,
 }
 
 fn transfers_command(args: TransfersArgs) -> Result<()> {
@@ -243,13 +263,19 @@ fn transfers_command(args: TransfersArgs) -> Result<()> {
         verity: args.verity,
         signed: args.signed,
         prefixes,
-        base: args.base.map(|name| transfers::Base { name }),
+        base: args.base.map(|name| transfers::Base {
+            name,
+            url: args.base_url,
+            verity: args.base_verity,
+        }),
         health: transfers::Health {
             timeout: args.health_timeout,
             steady: args.health_steady,
         },
+        health_command: args.health_command,
+        profile: args.profile,
     };
-    for file in host.write(&args.out)? {
+    for file in host.write(&args.out, &args.agent)? {
         println!("wrote {file}");
     }
     Ok(())

@@ -1,32 +1,38 @@
 //! The host's side of a feed (see [`crate::feed`]): what `image.sysupdate { url = ...; }`
-//! builds, as files to copy under a host's `/etc`:
+//! builds, as files to copy under a host's `/etc` (`cp -r result/. /etc/`):
 //!
-//! - `sysupdate.NAME.d/*.transfer`: one transfer definition per file of a version (the image,
-//!   and for a naked image with `verity = true` its hash tree, root hash and signature), bound
-//!   together by `@v`, for `systemd-sysupdate --component=NAME`; each also as `*.conf`, the
-//!   name systemd 254 reads (257 on read `.transfer`, and `.conf` only if there is none);
-//! - `sysupdate.NAME.d/switch`: the script that attaches what sysupdate installed, which
-//!   sysupdate itself doesn't (it only places files);
-//! - `systemd/system/NAME-update.service` (update, then switch), `NAME-update.timer` (daily,
-//!   not enabled) and `NAME-rollback.service` (back to the version kept beside).
+//! - `portable-service-agent/bin/portable-service-agent`: the host agent
+//!   (crates/portable-service-agent), static, shared by every image of the host, and
+//!   `portable-service-agent/NAME.json`, what it is told of this image
+//!   ([`portable_service_rules::agent_config::Config`]);
+//! - `systemd/system/NAME-update.service` (the agent's `update`), `NAME-update.timer` (daily,
+//!   not enabled), `NAME-rollback.service` (`rollback`) and `NAME-recover.service` (`recover`,
+//!   at every boot), each with a time limit;
+//! - `sysupdate.NAME.d/*.transfer`: one systemd-sysupdate transfer definition per file of a
+//!   version, bound together by `@v`, for those who run systemd's own updater (the agent
+//!   doesn't need them; the same feed serves both); each also as `*.conf`, the name systemd 254
+//!   reads (257 on read `.transfer`, and `.conf` only if there is none).
 //!
-//! An extension's files update the extension alone, and switch by reattaching the newest base
-//! installed with the newest extension.
+//! An extension's agent updates the extension (and its base, from the base's feed when given)
+//! and switches by attaching the newest base installed with the newest extension.
 
 use crate::feed::FILES;
 use anyhow::{ensure, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use portable_service_rules::agent_config::{self, Config};
 
-/// Where the switch script keeps its state on the host (`NAME/status`, `bad`, `previous`,
-/// `switching`).
-pub const STATE_DIR: &str = "/var/lib/portable-service-update";
+/// Where the agent keeps its record and status of each image on the host (`NAME/status`).
+pub const STATE_DIR: &str = "/var/lib/portable-service-agent";
 
-/// Where Debian, Fedora and Arch have systemd-sysupdate (not on PATH).
-pub const SYSUPDATE: &str = "/usr/lib/systemd/systemd-sysupdate";
+/// Where the agent and its configurations go on the host (below `/etc`).
+pub const AGENT_DIR: &str = "portable-service-agent";
 
-/// What attaches what sysupdate installed (it places files only): the script, with the image's
-/// settings put in place of its marker line (see the script's own header for what it keeps).
-const SWITCH: &str = include_str!("switch.sh");
+/// The units' time limits, in seconds: beyond every limit of the agent's own steps (a lock
+/// waited for 15 minutes, a file's download, a health window per pair tried), so that systemd
+/// stops a run only if the agent itself hangs; the next run then finds the switch written
+/// down and finishes it.
+const UPDATE_LIMIT: u32 = 2 * 3600;
+const ROLLBACK_LIMIT: u32 = 3600;
 
 /// Characters a host path (`target`) may hold beside ASCII letters and digits: what needs no
 /// quoting in a transfer file, a unit file or the script (no `%`, a specifier to systemd; no
@@ -47,12 +53,6 @@ fn only(s: &str, punctuation: &[char]) -> bool {
         .all(|c| c.is_ascii_alphanumeric() || punctuation.contains(&c))
 }
 
-/// `s` as one word for sh: single-quoted (the values are checked to need none; this is the
-/// second line of defence).
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// How long a new version's units have to come up, and to stay up, before it is kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Health {
@@ -64,9 +64,10 @@ pub struct Health {
 
 impl Default for Health {
     fn default() -> Self {
+        let d = agent_config::Health::default();
         Health {
-            timeout: 90,
-            steady: 1,
+            timeout: d.timeout as u32,
+            steady: d.steady as u32,
         }
     }
 }
@@ -75,6 +76,10 @@ impl Default for Health {
 #[derive(Debug, Clone)]
 pub struct Base {
     pub name: String,
+    /// The base's own feed, fetched with the extension's; none: the base as installed.
+    pub url: Option<String>,
+    /// A naked base with its hash tree, root hash and signature beside it.
+    pub verity: bool,
 }
 
 /// One image's host side.
@@ -99,6 +104,10 @@ pub struct Host {
     pub base: Option<Base>,
     /// When a new version counts as healthy.
     pub health: Health,
+    /// A command that must exit 0 once the units are up (the program's absolute path first).
+    pub health_command: Vec<String>,
+    /// portabled's profile to attach with (none: `default`).
+    pub profile: Option<String>,
 }
 
 impl Host {
@@ -150,6 +159,28 @@ impl Host {
                 portable_service_rules::names::is_image_name(&b.name),
                 "base {:?} is not an image name",
                 b.name
+            );
+            if let Some(url) = &b.url {
+                ensure!(
+                    ["http://", "https://"].iter().any(|s| url.starts_with(s))
+                        && only(url, URL_PUNCTUATION),
+                    "base url {url:?}: an http:// or https:// URL of letters, digits and {}",
+                    URL_PUNCTUATION.iter().collect::<String>()
+                );
+            }
+        }
+        ensure!(
+            self.health_command
+                .first()
+                .is_none_or(|p| p.starts_with('/')),
+            "health command {:?}: its program must be an absolute path on the host",
+            self.health_command
+        );
+        if let Some(p) = &self.profile {
+            ensure!(
+                crate::check::PROFILES.contains(&p.as_str()),
+                "profile {p:?} is not one of portablectl's: {}",
+                crate::check::PROFILES.join(", ")
             );
         }
         ensure!(
@@ -223,36 +254,47 @@ impl Host {
         )
     }
 
-    /// The switch script (see [`SWITCH`]): its settings, then the script.
-    pub fn switch_script(&self) -> String {
-        let sidecars: Vec<&str> = FILES[1..].iter().map(|(host, _)| *host).collect();
-        let settings = [
-            ("name", self.name.clone()),
-            (
-                "base",
-                self.base
-                    .as_ref()
-                    .map(|b| b.name.clone())
-                    .unwrap_or_default(),
-            ),
-            ("dir", self.target.to_string()),
-            ("sysupdate", SYSUPDATE.to_owned()),
-            ("prefixes", self.prefixes.join(" ")),
-            ("sidecars", sidecars.join(" ")),
-            ("health_timeout", self.health.timeout.to_string()),
-            ("health_steady", self.health.steady.to_string()),
-            ("state_dir", STATE_DIR.to_owned()),
-        ];
-        let settings: Vec<String> = settings
-            .iter()
-            .map(|(k, v)| format!("{k}={}", sh_quote(v)))
-            .collect();
-        SWITCH.replacen("# @SETTINGS@", &settings.join("\n"), 1)
+    /// The agent's configuration for this image.
+    pub fn config(&self) -> Config {
+        let pairs = |files: Vec<(&str, &str)>| -> Vec<(String, String)> {
+            files
+                .into_iter()
+                .map(|(h, f)| (h.to_owned(), f.to_owned()))
+                .collect()
+        };
+        Config {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            target: self.target.to_string(),
+            keep: self.keep as usize,
+            files: pairs(self.files()),
+            prefixes: self.prefixes.clone(),
+            base: self.base.as_ref().map(|b| agent_config::Base {
+                name: b.name.clone(),
+                url: b.url.clone(),
+                files: pairs(FILES[..if b.verity { 4 } else { 1 }].to_vec()),
+            }),
+            health: agent_config::Health {
+                timeout: self.health.timeout.into(),
+                steady: self.health.steady.into(),
+                command: (!self.health_command.is_empty()).then(|| self.health_command.clone()),
+            },
+            profile: self.profile.clone(),
+            state_dir: STATE_DIR.to_owned(),
+            max_file: agent_config::Config::default_max_file(),
+        }
     }
 
-    /// A oneshot unit running `switch VERB`; `extra` goes in its [Unit] section, `install`
-    /// after [Service].
-    fn unit(&self, description: &str, verb: &str, extra: &str, install: &str) -> String {
+    /// A oneshot unit running the agent's `verb` within `limit` seconds; `extra` goes in its
+    /// [Unit] section, `install` after [Service].
+    fn unit(
+        &self,
+        description: &str,
+        verb: &str,
+        limit: u32,
+        extra: &str,
+        install: &str,
+    ) -> String {
         format!(
             "[Unit]\n\
              Description={description}\n\
@@ -260,18 +302,21 @@ impl Host {
              \n\
              [Service]\n\
              Type=oneshot\n\
-             ExecStart=/bin/sh /etc/sysupdate.{name}.d/switch {verb}\n\
+             ExecStart=/etc/{AGENT_DIR}/bin/portable-service-agent {verb} {name}\n\
+             TimeoutStartSec={limit}\n\
              {install}",
             name = self.name,
         )
     }
 
-    /// Writes the host's files below `out` (`out/sysupdate.NAME.d/`, `out/systemd/system/`).
-    pub fn write(&self, out: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
+    /// Writes the host's files below `out` (`out/portable-service-agent/`, `out/systemd/system/`,
+    /// `out/sysupdate.NAME.d/`), the agent copied from `agent`.
+    pub fn write(&self, out: &Utf8Path, agent: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
         self.validate()?;
         let dir = out.join(format!("sysupdate.{}.d", self.name));
         let units = out.join("systemd/system");
-        for d in [&dir, &units] {
+        let bin = out.join(AGENT_DIR).join("bin");
+        for d in [&dir, &units, &bin] {
             std::fs::create_dir_all(d).with_context(|| format!("cannot make {d}"))?;
         }
         let mut files: Vec<(Utf8PathBuf, String)> = Vec::new();
@@ -283,13 +328,18 @@ impl Host {
                 files.push((dir.join(format!("{stem}.{ext}")), self.transfer(host, feed)));
             }
         }
-        files.push((dir.join("switch"), self.switch_script()));
         let name = &self.name;
+        let config = serde_json::to_string_pretty(&self.config()).expect("a config serializes");
+        files.push((
+            out.join(AGENT_DIR).join(format!("{name}.json")),
+            config + "\n",
+        ));
         files.push((
             units.join(format!("{name}-update.service")),
             self.unit(
                 &format!("Update {name} from {}", self.url_dir()),
                 "update",
+                UPDATE_LIMIT,
                 "Wants=network-online.target\nAfter=network-online.target\n",
                 "",
             ),
@@ -299,19 +349,19 @@ impl Host {
             self.unit(
                 &format!("Roll {name} back to the version before, and keep it from coming back"),
                 "rollback",
+                ROLLBACK_LIMIT,
                 "",
                 "",
             ),
         ));
-        // at boot, only when a switch was cut short (the script writes that file first)
+        // at every boot: finishes a switch the host went down in, else only says what runs
         files.push((
             units.join(format!("{name}-recover.service")),
             self.unit(
-                &format!("Put back the version of {name} that a switch cut short replaced"),
+                &format!("Finish a switch of {name} that the host went down in"),
                 "recover",
-                &format!(
-                    "ConditionPathExists={STATE_DIR}/{name}/switching\nAfter=local-fs.target\n"
-                ),
+                ROLLBACK_LIMIT,
+                "After=local-fs.target\n",
                 "\n[Install]\nWantedBy=multi-user.target\n",
             ),
         ));
@@ -335,7 +385,10 @@ impl Host {
             std::fs::write(path, text).with_context(|| format!("cannot write {path}"))?;
         }
         let mut written: Vec<Utf8PathBuf> = files.into_iter().map(|(p, _)| p).collect();
-        // enabled as copied: `cp -r result/systemd/system/* /etc/systemd/system/`
+        let copy = bin.join("portable-service-agent");
+        std::fs::copy(agent, &copy).with_context(|| format!("cannot copy {agent} to {copy}"))?;
+        written.push(copy);
+        // enabled as copied: `cp -r result/. /etc/`
         let wants = units.join("multi-user.target.wants");
         std::fs::create_dir_all(&wants).with_context(|| format!("cannot make {wants}"))?;
         let link = wants.join(format!("{name}-recover.service"));

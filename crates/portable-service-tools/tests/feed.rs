@@ -782,16 +782,29 @@ fn one_publish_at_a_time() {
     assert_eq!(listed(&feed), ["demo_1.raw", "demo_2.raw"]);
 }
 
+/// `transfers --out DIR ARGS`, with a stand-in for the agent (`--agent`): whether it
+/// succeeded, what it said, DIR.
 fn transfers(args: &[&str]) -> (bool, String, tempfile::TempDir) {
     let out_dir = tempfile::tempdir().unwrap();
+    let agent = out_dir.path().with_extension("agent");
+    std::fs::write(&agent, b"#!/bin/sh\n").unwrap();
     let out = tool()
         .arg("transfers")
         .arg("--out")
-        .arg(out_dir.path())
+        .arg(out_dir.path().join("result"))
+        .arg("--agent")
+        .arg(&agent)
         .args(args)
         .output()
         .unwrap();
+    std::fs::remove_file(&agent).unwrap();
     (out.status.success(), text(&out), out_dir)
+}
+
+/// The agent's configuration for `name` below a transfers output.
+fn agent_config(out: &Path, name: &str) -> serde_json::Value {
+    let file = out.join(format!("result/portable-service-agent/{name}.json"));
+    serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap()
 }
 
 #[test]
@@ -807,7 +820,8 @@ fn transfers_bind_a_version_s_files_and_keep_what_rollback_needs() {
         "3",
     ]);
     assert!(ok, "{said}");
-    let dir = out.path().join("sysupdate.demo.d");
+    let result = out.path().join("result");
+    let dir = result.join("sysupdate.demo.d");
     let mut names: Vec<String> = snapshot(&dir).into_keys().collect();
     names.sort();
     assert_eq!(
@@ -821,7 +835,6 @@ fn transfers_bind_a_version_s_files_and_keep_what_rollback_needs() {
             "30-demo-roothash.transfer",
             "40-demo-roothash-p7s.conf",
             "40-demo-roothash-p7s.transfer",
-            "switch"
         ]
     );
     let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
@@ -843,49 +856,80 @@ fn transfers_bind_a_version_s_files_and_keep_what_rollback_needs() {
     // a URL's % is a specifier to systemd: written %% in what it reads
     let (ok, said, escaped) = transfers(&["--name", "demo", "--url", "https://x/a%20b/"]);
     assert!(ok, "{said}");
-    let raw = std::fs::read_to_string(escaped.path().join("sysupdate.demo.d/10-demo-raw.transfer"))
-        .unwrap();
+    let raw = std::fs::read_to_string(
+        escaped
+            .path()
+            .join("result/sysupdate.demo.d/10-demo-raw.transfer"),
+    )
+    .unwrap();
     assert!(raw.contains("Path=https://x/a%%20b/\n"), "{raw}");
-    // the switch script is sh that parses
-    let check = Command::new("sh")
-        .arg("-n")
-        .arg(dir.join("switch"))
-        .output()
-        .unwrap();
-    assert!(check.status.success(), "{}", text(&check));
+    // the agent, and what it is told of the image: the feed, the four files of a version and
+    // the health rules (steady 10 s unless said)
+    assert!(result
+        .join("portable-service-agent/bin/portable-service-agent")
+        .is_file());
+    let config = agent_config(out.path(), "demo");
+    assert_eq!(config["url"], "https://updates.example.org/demo");
+    assert_eq!(config["keep"], 3);
+    assert_eq!(config["target"], "/var/lib/portables");
+    assert_eq!(config["files"].as_array().unwrap().len(), 4);
+    assert_eq!(config["files"][2][1], ".roothash.txt");
+    assert_eq!(config["health"]["steady"], 10);
+    assert_eq!(config["health"]["timeout"], 90);
+    assert_eq!(config["prefixes"], serde_json::json!(["demo"]));
     for unit in [
         "demo-update.service",
         "demo-rollback.service",
         "demo-recover.service",
         "demo-update.timer",
-        // enabled as copied: a switch cut short is put right at the next boot
+        // enabled as copied: a switch the host went down in is finished at the next boot
         "multi-user.target.wants/demo-recover.service",
     ] {
+        assert!(result.join("systemd/system").join(unit).is_file(), "{unit}");
+    }
+    let unit = |u: &str| std::fs::read_to_string(result.join("systemd/system").join(u)).unwrap();
+    for (u, verb) in [
+        ("demo-update.service", "update"),
+        ("demo-rollback.service", "rollback"),
+        ("demo-recover.service", "recover"),
+    ] {
+        let text = unit(u);
         assert!(
-            out.path().join("systemd/system").join(unit).is_file(),
-            "{unit}"
+            text.contains(&format!(
+                "ExecStart=/etc/portable-service-agent/bin/portable-service-agent {verb} demo\n"
+            )) && text.contains("TimeoutStartSec="),
+            "{text}"
         );
     }
-    let recover =
-        std::fs::read_to_string(out.path().join("systemd/system/demo-recover.service")).unwrap();
-    assert!(
-        recover.contains("ConditionPathExists=/var/lib/portable-service-update/demo/switching"),
-        "{recover}"
-    );
 
-    // an extension's: attached over the newest base, whose own versions it fetches too
-    let (ok, said, out) = transfers(&["--name", "app", "--url", "http://x/", "--base", "demo"]);
+    // an extension's: attached over the newest base, whose own feed it fetches when given,
+    // with a health command and a profile
+    let (ok, said, out) = transfers(&[
+        "--name",
+        "app",
+        "--url",
+        "http://x/",
+        "--base",
+        "demo",
+        "--base-url",
+        "http://x/demo/",
+        "--health-command",
+        "/usr/bin/curl",
+        "--health-command",
+        "-f",
+        "--profile",
+        "trusted",
+    ]);
     assert!(ok, "{said}");
-    let switch = std::fs::read_to_string(out.path().join("sysupdate.app.d/switch")).unwrap();
-    for line in ["\nname='app'\n", "\nbase='demo'\n", "\nprefixes='app'\n"] {
-        assert!(switch.contains(line), "{line} in\n{switch}");
-    }
-    let check = Command::new("sh")
-        .arg("-n")
-        .arg(out.path().join("sysupdate.app.d/switch"))
-        .output()
-        .unwrap();
-    assert!(check.status.success(), "{}", text(&check));
+    let config = agent_config(out.path(), "app");
+    assert_eq!(config["base"]["name"], "demo");
+    assert_eq!(config["base"]["url"], "http://x/demo/");
+    assert_eq!(config["prefixes"], serde_json::json!(["app"]));
+    assert_eq!(
+        config["health"]["command"],
+        serde_json::json!(["/usr/bin/curl", "-f"])
+    );
+    assert_eq!(config["profile"], "trusted");
 
     for (args, needle) in [
         (
@@ -944,6 +988,34 @@ fn transfers_bind_a_version_s_files_and_keep_what_rollback_needs() {
                 "/var/lib/../etc",
             ],
             "target \"/var/lib/../etc\"",
+        ),
+        (
+            vec![
+                "--name",
+                "demo",
+                "--url",
+                "https://x/",
+                "--health-command",
+                "curl",
+            ],
+            "its program must be an absolute path",
+        ),
+        (
+            vec!["--name", "demo", "--url", "https://x/", "--profile", "open"],
+            "profile \"open\" is not one of portablectl's",
+        ),
+        (
+            vec![
+                "--name",
+                "app",
+                "--url",
+                "https://x/",
+                "--base",
+                "demo",
+                "--base-url",
+                "ftp://x/",
+            ],
+            "base url \"ftp://x/\"",
         ),
     ] {
         let (ok, said, _) = transfers(&args);

@@ -1,5 +1,7 @@
-//! What the agent is told about one image: written by Nix (`image.sysupdate { ... }`) as JSON
-//! beside the units, read at every run.
+//! What the host agent (crates/portable-service-agent) is told about one image: written as JSON
+//! by `portable-service transfers` (the builder of `image.sysupdate { ... }`) to
+//! `/etc/portable-service-agent/NAME.json`, read by the agent at every run. One type for both,
+//! so that what one writes the other reads.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -33,7 +35,7 @@ pub struct Config {
     #[serde(default = "default_state_dir")]
     pub state_dir: String,
     /// The largest file of a version the agent downloads, in bytes.
-    #[serde(default = "default_max_file")]
+    #[serde(default = "Config::default_max_file")]
     pub max_file: u64,
 }
 
@@ -87,12 +89,13 @@ fn default_state_dir() -> String {
     "/var/lib/portable-service-agent".to_owned()
 }
 
-fn default_max_file() -> u64 {
-    // a DDI of a large closure; a feed can't make a host fill its disk beyond this per file
-    64 << 30
-}
-
 impl Config {
+    /// The largest file downloaded: a DDI of a large closure; a feed can't make a host fill
+    /// its disk beyond this per file.
+    pub fn default_max_file() -> u64 {
+        64 << 30
+    }
+
     /// The image attached: the base for an extension, the image itself otherwise.
     pub fn attached_name(&self) -> &str {
         self.base.as_ref().map_or(&self.name, |b| &b.name)
