@@ -176,6 +176,7 @@ impl<H: Host> Run<'_, H> {
             let io = |e: std::io::Error| format!("{partial}: {e}");
             self.host.remove(partial).map_err(io)?;
             let url = url_of(&s.url, feed_name);
+            self.host.log(&format!("{}: fetching {url}", self.cfg.name));
             let got = self
                 .host
                 .download(&url, partial, self.cfg.max_file)

@@ -108,7 +108,9 @@ pub fn disable(
 
 /// Queues the start (or restart) of `unit`; the job is not waited for.
 pub fn start(bus: &mut Bus, limit: Duration, unit: &str) -> anyhow::Result<()> {
-    let _job: OwnedObjectPath = bus.call(&manager("StartUnit", unit, limit), &job_args(unit))?;
+    // a restart: a unit of the version before that still runs must run the new version, as
+    // portablectl's reattach restarts its units (a stopped unit is started)
+    let _job: OwnedObjectPath = bus.call(&manager("RestartUnit", unit, limit), &job_args(unit))?;
     Ok(())
 }
 
