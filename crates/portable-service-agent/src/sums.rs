@@ -157,3 +157,97 @@ pub fn versions(listing: &Listing, name: &str, files: &[(String, String)]) -> Ve
     found.dedup_by(|a, b| compare_versions(&a.0, &b.0) == Ordering::Equal);
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn list(lines: &[String]) -> Vec<u8> {
+        lines.join("\n").into_bytes()
+    }
+
+    #[test]
+    fn a_list_gives_each_complete_version_newest_first() {
+        let files = [
+            (".raw".to_owned(), ".raw".to_owned()),
+            (".verity".to_owned(), ".verity".to_owned()),
+        ];
+        let text = list(&[
+            format!("{H} *demo_1.9.raw"),
+            format!("{H}  demo_1.9.verity"),
+            format!("{H} *demo_1.10.raw"),
+            format!("{H} *demo_1.10.verity"),
+            // no hash tree: not a whole version
+            format!("{H} *demo_2.raw"),
+            format!("{H} *other_9.raw"),
+            format!("{H} *other_9.verity"),
+        ]);
+        let listing = parse(&text).unwrap();
+        let got: Vec<String> = versions(&listing, "demo", &files)
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+        assert_eq!(got, ["1.10", "1.9"]);
+    }
+
+    #[test]
+    fn a_malformed_or_hostile_list_is_refused_naming_the_line() {
+        for (text, said) in [
+            (format!("{H} *../etc/passwd"), "not a plain file name"),
+            (format!("{H} *a/b.raw"), "not a plain file name"),
+            (format!("{H} *.."), "not a plain file name"),
+            (format!("{H} *demo\u{7}.raw"), "not a plain file name"),
+            (format!("{} *demo_1.raw", &H[..63]), "line 1"),
+            (format!("{}zz *demo_1.raw", &H[..62]), "not 64 hex digits"),
+            (format!("{H} demo_1.raw"), "two spaces"),
+            (format!("{H} *demo_1.raw\n{H} *demo_1.raw"), "listed twice"),
+        ] {
+            let e = format!("{:#}", parse(text.as_bytes()).unwrap_err());
+            assert!(e.contains(said), "{text:?}: {e}");
+        }
+        assert!(parse(&[0xff, 0xfe]).is_err());
+        let huge = vec![b'\n'; MAX_LIST as usize + 1];
+        let e = format!("{:#}", parse(&huge).unwrap_err());
+        assert!(e.contains("larger than"), "{e}");
+    }
+
+    #[test]
+    fn versions_with_odd_characters_are_not_offered() {
+        let files = [(".raw".to_owned(), ".raw".to_owned())];
+        let text = list(&[
+            format!("{H} *demo_1..2.raw"),
+            format!("{H} *demo_1~rc.raw"),
+            format!("{H} *demo_.raw"),
+            format!("{H} *demo_1 2.raw"),
+            format!("{H} *demo_3.raw"),
+        ]);
+        let listing = parse(&text).unwrap();
+        let got: Vec<String> = versions(&listing, "demo", &files)
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+        assert_eq!(got, ["3"]);
+    }
+
+    #[test]
+    fn best_before_is_systemd_260_s_line_and_the_earliest_counts() {
+        let text = list(&[
+            format!("{H} *demo_1.raw"),
+            format!("{H} *BEST-BEFORE-2027-03-01"),
+            format!("{H} *BEST-BEFORE-2027-02-28"),
+            // not a date written in full: a file name like any other, as systemd takes it
+            format!("{H} *BEST-BEFORE-2027-2-28"),
+            format!("{H} *BEST-BEFORE-2027-02-30"),
+        ]);
+        let listing = parse(&text).unwrap();
+        assert_eq!(listing.best_before, Some(days_from_civil(2027, 2, 28)));
+        assert!(listing.files.contains_key("BEST-BEFORE-2027-2-28"));
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(day_of("2024-02-29"), Some(days_from_civil(2024, 2, 29)));
+        assert_eq!(day_of("2023-02-29"), None);
+        assert_eq!(day_of("2026-12-07"), Some(20_794));
+    }
+}
