@@ -7,7 +7,7 @@ use crate::host::Host;
 use crate::installed::{self, version_of};
 use crate::record::Pair;
 use crate::sums::{self, MAX_LIST, MAX_SIGNATURE};
-use portable_service_rules::feed::{compare_versions, SIGNATURE, SUMS};
+use portable_service_rules::feed::{compare_versions, Date, SIGNATURE, SUMS};
 use std::cmp::Ordering;
 
 /// One image's feed: its name, URL and files.
@@ -24,17 +24,7 @@ fn url_of(dir: &str, file: &str) -> String {
 }
 
 fn date_of(day: i64) -> String {
-    // the inverse of sums::days_from_civil, found by search (dates are few)
-    let mut y = 1970 + day.div_euclid(366);
-    while sums::days_from_civil(y + 1, 1, 1) <= day {
-        y += 1;
-    }
-    let mut m = 1;
-    while m < 12 && sums::days_from_civil(y, m + 1, 1) <= day {
-        m += 1;
-    }
-    let d = day - sums::days_from_civil(y, m, 1) + 1;
-    format!("{y:04}-{m:02}-{d:02}")
+    Date::from_days(day.max(0) as u64).to_string()
 }
 
 impl<H: Host> Run<'_, H> {

@@ -4,7 +4,7 @@
 //! name is a plain file name.
 
 use anyhow::{bail, ensure, Context, Result};
-use portable_service_rules::feed::{compare_versions, is_sysupdate_version};
+use portable_service_rules::feed::{compare_versions, is_sysupdate_version, Date, BEST_BEFORE};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
@@ -34,7 +34,8 @@ pub fn parse(bytes: &[u8]) -> Result<Listing> {
             continue;
         }
         let (hash, name) = entry(line).with_context(|| format!("line {}: {line:?}", n + 1))?;
-        if let Some(day) = name.strip_prefix("BEST-BEFORE-").and_then(day_of) {
+        let marker = name.strip_prefix(BEST_BEFORE).and_then(Date::parse);
+        if let Some(day) = marker.map(|d| d.days()) {
             listing.best_before = Some(listing.best_before.map_or(day, |d: i64| d.min(day)));
             continue;
         }
@@ -71,53 +72,6 @@ fn entry(line: &str) -> Result<([u8; 32], &str)> {
         bail!("{name:?} is not a plain file name");
     }
     Ok((hash, name))
-}
-
-/// `YYYY-MM-DD`, a real date written in full, as days since the epoch.
-pub fn day_of(date: &str) -> Option<i64> {
-    let b = date.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        date.get(r)
-            .filter(|s| s.bytes().all(|c| c.is_ascii_digit()))?
-            .parse()
-            .ok()
-    };
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days_in = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&m) || d < 1 || d > days_in[(m - 1) as usize] {
-        return None;
-    }
-    Some(days_from_civil(y, m, d))
-}
-
-/// Days since 1970-01-01 of a date of the proleptic Gregorian calendar: whole 400-year eras
-/// (146097 days each) counted from 0000-03-01, the year taken to start in March so that the
-/// leap day falls at its end.
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let month_from_march = (m + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + d - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 /// The complete versions of image `name` in the list, newest first: those whose every file
@@ -242,12 +196,8 @@ mod tests {
             format!("{H} *BEST-BEFORE-2027-02-30"),
         ]);
         let listing = parse(&text).unwrap();
-        assert_eq!(listing.best_before, Some(days_from_civil(2027, 2, 28)));
+        // 2027-02-28 (`date -u -d 2027-02-28 +%s` / 86400)
+        assert_eq!(listing.best_before, Some(20_877));
         assert!(listing.files.contains_key("BEST-BEFORE-2027-2-28"));
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(day_of("2024-02-29"), Some(days_from_civil(2024, 2, 29)));
-        assert_eq!(day_of("2023-02-29"), None);
-        assert_eq!(day_of("2026-12-07"), Some(20_794));
     }
 }

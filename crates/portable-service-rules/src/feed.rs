@@ -94,6 +94,120 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// A `SHA256SUMS` may say until when it is fresh (systemd 260's sysupdate, and our host agent,
+/// read it so; older sysupdate takes it for a file no transfer matches and ignores it): a line
+/// like a file's, the SHA-256 of no bytes and the name `BEST-BEFORE-YYYY-MM-DD`, a day in UTC
+/// from whose first moment (00:00 UTC) the list is stale and refused. It names no file in the
+/// feed. Publishing a feed again with the same files and no new day changes nothing, so a list
+/// is kept fresh by publishing again before that day.
+pub const BEST_BEFORE: &str = "BEST-BEFORE-";
+
+/// The SHA-256 of no bytes, which a `BEST-BEFORE-` line carries.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// The `BEST-BEFORE-` line (see [`BEST_BEFORE`]) for `date`.
+pub fn best_before_line(date: Date) -> String {
+    format!("{EMPTY_SHA256}  {BEST_BEFORE}{date}\n")
+}
+
+const DAY: u64 = 24 * 60 * 60;
+
+/// The day a list published at `now` (seconds since 1970-01-01 00:00 UTC) names in its
+/// `BEST-BEFORE-` line to stay fresh for at least `days` days from `now`: the first midnight
+/// (UTC) at or after `now + days` days, since the list is stale from that day's 00:00 UTC.
+/// Published at 00:00 UTC it is fresh for `days` days exactly; at any other time, for `days`
+/// days and the rest of today.
+pub fn best_before(now: u64, days: u32) -> Date {
+    Date::from_days(now.saturating_add(u64::from(days) * DAY).div_ceil(DAY))
+}
+
+/// A day of the Gregorian calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    pub year: u64,
+    pub month: u64,
+    pub day: u64,
+}
+
+fn is_leap_year(year: u64) -> bool {
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
+}
+
+fn days_in_month(year: u64, month: u64) -> u64 {
+    match month {
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+impl Date {
+    /// The day `days` days after 1970-01-01.
+    pub fn from_days(days: u64) -> Date {
+        // the calendar repeats every 400 years, which are 146097 days, from any year on
+        const CYCLE: u64 = 146_097;
+        let mut year = 1970 + 400 * (days / CYCLE);
+        let mut left = days % CYCLE;
+        loop {
+            let length = if is_leap_year(year) { 366 } else { 365 };
+            if left < length {
+                break;
+            }
+            left -= length;
+            year += 1;
+        }
+        let mut month = 1;
+        while left >= days_in_month(year, month) {
+            left -= days_in_month(year, month);
+            month += 1;
+        }
+        Date {
+            year,
+            month,
+            day: left + 1,
+        }
+    }
+
+    /// Days since 1970-01-01: whole 400-year eras (146097 days each) counted from 0000-03-01,
+    /// the year taken to start in March so that the leap day falls at its end.
+    pub fn days(&self) -> i64 {
+        let (y, m, d) = (self.year as i64, self.month as i64, self.day as i64);
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let year_of_era = y - era * 400;
+        let day_of_year = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+        let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+        era * 146_097 + day_of_era - 719_468
+    }
+
+    /// `YYYY-MM-DD`, a day that exists, as a `BEST-BEFORE-` line names it.
+    pub fn parse(text: &str) -> Option<Date> {
+        let digits = |s: &str, n: usize| {
+            (s.len() == n && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<u64>().ok())
+                .flatten()
+        };
+        let mut parts = text.split('-');
+        let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+        let date = Date {
+            year: digits(year, 4)?,
+            month: digits(month, 2)?,
+            day: digits(day, 2)?,
+        };
+        let exists = parts.next().is_none()
+            && (1..=12).contains(&date.month)
+            && (1..=days_in_month(date.year, date.month)).contains(&date.day);
+        exists.then_some(date)
+    }
+}
+
+impl std::fmt::Display for Date {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +244,34 @@ mod tests {
         );
         assert_eq!(split_file_name("demo_1~rc.raw"), None);
         assert_eq!(split_file_name("SHA256SUMS"), None);
+    }
+
+    #[test]
+    fn days_since_1970_are_calendar_days() {
+        for (days, date) in [
+            (0, "1970-01-01"),
+            (59, "1970-03-01"),
+            (365, "1971-01-01"),
+            (11_016, "2000-02-29"),
+            (11_017, "2000-03-01"),
+            (19_675, "2023-11-14"),
+            (20_088, "2024-12-31"),
+            (47_541, "2100-03-01"),
+            (146_097, "2370-01-01"),
+        ] {
+            assert_eq!(Date::from_days(days).to_string(), date, "{days}");
+            assert_eq!(Date::parse(date), Some(Date::from_days(days)), "{date}");
+            assert_eq!(Date::from_days(days).days(), days as i64, "{date}");
+        }
+        for bad in [
+            "2023-02-29",
+            "2100-02-29",
+            "2024-13-01",
+            "2024-1-01",
+            "24-01-01",
+            "2024-01-01-",
+        ] {
+            assert_eq!(Date::parse(bad), None, "{bad}");
+        }
     }
 }

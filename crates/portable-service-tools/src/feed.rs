@@ -22,7 +22,8 @@ use crate::signing::Cert;
 use anyhow::{bail, ensure, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 pub use portable_service_rules::feed::{
-    compare_versions, is_sysupdate_version, split_file_name, FILES, SIGNATURE, SUMS,
+    best_before, best_before_line, compare_versions, is_sysupdate_version, split_file_name, Date,
+    BEST_BEFORE, EMPTY_SHA256, FILES, SIGNATURE, SUMS,
 };
 use portable_service_rules::{ddi, verity};
 use sha2::{Digest, Sha256};
@@ -366,108 +367,6 @@ fn parse_list(sums: &Utf8Path, list: &[u8]) -> Result<(BTreeMap<String, String>,
         listed.insert(name.to_owned(), hash.to_ascii_lowercase());
     }
     Ok((listed, best_before))
-}
-
-/// A `SHA256SUMS` may say until when it is fresh (systemd 260's sysupdate, and our host agent,
-/// read it so; older sysupdate takes it for a file no transfer matches and ignores it): a line
-/// like a file's, the SHA-256 of no bytes and the name `BEST-BEFORE-YYYY-MM-DD`, a day in UTC
-/// from whose first moment (00:00 UTC) the list is stale and refused. It names no file in the
-/// feed. Publishing a feed again with the same files and no new day changes nothing, so a list
-/// is kept fresh by publishing again before that day.
-pub const BEST_BEFORE: &str = "BEST-BEFORE-";
-
-/// The SHA-256 of no bytes, which a `BEST-BEFORE-` line carries.
-pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-/// The `BEST-BEFORE-` line (see [`BEST_BEFORE`]) for `date`.
-pub fn best_before_line(date: Date) -> String {
-    format!("{EMPTY_SHA256}  {BEST_BEFORE}{date}\n")
-}
-
-const DAY: u64 = 24 * 60 * 60;
-
-/// The day a list published at `now` (seconds since 1970-01-01 00:00 UTC) names in its
-/// `BEST-BEFORE-` line to stay fresh for at least `days` days from `now`: the first midnight
-/// (UTC) at or after `now + days` days, since the list is stale from that day's 00:00 UTC.
-/// Published at 00:00 UTC it is fresh for `days` days exactly; at any other time, for `days`
-/// days and the rest of today.
-pub fn best_before(now: u64, days: u32) -> Date {
-    Date::from_days(now.saturating_add(u64::from(days) * DAY).div_ceil(DAY))
-}
-
-/// A day of the Gregorian calendar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Date {
-    pub year: u64,
-    pub month: u64,
-    pub day: u64,
-}
-
-fn is_leap_year(year: u64) -> bool {
-    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
-}
-
-fn days_in_month(year: u64, month: u64) -> u64 {
-    match month {
-        2 if is_leap_year(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-impl Date {
-    /// The day `days` days after 1970-01-01.
-    pub fn from_days(days: u64) -> Date {
-        // the calendar repeats every 400 years, which are 146097 days, from any year on
-        const CYCLE: u64 = 146_097;
-        let mut year = 1970 + 400 * (days / CYCLE);
-        let mut left = days % CYCLE;
-        loop {
-            let length = if is_leap_year(year) { 366 } else { 365 };
-            if left < length {
-                break;
-            }
-            left -= length;
-            year += 1;
-        }
-        let mut month = 1;
-        while left >= days_in_month(year, month) {
-            left -= days_in_month(year, month);
-            month += 1;
-        }
-        Date {
-            year,
-            month,
-            day: left + 1,
-        }
-    }
-
-    /// `YYYY-MM-DD`, a day that exists, as a `BEST-BEFORE-` line names it.
-    pub fn parse(text: &str) -> Option<Date> {
-        let digits = |s: &str, n: usize| {
-            (s.len() == n && s.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| s.parse::<u64>().ok())
-                .flatten()
-        };
-        let mut parts = text.split('-');
-        let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
-        let date = Date {
-            year: digits(year, 4)?,
-            month: digits(month, 2)?,
-            day: digits(day, 2)?,
-        };
-        let exists = parts.next().is_none()
-            && (1..=12).contains(&date.month)
-            && (1..=days_in_month(date.year, date.month)).contains(&date.day);
-        exists.then_some(date)
-    }
-}
-
-impl std::fmt::Display for Date {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
-    }
 }
 
 /// A feed directory as it is: its files and their hashes, all checked against `SHA256SUMS`.
@@ -933,34 +832,6 @@ mod tests {
         std::os::unix::fs::symlink(&nowhere, &staged_sig).unwrap();
         write_staged(&staged_sig, b"sig").unwrap();
         assert!(!nowhere.exists());
-    }
-
-    #[test]
-    fn days_since_1970_are_calendar_days() {
-        for (days, date) in [
-            (0, "1970-01-01"),
-            (59, "1970-03-01"),
-            (365, "1971-01-01"),
-            (11_016, "2000-02-29"),
-            (11_017, "2000-03-01"),
-            (19_675, "2023-11-14"),
-            (20_088, "2024-12-31"),
-            (47_541, "2100-03-01"),
-            (146_097, "2370-01-01"),
-        ] {
-            assert_eq!(Date::from_days(days).to_string(), date, "{days}");
-            assert_eq!(Date::parse(date), Some(Date::from_days(days)), "{date}");
-        }
-        for bad in [
-            "2023-02-29",
-            "2100-02-29",
-            "2024-13-01",
-            "2024-1-01",
-            "24-01-01",
-            "2024-01-01-",
-        ] {
-            assert_eq!(Date::parse(bad), None, "{bad}");
-        }
     }
 
     /// At least `days` days: to the next midnight after now + days, or that instant itself.

@@ -183,7 +183,7 @@ impl World {
             text += &format!("{} *{name}\n", hex(&sha256(bytes)));
         }
         if let Some(day) = self.best_before.get(url) {
-            let date = date(*day);
+            let date = portable_service_rules::feed::Date::from_days(*day as u64);
             text += &format!("{} *BEST-BEFORE-{date}\n", hex(&sha256(b"")));
         }
         let sig = format!("signed {}", hex(&sha256(text.as_bytes()))).into_bytes();
@@ -379,39 +379,5 @@ impl World {
         for u in units {
             let _ = self.start(&u);
         }
-    }
-}
-
-/// `YYYY-MM-DD` of a day since the epoch.
-pub fn date(day: i64) -> String {
-    let mut y = 1970;
-    let mut d = day;
-    loop {
-        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        let len = if leap { 366 } else { 365 };
-        if d < len {
-            let months = [
-                31,
-                if leap { 29 } else { 28 },
-                31,
-                30,
-                31,
-                30,
-                31,
-                31,
-                30,
-                31,
-                30,
-                31,
-            ];
-            let mut m = 0;
-            while d >= months[m] {
-                d -= months[m];
-                m += 1;
-            }
-            return format!("{y:04}-{:02}-{:02}", m + 1, d + 1);
-        }
-        d -= len;
-        y += 1;
     }
 }
