@@ -215,6 +215,21 @@ impl<H: Host> Run<'_, H> {
             protected.push(p.image);
             protected.extend(p.base);
         }
+        // what any attachment runs, another image's over the same base too; unknown: nothing
+        // is removed
+        match self.host.attached() {
+            Ok(attached) => {
+                for a in attached {
+                    protected.push(a.image);
+                    protected.extend(a.extensions);
+                }
+            }
+            Err(e) => {
+                self.host
+                    .log(&format!("{}: not removing old versions: {e:#}", cfg.name));
+                return;
+            }
+        }
         for (name, files) in sources {
             self.prune_one(&name, &files, &protected);
         }

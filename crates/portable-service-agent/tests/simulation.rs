@@ -116,6 +116,38 @@ fn two_extensions() -> Scenario {
     }
 }
 
+/// Two extensions over one base that comes from its own feed: `app`'s updates bring new
+/// bases while `tool` still runs the oldest, which must stay installed.
+fn two_extensions_fed_base() -> Scenario {
+    let app = config("app", Some(("base", true)), false);
+    let tool = config("tool", Some(("base", true)), false);
+    let base_files = app.base.as_ref().unwrap().files.clone();
+    let mut w = World::new(true);
+    for f in [
+        "base_1.raw",
+        "base_2.raw",
+        "base_3.raw",
+        "app_1.raw",
+        "tool_1.raw",
+    ] {
+        w.image(f, Behaviour::Healthy);
+    }
+    w.publish("base", &base_files, &["1"]);
+    w.publish("app", &plain(&app), &["1"]);
+    w.publish("tool", &plain(&tool), &["1"]);
+    clean(&mut w, &app, &Command::Update);
+    clean(&mut w, &tool, &Command::Update);
+    w.publish("base", &base_files, &["1", "2"]);
+    clean(&mut w, &app, &Command::Update);
+    w.publish("base", &base_files, &["1", "2", "3"]);
+    Scenario {
+        name: "two extensions over one base from its feed",
+        world: w,
+        configs: vec![app, tool],
+        runs: vec![(0, Command::Update)],
+    }
+}
+
 /// Two images side by side: `demo` updates to a crashing version, `other` to a healthy one.
 fn two_images() -> Scenario {
     let demo = config("demo", None, false);
@@ -232,6 +264,7 @@ fn scenarios() -> Vec<Scenario> {
             Refused,
         ),
         two_extensions(),
+        two_extensions_fed_base(),
         two_images(),
         rollback("rollback", false),
         rollback("update and rollback", true),

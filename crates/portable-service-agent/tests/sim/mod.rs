@@ -97,6 +97,22 @@ pub fn clean(world: &mut World, cfg: &Config, command: &Command) -> usize {
 pub struct Outcome {
     pub cuts: u32,
     pub runs: usize,
+    /// What broke an invariant that holds after every run, faulted or not.
+    pub broken: Vec<String>,
+}
+
+/// After any run: every file an attachment runs is there, whole (a unit restarted, or the
+/// host booted, needs it).
+fn attached_files_whole(world: &World, out: &mut Outcome) {
+    for a in &world.attached {
+        for f in std::iter::once(&a.image).chain(&a.extensions) {
+            let path = format!("{TARGET}/{f}");
+            if world.fs.read(&path) != Some(world::image_bytes(f)) {
+                out.broken
+                    .push(format!("{f} is attached, and {path} is gone or not whole"));
+            }
+        }
+    }
 }
 
 /// Runs `runs` with `first` injected at a step of them (counted across the runs), then the
@@ -121,6 +137,7 @@ pub fn play(
             cut = true;
             break;
         }
+        attached_files_whole(world, &mut out);
     }
     let next = |cut: bool| -> Vec<(usize, Command)> {
         let mut r = Vec::new();
@@ -146,6 +163,7 @@ pub fn play(
             cut_again = true;
             break;
         }
+        attached_files_whole(world, &mut out);
     }
     if cut_again {
         out.cuts += 1;
@@ -176,6 +194,9 @@ pub fn record_of(world: &World, cfg: &Config) -> Record {
 
 /// What must hold after a schedule, for each image: `Err` says what didn't.
 pub fn check(s: &Scenario, world: &World, out: &Outcome) -> Result<(), String> {
+    if let Some(b) = out.broken.first() {
+        return Err(b.clone());
+    }
     for cfg in &s.configs {
         check_image(s, world, cfg, out).map_err(|e| format!("{}: {e}", cfg.name))?;
     }
