@@ -14,7 +14,7 @@
 
 use crate::config::Config;
 use crate::health::{judge, Verdict};
-use crate::host::{Host, Refused};
+use crate::host::{Attachment, Host, Refused};
 use crate::installed::{self, name_of, pair_of, startable};
 use crate::record::{self, Pair, Record, Switching};
 use portable_service_rules::feed::compare_versions;
@@ -134,21 +134,29 @@ impl<H: Host> Run<'_, H> {
             .collect()
     }
 
-    /// The pair attached now: `Ok(None)` when nothing of ours is, an error when portabled
-    /// can't be asked or holds more than one of ours.
-    fn current(&mut self) -> Result<Option<Pair>, String> {
+    /// What portabled has attached, and which of it is this image's (whose units are noted as
+    /// seen in this run).
+    fn attachments(&mut self) -> Result<(Vec<Attachment>, Vec<Attachment>), String> {
         let attached = self
             .host
             .attached()
             .map_err(|e| format!("cannot ask portabled what is attached: {e:#}"))?;
-        let ours = installed::ours(self.cfg, &attached);
-        for a in &ours {
-            for u in &a.units {
-                if !self.seen_units.contains(u) {
-                    self.seen_units.push(u.clone());
-                }
+        let ours: Vec<Attachment> = installed::ours(self.cfg, &attached)
+            .into_iter()
+            .cloned()
+            .collect();
+        for u in ours.iter().flat_map(|a| &a.units) {
+            if !self.seen_units.contains(u) {
+                self.seen_units.push(u.clone());
             }
         }
+        Ok((attached, ours))
+    }
+
+    /// The pair attached now: `Ok(None)` when nothing of ours is (or more than one attachment
+    /// is, which the next attach replaces), an error when portabled can't be asked.
+    fn current(&mut self) -> Result<Option<Pair>, String> {
+        let (_, ours) = self.attachments()?;
         match ours.as_slice() {
             [] => Ok(None),
             [one] => Ok(Some(pair_of(self.cfg, one))),
@@ -163,17 +171,8 @@ impl<H: Host> Run<'_, H> {
 
     /// Stops the units of this image seen in this run and detaches every attachment of it.
     fn take_down(&mut self) -> Result<(), String> {
-        let attached = self
-            .host
-            .attached()
-            .map_err(|e| format!("cannot ask portabled what is attached: {e:#}"))?;
-        let ours: Vec<_> = installed::ours(self.cfg, &attached)
-            .into_iter()
-            .cloned()
-            .collect();
-        let mut units = self.seen_units.clone();
-        units.extend(ours.iter().flat_map(|a| a.units.clone()));
-        for u in startable(&units) {
+        let (_, ours) = self.attachments()?;
+        for u in startable(&self.seen_units.clone()) {
             self.host
                 .stop(&u)
                 .map_err(|e| format!("cannot stop {u}: {e:#}"))?;
@@ -193,16 +192,7 @@ impl<H: Host> Run<'_, H> {
             Some(b) => (b.clone(), vec![pair.image.clone()]),
             None => (pair.image.clone(), Vec::new()),
         };
-        let attached = self
-            .host
-            .attached()
-            .map_err(|e| format!("cannot ask portabled what is attached: {e:#}"))?;
-        let ours: Vec<_> = installed::ours(self.cfg, &attached)
-            .into_iter()
-            .cloned()
-            .collect();
-        self.seen_units
-            .extend(ours.iter().flat_map(|a| a.units.clone()));
+        let (attached, ours) = self.attachments()?;
         let mut fresh = true;
         let units = if let [one] = ours.as_slice() {
             if one.image == image && one.extensions == extensions {
@@ -243,7 +233,11 @@ impl<H: Host> Run<'_, H> {
                 .start(u)
                 .map_err(|e| format!("cannot start {u}: {e:#}"))?;
         }
-        self.seen_units.extend(units.iter().cloned());
+        for u in &units {
+            if !self.seen_units.contains(u) {
+                self.seen_units.push(u.clone());
+            }
+        }
         Ok(units)
     }
 
