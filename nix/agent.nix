@@ -36,9 +36,12 @@ rustPlatform.buildRustPackage {
     "-p"
     "portable-service-agent"
   ];
-  # the simulator's thousands of schedules are quick in cargo's dev profile too, and the tests
-  # then skip thin LTO
-  checkType = "debug";
+  # The tests in the release profile, so that they reuse the crates the build compiled (zbus,
+  # rPGP, rustls: compiling them again in the dev profile took minutes), and without LTO, which
+  # would be done again for every test program; the agent's work is waiting on the network,
+  # portabled and its units, not computing.
+  env.CARGO_PROFILE_RELEASE_LTO = "false";
+  checkType = "release";
   cargoTestFlags = [
     "-p"
     "portable-service-agent"
