@@ -409,23 +409,28 @@ impl<H: Host> Run<'_, H> {
                 break;
             }
             tries -= 1;
-            let retry = self.update_once();
-            outcome = match retry {
-                Ok(m) => Ok(format!("{why}; then {m}")),
+            outcome = match self.update_once() {
+                // the next newest good pair, switched to and healthy
+                Ok((m, true)) => Ok((format!("{why}; then {m}"), true)),
+                // nothing newer than what runs again: the version this update was for failed,
+                // and the run says so (a unit that succeeded here hid it from the host's
+                // monitoring: measured in a VM, `STATE=ok` after a 2.0 that failed its start)
+                Ok((_, false)) => break,
                 Err(e) if e == *why => break,
                 Err(e) => Err(format!("{why}; then {e}")),
             };
         }
         self.prune();
-        let message = outcome?;
+        let (message, _) = outcome?;
         match fetched {
             Ok(()) => Ok(message),
             Err(e) => Err(format!("{e}; {message}")),
         }
     }
 
-    /// One step of an update: the newest good pair, switched to unless it runs.
-    fn update_once(&mut self) -> Result<String, String> {
+    /// One step of an update: the newest good pair, switched to unless it runs; what was done,
+    /// and whether it switched.
+    fn update_once(&mut self) -> Result<(String, bool), String> {
         let current = self.current()?;
         let want = self.good_pairs().into_iter().next();
         match (&want, &current) {
@@ -433,18 +438,18 @@ impl<H: Host> Run<'_, H> {
                 "no version of {} to attach in {}",
                 self.cfg.name, self.cfg.target
             )),
-            (None, Some(cur)) => Ok(format!("{cur} runs: nothing else to attach")),
+            (None, Some(cur)) => Ok((format!("{cur} runs: nothing else to attach"), false)),
             (Some(w), Some(cur)) if w == cur => {
                 if self.record.running.as_ref() != Some(cur) {
                     // attached by hand, or kept by a record that a full disk didn't let us write
                     let previous = self.record.previous.clone();
                     self.commit(previous, cur)?;
                 }
-                Ok(format!("{cur} runs: nothing newer to switch to"))
+                Ok((format!("{cur} runs: nothing newer to switch to"), false))
             }
             (Some(w), _) => {
                 let w = w.clone();
-                self.switch(current, &w)
+                self.switch(current, &w).map(|m| (m, true))
             }
         }
     }
