@@ -378,3 +378,35 @@ fn report(what: &str, schedules: usize, started: Instant, failures: &[String]) {
             .join("\n")
     );
 }
+
+/// demo 2 ran after 1 and was rolled back by hand: 1 runs, 2 is remembered as bad.
+fn rolled_back() -> (World, Config) {
+    let s = rollback("rollback", false);
+    let mut w = s.world.clone();
+    let cfg = s.configs[0].clone();
+    clean(&mut w, &cfg, &Command::Rollback);
+    let attached: Vec<_> = w.attached.iter().map(|a| a.image.clone()).collect();
+    assert_eq!(attached, ["demo_1.raw"]);
+    (w, cfg)
+}
+
+/// A record that can't be read for a moment (an I/O error, not a record that doesn't parse)
+/// must not be taken for no record: the run that went on without it wrote an empty record
+/// over it, forgetting the versions remembered as bad (here the one rolled back by hand,
+/// attached again), the newest version kept, and a switch left unfinished.
+#[test]
+fn a_record_read_error_forgets_nothing() {
+    let (mut w, cfg) = rolled_back();
+    // step 0 takes the lock, step 1 reads the record
+    let mut h = SimHost::new(&mut w, Some((1, Fault::Error)));
+    agent::run(&mut h, &cfg, &Command::Update);
+    clean(&mut w, &cfg, &Command::Update);
+    let attached: Vec<_> = w.attached.iter().map(|a| a.image.clone()).collect();
+    assert_eq!(attached, ["demo_1.raw"], "{}", w.log.join("\n"));
+    let record = sim::record_of(&w, &cfg);
+    assert!(record.is_bad(&portable_service_agent::record::Pair {
+        base: None,
+        image: "demo_2.raw".into()
+    }));
+    assert_eq!(record.newest_kept.as_deref(), Some("2"));
+}
