@@ -72,7 +72,25 @@ pub fn run(host: &mut impl Host, cfg: &Config, command: &Command) -> Report {
         host.log(&format!("{}: {}", cfg.name, report.message));
         return report;
     }
-    let (record, note) = record::load(host, &cfg.state());
+    let (record, note) = match record::load(host, &cfg.state()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            host.log(&format!("{}: {e}", cfg.name));
+            let status = format!(
+                "STATE=failed\nMESSAGE={}\nTIME={}\n",
+                e.replace('\n', " "),
+                host.unix_time()
+            );
+            let mut message = e;
+            if let Err(w) = record::put(host, &cfg.state(), "status", status.as_bytes()) {
+                message = format!("{message}; {w}");
+            }
+            return Report {
+                state: "failed",
+                message,
+            };
+        }
+    };
     let mut run = Run {
         host,
         cfg,
