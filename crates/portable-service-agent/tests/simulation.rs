@@ -321,15 +321,18 @@ fn cut_then_fault(stride: usize) {
             let mut w = s.world.clone();
             let counted = recovery_steps(&s, &mut w, at);
             for j in (at % stride..counted).step_by(stride) {
-                for f in FAULTS {
-                    let mut w = s.world.clone();
-                    let out = play(&s, &mut w, Some((at, Fault::Cut)), Some((j, f)));
-                    schedules += 1;
-                    if let Err(e) = sim::check(&s, &w, &out) {
-                        failures.push(format!(
-                            "{}, a cut at step {at}, then {f:?} at step {j} of the next runs: {e}",
-                            s.name
-                        ));
+                for cut in [Fault::Cut, Fault::CutFlushed] {
+                    for f in FAULTS {
+                        let mut w = s.world.clone();
+                        let out = play(&s, &mut w, Some((at, cut)), Some((j, f)));
+                        schedules += 1;
+                        if let Err(e) = sim::check(&s, &w, &out) {
+                            failures.push(format!(
+                                "{}, {cut:?} at step {at}, then {f:?} at step {j} of the next \
+                                 runs: {e}",
+                                s.name
+                            ));
+                        }
                     }
                 }
             }

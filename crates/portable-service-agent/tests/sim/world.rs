@@ -411,6 +411,11 @@ impl World {
         self.attached_durable = self.attached.clone();
     }
 
+    /// portabled's attachments as they are now reach the disk (written back by the kernel).
+    pub fn flush_portabled(&mut self) {
+        self.attached_durable = self.attached.clone();
+    }
+
     /// A power cut and a boot: what wasn't synced is lost, and the attached units start.
     pub fn reboot(&mut self) {
         self.fs.cut();
