@@ -57,6 +57,9 @@ pub struct Run<'a, H: Host> {
     seen_units: Vec<String>,
     /// The last attach was refused by portabled (not merely unanswered).
     refused: bool,
+    /// For each unit the last bring-up returned: how it was just before its start was
+    /// queued (none: it was up already and not started again).
+    before_start: Vec<Option<crate::host::UnitStatus>>,
 }
 
 /// Runs `command` for the image of `cfg`; the status file is written whatever happens.
@@ -69,7 +72,25 @@ pub fn run(host: &mut impl Host, cfg: &Config, command: &Command) -> Report {
         host.log(&format!("{}: {}", cfg.name, report.message));
         return report;
     }
-    let (record, note) = record::load(host, &cfg.state());
+    let (record, note) = match record::load(host, &cfg.state()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            host.log(&format!("{}: {e}", cfg.name));
+            let status = format!(
+                "STATE=failed\nMESSAGE={}\nTIME={}\n",
+                e.replace('\n', " "),
+                host.unix_time()
+            );
+            let mut message = e;
+            if let Err(w) = record::put(host, &cfg.state(), "status", status.as_bytes()) {
+                message = format!("{message}; {w}");
+            }
+            return Report {
+                state: "failed",
+                message,
+            };
+        }
+    };
     let mut run = Run {
         host,
         cfg,
@@ -77,6 +98,7 @@ pub fn run(host: &mut impl Host, cfg: &Config, command: &Command) -> Report {
         notes: note.into_iter().collect(),
         seen_units: Vec::new(),
         refused: false,
+        before_start: Vec::new(),
     };
     let result = match command {
         Command::Update => run.heal(false).and_then(|()| run.update()),
@@ -225,13 +247,20 @@ impl<H: Host> Run<'_, H> {
                 }
             }
         }
+        self.before_start.clear();
         for u in &units {
-            if !fresh && self.host.unit(u).is_ok_and(|s| is_up_or_starting(&s)) {
+            let before = self
+                .host
+                .unit(u)
+                .map_err(|e| format!("cannot ask systemd about {u}: {e:#}"))?;
+            if !fresh && is_up_or_starting(&before) {
+                self.before_start.push(None);
                 continue;
             }
             self.host
                 .start(u)
                 .map_err(|e| format!("cannot start {u}: {e:#}"))?;
+            self.before_start.push(Some(before));
         }
         for u in &units {
             if !self.seen_units.contains(u) {
@@ -276,7 +305,8 @@ impl<H: Host> Run<'_, H> {
             Err(e) => Verdict::Unknown(e),
             Ok(units) => {
                 self.say(&format!("{pair} attached: checking {}", units.join(" ")));
-                judge(self.host, &units, &self.cfg.health)
+                let before = std::mem::take(&mut self.before_start);
+                judge(self.host, &units, &before, &self.cfg.health)
             }
         }
     }

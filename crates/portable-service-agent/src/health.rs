@@ -42,8 +42,23 @@ fn look(unit: &str, s: &UnitStatus) -> Result<bool, String> {
     }
 }
 
-/// Judges `units` (templates left out by the caller) by `health`.
-pub fn judge(host: &mut impl Host, units: &[String], health: &Health) -> Verdict {
+/// Whether the start queued after `before` was seen has run: systemd answers calls before it
+/// runs its queued jobs, so until then the unit shows as it was (the version before running,
+/// or failed, or never started). Every start's run sets `ConditionTimestamp`, and one that
+/// runs anything sets `InactiveExitTimestamp`.
+fn has_started(before: &UnitStatus, now: &UnitStatus) -> bool {
+    now.started_at != before.started_at || now.checked_at != before.checked_at
+}
+
+/// Judges `units` (templates left out by the caller) by `health`; `before`, for each unit
+/// the caller queued a start of, how it was just before (a unit that still shows so has not
+/// started yet).
+pub fn judge(
+    host: &mut impl Host,
+    units: &[String],
+    before: &[Option<UnitStatus>],
+    health: &Health,
+) -> Verdict {
     if units.is_empty() {
         return Verdict::Unhealthy("no unit was attached".to_owned());
     }
@@ -54,7 +69,13 @@ pub fn judge(host: &mut impl Host, units: &[String], health: &Health) -> Verdict
             Err(e) => return Verdict::Unknown(e),
         };
         let mut starting = Vec::new();
-        for (u, s) in units.iter().zip(&seen) {
+        for (n, (u, s)) in units.iter().zip(&seen).enumerate() {
+            if let Some(Some(b)) = before.get(n) {
+                if !has_started(b, s) {
+                    starting.push(u.as_str());
+                    continue;
+                }
+            }
             match look(u, s) {
                 Err(why) => return Verdict::Unhealthy(why),
                 Ok(false) => starting.push(u.as_str()),

@@ -35,6 +35,9 @@ pub struct UnitStatus {
     pub restarts: u32,
     /// `InactiveExitTimestamp` (µs): changes when the unit is started again.
     pub started_at: u64,
+    /// `ConditionTimestamp` (µs): changes at each start job's run, even one a condition
+    /// skipped (which leaves `InactiveExitTimestamp` as it was).
+    pub checked_at: u64,
     /// A condition failed at the last start (`ConditionResult=false` with a
     /// `ConditionTimestamp`): the unit was skipped, never ran.
     pub skipped: bool,

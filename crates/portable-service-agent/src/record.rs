@@ -93,30 +93,29 @@ fn record_path(dir: &str) -> String {
 
 /// The record in `dir`; an empty one where there is none. A record that can't be parsed (a
 /// disk's fault: the writes are atomic) is kept aside and started anew, so that no run is
-/// stuck on it.
-pub fn load(host: &mut impl Host, dir: &str) -> (Record, Option<String>) {
+/// stuck on it. One that can't be read (an I/O error) is an error: a run that went on
+/// without it would write an empty record over it, forgetting the versions known bad, the
+/// newest one kept and a switch left unfinished.
+pub fn load(host: &mut impl Host, dir: &str) -> Result<(Record, Option<String>), String> {
     let path = record_path(dir);
     match host.read(&path) {
-        Ok(None) => (Record::default(), None),
+        Ok(None) => Ok((Record::default(), None)),
         Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
-            Ok(r) => (r, None),
+            Ok(r) => Ok((r, None)),
             Err(e) => {
                 let aside = format!("{path}.unreadable");
                 let _ = host.rename(&path, &aside);
-                (
+                Ok((
                     Record::default(),
                     Some(format!(
                         "{path} could not be read ({e}): kept as {aside}, started anew"
                     )),
-                )
+                ))
             }
         },
-        Err(e) => (
-            Record::default(),
-            Some(format!(
-                "{path} could not be read ({e}): going on without it"
-            )),
-        ),
+        Err(e) => Err(format!(
+            "{path} could not be read ({e}): nothing done, so as to lose nothing of it"
+        )),
     }
 }
 

@@ -29,6 +29,7 @@ pub fn unit(bus: &mut Bus, limit: Duration, unit: &str) -> anyhow::Result<UnitSt
     let mut status = UnitStatus {
         active_state: seen_state(active_state, job),
         started_at: take(&mut props, unit, "InactiveExitTimestamp")?,
+        checked_at: condition_at,
         skipped: !condition_ok && condition_at != 0,
         result: "success".into(),
         ..UnitStatus::default()

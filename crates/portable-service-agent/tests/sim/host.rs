@@ -14,10 +14,21 @@ pub enum Fault {
     Error,
     Hang,
     Cut,
+    /// A power cut after the kernel wrote portabled's files (its attachments and detachments
+    /// so far) to disk on its own: portabled doesn't sync them, and the agent syncs them only
+    /// when it keeps a version, so a cut may leave them as they were, or as they were at the
+    /// cut (nothing attached between a detach and an attach, or the new version attached).
+    CutFlushed,
     DiskFull,
 }
 
-pub const FAULTS: [Fault; 4] = [Fault::Error, Fault::Hang, Fault::Cut, Fault::DiskFull];
+pub const FAULTS: [Fault; 5] = [
+    Fault::Error,
+    Fault::Hang,
+    Fault::Cut,
+    Fault::CutFlushed,
+    Fault::DiskFull,
+];
 
 /// The time limits of the real host's calls (src/real), which a hang runs into.
 const CALL_LIMIT: Duration = Duration::from_secs(60);
@@ -57,6 +68,11 @@ impl<'w> SimHost<'w> {
                     bail!("{what}: no answer within {} s", limit.as_secs())
                 }
                 Fault::Cut => {
+                    self.cut = true;
+                    bail!("{what}: power cut")
+                }
+                Fault::CutFlushed => {
+                    self.world.flush_portabled();
                     self.cut = true;
                     bail!("{what}: power cut")
                 }

@@ -133,8 +133,24 @@ impl Fs {
 /// A unit that systemd started (forgotten at a reboot).
 #[derive(Debug, Clone)]
 struct Started {
+    /// When its start job runs: until then, systemd still shows the unit as it was.
     at_ms: u64,
     behaviour: Behaviour,
+    /// The unit as it was before this start's job ran (none: never started since the boot).
+    before: Option<Box<Started>>,
+    /// `InactiveExitTimestamp` once the job ran: its time, unless a condition skipped the
+    /// unit (which then never left inactive, and keeps the one before).
+    inactive_exit: u64,
+}
+
+/// How long systemd takes to run a queued start or restart job: `RestartUnit` returns once
+/// the job is queued, and systemd runs its job queue at idle priority, after the D-Bus calls
+/// already waiting (a `GetUnit` right after the restart sees the unit as it was).
+pub const JOB_DELAY_MS: u64 = 100;
+
+/// A realtime timestamp (µs), as systemd's `…Timestamp` properties, of the world's `ms`.
+fn stamp(ms: u64) -> u64 {
+    (EPOCH * 1000 + ms) * 1000
 }
 
 #[derive(Debug, Clone, Default)]
@@ -259,7 +275,12 @@ impl World {
         self.attach(dir, image, exts)
     }
 
+    /// Queues a restart of `unit` (a start if it is stopped): its job runs `JOB_DELAY_MS` later.
     pub fn start(&mut self, unit: &str) -> Result<(), String> {
+        self.start_after(unit, JOB_DELAY_MS)
+    }
+
+    fn start_after(&mut self, unit: &str, delay_ms: u64) -> Result<(), String> {
         let Some(a) = self
             .attached
             .iter()
@@ -269,11 +290,29 @@ impl World {
         };
         // a restart, as portablectl's after a reattach: the new version's program runs
         let behaviour = self.behaviour(&a.image.clone(), &a.extensions.clone());
+        // the unit as it shows until the job runs: as it was when the last job ran
+        let before = match self.started.remove(unit) {
+            // a job still queued is merged into this one
+            Some(s) if s.at_ms > self.ms => s.before,
+            Some(mut s) => {
+                s.before = None;
+                Some(Box::new(s))
+            }
+            None => None,
+        };
+        let at_ms = self.ms + delay_ms;
+        let inactive_exit = if behaviour == Behaviour::Skipped {
+            before.as_ref().map_or(0, |b| b.inactive_exit)
+        } else {
+            stamp(at_ms)
+        };
         self.started.insert(
             unit.to_owned(),
             Started {
-                at_ms: self.ms,
+                at_ms,
                 behaviour,
+                before,
+                inactive_exit,
             },
         );
         Ok(())
@@ -284,20 +323,29 @@ impl World {
     }
 
     pub fn unit(&self, unit: &str) -> UnitStatus {
-        let Some(s) = self.started.get(unit) else {
-            return UnitStatus {
-                active_state: "inactive".into(),
-                result: "success".into(),
-                service: true,
-                ..UnitStatus::default()
-            };
+        let never = UnitStatus {
+            active_state: "inactive".into(),
+            result: "success".into(),
+            service: true,
+            ..UnitStatus::default()
         };
+        let Some(mut s) = self.started.get(unit) else {
+            return never;
+        };
+        // its job is still queued: the unit shows as it was
+        if s.at_ms > self.ms {
+            match &s.before {
+                Some(b) => s = b,
+                None => return never,
+            }
+        }
         let t = self.ms - s.at_ms;
         let mut st = UnitStatus {
             active_state: "active".into(),
             result: "success".into(),
             service: true,
-            started_at: s.at_ms * 1000,
+            started_at: s.inactive_exit,
+            checked_at: stamp(s.at_ms),
             runs_own_program: t >= 1000,
             ..UnitStatus::default()
         };
@@ -330,7 +378,7 @@ impl World {
             Behaviour::HangsStarting => activating(&mut st),
             Behaviour::Restarts => {
                 st.restarts = (t / 5000) as u32;
-                st.started_at = (s.at_ms + 5000 * (t / 5000)) * 1000;
+                st.started_at = stamp(s.at_ms + 5000 * (t / 5000));
             }
             Behaviour::ExitsAtOnce if t < 500 => activating(&mut st),
             Behaviour::ExitsAtOnce => {
@@ -363,6 +411,11 @@ impl World {
         self.attached_durable = self.attached.clone();
     }
 
+    /// portabled's attachments as they are now reach the disk (written back by the kernel).
+    pub fn flush_portabled(&mut self) {
+        self.attached_durable = self.attached.clone();
+    }
+
     /// A power cut and a boot: what wasn't synced is lost, and the attached units start.
     pub fn reboot(&mut self) {
         self.fs.cut();
@@ -377,7 +430,7 @@ impl World {
             .filter(|u| !u.contains("@."))
             .collect();
         for u in units {
-            let _ = self.start(&u);
+            let _ = self.start_after(&u, 0);
         }
     }
 }
