@@ -106,8 +106,16 @@ pub fn disable(
     Ok(())
 }
 
-/// Queues the start (or restart) of `unit`; the job is not waited for.
+/// Queues the start (or restart) of `unit`; the job is not waited for. The unit is first
+/// referenced by the agent's connection (`RefUnit`, 235 and newer), so that systemd keeps it
+/// loaded while the agent judges it: measured in a VM (257), a unit without `[Install]`
+/// skipped by `ConditionPathExists=/nonexistent` ("was skipped because of an unmet condition
+/// check") was forgotten at once, and the next look loaded it anew, every property at its
+/// default (`ConditionResult=no`, `ConditionTimestamp` 0, `Result=success`): the agent judged it
+/// "stopped (Result=success)", not skipped, and a oneshot that exited 0 would look the same.
+/// A systemd without `RefUnit`, or a refusal, only loses that.
 pub fn start(bus: &mut Bus, limit: Duration, unit: &str) -> anyhow::Result<()> {
+    let _: anyhow::Result<()> = bus.call(&manager("RefUnit", unit, limit), &unit);
     // a restart: a unit of the version before that still runs must run the new version, as
     // portablectl's reattach restarts its units (a stopped unit is started)
     let _job: OwnedObjectPath = bus.call(&manager("RestartUnit", unit, limit), &job_args(unit))?;
