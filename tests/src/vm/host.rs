@@ -39,9 +39,11 @@ done
 for u in $(attached_units); do rm -rf "$u" "$u.d"; done
 rm -rf /etc/systemd/system.attached /run/systemd/system.attached /etc/portables \
   /run/portables /images/* /etc/verity.d
-# what the update scenarios install: the feed's server, the host's sysupdate files and units
+# what the update scenarios install: the feed's server, the host's agent, its configuration,
+# sysupdate files and units
 systemctl stop test-feed.service '*-update.timer' 2>/dev/null
 rm -rf /srv/feed /srv/busybox /etc/sysupdate.*.d /etc/systemd/import-pubring.* \
+  /etc/portable-service-agent \
   /var/lib/portables/* /var/lib/portables/.[!.]* \
   /etc/systemd/system/*-update.service /etc/systemd/system/*-update.timer \
   /etc/systemd/system/*-rollback.service /etc/systemd/system/*-recover.service \
