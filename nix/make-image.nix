@@ -363,6 +363,14 @@ let
         checkedVersion
         checkedCommand
         checkedBaseUrl
+        # the agent installs an extension's versions as NAME_VERSION.raw (measured: 252
+        # refuses such an extension, 254 to 262 attach it)
+        (
+          if extension != null then
+            needs "updating an extension, whose versions' files are named NAME_VERSION.raw (252 refuses them: \"lacks extension-release data\")" 254
+          else
+            true
+        )
       ]
       (derivation {
         name = "${a.pname}-sysupdate";

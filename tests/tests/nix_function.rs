@@ -902,6 +902,10 @@ fn min_systemd_refuses_what_older_hosts_cannot_run() {
             "portableService: `minSystemd` = 239 is older than attaching units other than services (demo.socket: 239 refuses them, \"No such file or directory\"), which came in systemd 245",
         ),
         (
+            "((ext.app { }).override { minSystemd = 252; }).sysupdate { url = \"https://x/\"; }",
+            "portableServiceExtension: `minSystemd` = 252 is older than updating an extension, whose versions' files are named NAME_VERSION.raw",
+        ),
+        (
             "(demo { extra.profile = \"mine\"; })",
             "portableService: `profile` = \"mine\" must be null or a profile systemd ships: default, nonetwork, strict, trusted",
         ),
