@@ -93,6 +93,36 @@ impl Default for RealHost {
 }
 
 impl RealHost {
+    /// portabled's attach (or `reattach`) of `dir/image` with `dir/extensions`, then systemd's
+    /// reload; the units attached. portabled's error reply is its refusal of the image.
+    fn place(
+        &mut self,
+        reattach: bool,
+        dir: &str,
+        image: &str,
+        extensions: &[String],
+        prefixes: &[String],
+    ) -> Result<Vec<String>> {
+        let path = Path::new(dir).join(image);
+        let extensions = in_dir(dir, extensions);
+        let placing = portabled::Placing {
+            profile: &self.settings.profile,
+            image: &path,
+            extensions: &extensions,
+            matches: prefixes,
+        };
+        let limit = self.settings.limits.attach;
+        let units = if reattach {
+            portabled::reattach(&mut self.bus, limit, &placing)
+        } else {
+            portabled::attach(&mut self.bus, limit, &placing)
+        }
+        .map_err(refusal)?;
+        let verb = if reattach { "reattaching" } else { "attaching" };
+        self.reload(&format!("after {verb} {}", path.display()))?;
+        Ok(units)
+    }
+
     /// A host with `settings`; its clock (`elapsed`) starts now. Nothing is opened yet: the bus
     /// on the first D-Bus call.
     pub fn new(settings: Settings) -> Self {
@@ -253,19 +283,7 @@ impl Host for RealHost {
         extensions: &[String],
         prefixes: &[String],
     ) -> Result<Vec<String>> {
-        let path = Path::new(dir).join(image);
-        let (limit, profile) = (self.settings.limits.attach, &self.settings.profile);
-        let units = portabled::attach(
-            &mut self.bus,
-            limit,
-            profile,
-            &path,
-            &in_dir(dir, extensions),
-            prefixes,
-        )
-        .map_err(refusal)?;
-        self.reload(&format!("after attaching {}", path.display()))?;
-        Ok(units)
+        self.place(false, dir, image, extensions, prefixes)
     }
 
     fn can_reattach(&mut self) -> bool {
@@ -291,19 +309,7 @@ impl Host for RealHost {
         extensions: &[String],
         prefixes: &[String],
     ) -> Result<Vec<String>> {
-        let path = Path::new(dir).join(image);
-        let (limit, profile) = (self.settings.limits.attach, &self.settings.profile);
-        let units = portabled::reattach(
-            &mut self.bus,
-            limit,
-            profile,
-            &path,
-            &in_dir(dir, extensions),
-            prefixes,
-        )
-        .map_err(refusal)?;
-        self.reload(&format!("after reattaching {}", path.display()))?;
-        Ok(units)
+        self.place(true, dir, image, extensions, prefixes)
     }
 
     /// The image's path (and its extensions') as portabled's drop-ins have them; its units

@@ -56,46 +56,52 @@ pub fn extension_args<'a>(
     (image, extensions, matches, profile, "", 0)
 }
 
-/// Attaches `image` with `extensions`, the units matching `matches`; the units attached.
-pub fn attach(
+/// What an attach and a reattach are told: the profile, the image, its extensions and the
+/// matches.
+pub struct Placing<'a> {
+    pub profile: &'a str,
+    pub image: &'a Path,
+    pub extensions: &'a [PathBuf],
+    pub matches: &'a [String],
+}
+
+/// Calls `plain` (the image alone) or `with_extensions`, with the arguments each takes; the
+/// reply as `R`.
+fn place<R>(
     bus: &mut Bus,
     limit: Duration,
-    profile: &str,
-    image: &Path,
-    extensions: &[PathBuf],
-    matches: &[String],
-) -> anyhow::Result<Vec<String>> {
-    let path = text(image);
-    let changes: Changes = if extensions.is_empty() {
-        let m = method("AttachImage", &path, limit);
-        bus.call(&m, &image_args(&path, matches, profile))?
+    (plain, with_extensions): (&'static str, &'static str),
+    p: &Placing,
+) -> anyhow::Result<R>
+where
+    R: serde::de::DeserializeOwned + zbus::zvariant::Type,
+{
+    let path = text(p.image);
+    if p.extensions.is_empty() {
+        let m = method(plain, &path, limit);
+        bus.call(&m, &image_args(&path, p.matches, p.profile))
     } else {
-        let m = method("AttachImageWithExtensions", &path, limit);
-        let extensions = texts(extensions);
-        bus.call(&m, &extension_args(&path, &extensions, matches, profile))?
-    };
+        let m = method(with_extensions, &path, limit);
+        let extensions = texts(p.extensions);
+        bus.call(
+            &m,
+            &extension_args(&path, &extensions, p.matches, p.profile),
+        )
+    }
+}
+
+/// Attaches the image with its extensions, the units matching its matches; the units attached.
+pub fn attach(bus: &mut Bus, limit: Duration, p: &Placing) -> anyhow::Result<Vec<String>> {
+    let names = ("AttachImage", "AttachImageWithExtensions");
+    let changes: Changes = place(bus, limit, names, p)?;
     Ok(units_of(&changes))
 }
 
-/// Reattaches: the attachment of `image`'s name replaced by `image` with `extensions`; the units
-/// then attached (portabled's "updated" list).
-pub fn reattach(
-    bus: &mut Bus,
-    limit: Duration,
-    profile: &str,
-    image: &Path,
-    extensions: &[PathBuf],
-    matches: &[String],
-) -> anyhow::Result<Vec<String>> {
-    let path = text(image);
-    let (_removed, updated): (Changes, Changes) = if extensions.is_empty() {
-        let m = method("ReattachImage", &path, limit);
-        bus.call(&m, &image_args(&path, matches, profile))?
-    } else {
-        let m = method("ReattachImageWithExtensions", &path, limit);
-        let extensions = texts(extensions);
-        bus.call(&m, &extension_args(&path, &extensions, matches, profile))?
-    };
+/// Reattaches: the attachment of the image's name replaced by the image with its extensions;
+/// the units then attached (portabled's "updated" list).
+pub fn reattach(bus: &mut Bus, limit: Duration, p: &Placing) -> anyhow::Result<Vec<String>> {
+    let names = ("ReattachImage", "ReattachImageWithExtensions");
+    let (_removed, updated): (Changes, Changes) = place(bus, limit, names, p)?;
     Ok(units_of(&updated))
 }
 
