@@ -68,15 +68,6 @@ impl Systemd {
         }
     }
 
-    /// Whether Debian's systemd of this guest has systemd-sysupdate: 254 (bookworm-backports)
-    /// on; bookworm's own 252 and bullseye's 247 have not.
-    pub fn has_sysupdate(self) -> bool {
-        !matches!(
-            self,
-            Systemd::V239 | Systemd::V245 | Systemd::V249 | Systemd::V247 | Systemd::V252
-        )
-    }
-
     /// The packages debootstrap installs.
     fn packages(self) -> String {
         match self {
