@@ -23,4 +23,10 @@ cargo clippy --quiet --locked --all-targets -- -D warnings
 cargo test --locked -p portable-service-builder --test image -- --test-threads "$(nproc)" \
   a_file_of_several_gib_comes_out_whole a_full_disk_fails_the_build_and_leaves_nothing \
   a_store_file_that_cannot_be_read_is_named
+# The host agent's tests (the simulator's sweeps, the feed over loopback HTTP, gpg's
+# signatures, the real host's files), with the static release build tests/setup.sh made for
+# the VMs, whose compiled crates they reuse (the agent package's check phase runs the same
+# tests in Nix's sandbox; building it here took minutes the test command hasn't got).
+RUSTFLAGS='-C target-feature=+crt-static' cargo test --locked --release \
+  --target x86_64-unknown-linux-gnu -p portable-service-agent -- --test-threads "$(nproc)"
 cargo test --locked -p portable-service-tests -- --test-threads "$(nproc)"
