@@ -132,7 +132,8 @@ impl<H: Host> Run<'_, H> {
         }
     }
 
-    fn listing(&mut self) -> Vec<String> {
+    /// The names in the target directory; none, said in the status, when it can't be read.
+    pub(crate) fn listing(&mut self) -> Vec<String> {
         match self.host.list(&self.cfg.target) {
             Ok(l) => l,
             Err(e) => {

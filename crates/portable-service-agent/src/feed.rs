@@ -91,7 +91,7 @@ impl<H: Host> Run<'_, H> {
                 ));
             }
         }
-        let target = self.listing_of_target();
+        let target = self.listing();
         let newest_installed = installed::versions(&target, &s.name, &s.files)
             .into_iter()
             .next();
@@ -189,10 +189,6 @@ impl<H: Host> Run<'_, H> {
             .map_err(|e| format!("cannot sync {dir}: {e}"))
     }
 
-    pub(crate) fn listing_of_target(&mut self) -> Vec<String> {
-        self.host.list(&self.cfg.target).unwrap_or_default()
-    }
-
     /// Removes the versions beyond `keep` (never what runs, the pair before it, a switch's
     /// pairs, nor the newest installed), files left of removed versions, and stale partial
     /// downloads.
@@ -237,7 +233,7 @@ impl<H: Host> Run<'_, H> {
 
     fn prune_one(&mut self, name: &str, files: &[(String, String)], protected: &[String]) {
         let dir = self.cfg.target.clone();
-        let listing = self.listing_of_target();
+        let listing = self.listing();
         let image_suffix = files.first().map_or(".raw", |f| f.0.as_str());
         let versions = installed::versions(&listing, name, files);
         let mut doomed: Vec<String> = Vec::new();
