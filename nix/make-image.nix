@@ -438,7 +438,7 @@ let
         );
       });
   # What nixpkgs' derivations have, for code written against nixpkgs' portableService; an image
-  # has no stdenv (README: "Overriding, `meta` and `passthru`").
+  # has no stdenv (docs/nixpkgs.md: "Overriding, `meta` and `passthru`").
   meta =
     (if a.description != null then { inherit (a) description; } else { })
     // (if a.homepage != null then { inherit (a) homepage; } else { })

@@ -3,6 +3,7 @@
 //! `default.nix` given `pkgs`. Each must give exactly the image the offline world builds, from a
 //! builder package whose source is the builder's own crates: a change anywhere else leaves every
 //! image's derivation as it was.
+//! README's quickstart `flake.nix`, as pasted, evaluates to an image too.
 
 use portable_service_tests::*;
 use std::path::{Path, PathBuf};
@@ -325,4 +326,84 @@ fn the_builder_lock_is_cargo_s_cut_of_cargo_lock() {
             "{package}"
         );
     }
+}
+
+/// The first block fenced as `lang` in `text`, without its fences.
+fn fenced<'a>(text: &'a str, lang: &str) -> Option<&'a str> {
+    let open = format!("```{lang}\n");
+    let start = text.find(&open)? + open.len();
+    let len = text[start..].find("```\n")?;
+    Some(&text[start..start + len])
+}
+
+/// `flake` with the URL of its input `name` (`inputs.NAME.url = "...";`) replaced by `url`.
+fn with_input_url(flake: &str, name: &str, url: &str) -> String {
+    let key = format!("inputs.{name}.url = \"");
+    assert_eq!(flake.matches(&key).count(), 1, "one {key}...\" in\n{flake}");
+    let start = flake.find(&key).unwrap() + key.len();
+    let end = start + flake[start..].find('"').unwrap();
+    format!("{}{url}{}", &flake[..start], &flake[end..])
+}
+
+/// README's "Quickstart" section.
+fn quickstart() -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme
+        .find("\n## Quickstart\n")
+        .expect("README has a \"## Quickstart\" section");
+    let section = &readme[start + 1..];
+    let end = section[1..].find("\n## ").map_or(section.len(), |e| e + 2);
+    section[..end].to_owned()
+}
+
+/// The quickstart as a user pastes it: its `flake.nix` (the section's first `nix` block), with
+/// its two inputs pointed at a copy of this checkout and at the stand-in nixpkgs, evaluates to
+/// an image (its derivation, not a build: the examples' builds above are the same function),
+/// and the file the quickstart's commands copy is that image's.
+#[test]
+fn the_readme_quickstart_flake_evaluates_to_the_image_its_commands_copy() {
+    let quickstart = quickstart();
+    let flake = fenced(&quickstart, "nix").expect("a ```nix block in the quickstart");
+    let tracked = tracked_files();
+    let flake = with_input_url(flake, "nixpkgs", &format!("path:{}", stand_in()));
+    let flake = with_input_url(
+        &flake,
+        "portable-service",
+        &format!("path:{}", tracked.path().display()),
+    );
+    let user = tempfile::tempdir().unwrap();
+    std::fs::write(user.path().join("flake.nix"), flake).unwrap();
+    let image = format!(
+        "path:{}#packages.x86_64-linux.default",
+        user.path().display()
+    );
+    let eval = |attr: &str| {
+        nix_eval(&[&format!("{image}.{attr}"), "--no-write-lock-file"])
+            .unwrap_or_else(|e| panic!("nix eval of the quickstart's {attr}: {e}"))
+    };
+    let drv = eval("drvPath");
+    assert!(drv.ends_with(".drv"), "{drv}");
+    let file = eval("fileName");
+    assert!(
+        quickstart.contains(&format!("scp result/{file} ")),
+        "the quickstart's commands copy {file}:\n{quickstart}"
+    );
+}
+
+/// README is a user's guide of under 400 lines whose first `sh` block is still the two commands
+/// that set up this repository and run the tests (CI and fresh-machine runs take them from there).
+#[test]
+fn readme_s_first_sh_block_is_the_test_command_and_it_stays_a_short_guide() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let commands: Vec<&str> = fenced(&readme, "sh")
+        .expect("a ```sh block in README")
+        .lines()
+        .map(|line| line.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(commands, ["tests/build-example.sh", "tests/run.sh"]);
+    let lines = readme.lines().count();
+    assert!(
+        lines < 400,
+        "README.md has {lines} lines: move reference into docs/"
+    );
 }
