@@ -38,9 +38,9 @@ fn help_lists_every_job() {
 #[test]
 fn a_job_without_its_arguments_is_a_usage_error() {
     let (code, _, said) = run(&["sign", "image.raw"]);
-    assert_eq!(code, Some(2));
+    assert_eq!(code, Some(64));
     assert!(said.contains("--key <KEY.pem>"), "{said}");
     let (code, _, said) = run(&[]);
-    assert_eq!(code, Some(2));
+    assert_eq!(code, Some(64));
     assert!(said.contains("Usage: portable-service <COMMAND>"), "{said}");
 }
