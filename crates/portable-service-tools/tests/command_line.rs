@@ -44,3 +44,19 @@ fn a_job_without_its_arguments_is_a_usage_error() {
     assert_eq!(code, Some(64));
     assert!(said.contains("Usage: portable-service <COMMAND>"), "{said}");
 }
+
+/// `--version` says the version, and the commit when the build was given it (nix/tools.nix
+/// passes the flake's revision as PORTABLE_SERVICE_COMMIT).
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let (code, said, _) = run(&["--version"]);
+    assert_eq!(code, Some(0));
+    let expected = match option_env!("PORTABLE_SERVICE_COMMIT") {
+        Some(commit) => format!(
+            "portable-service {} (commit {commit})\n",
+            env!("CARGO_PKG_VERSION")
+        ),
+        None => format!("portable-service {}\n", env!("CARGO_PKG_VERSION")),
+    };
+    assert_eq!(said, expected);
+}
