@@ -70,6 +70,12 @@ rustPlatform.buildRustPackage {
     "--skip"
     "a_store_file_that_cannot_be_read_is_named"
   ];
+  # Completions and man pages, made from the command line's own definition by the program
+  # (clap_complete, clap_mangen), where shells and man look for them.
+  postInstall = ''
+    $out/bin/portable-service generate $out
+  '';
+
   nativeCheckInputs = [
     squashfsTools
     cryptsetup

@@ -7,29 +7,30 @@
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use clap::{CommandFactory, FromArgMatches};
+use clap::{Args, CommandFactory, FromArgMatches};
 use portable_service_tools::exit;
 use portable_service_tools::input::{self, shell_word};
 use portable_service_tools::{check, feed, openpgp, signing, transfers, JSON_SCHEMA};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match parse() {
-        Ok(cli) => cli,
+    let job = match parse() {
+        Ok(job) => job,
         Err(code) => return code,
     };
     // what a failure nobody classified means: check can't judge; the others didn't do the job
-    let (result, unclassified, json) = match cli.command {
-        Job::Check(args) => {
+    let (result, unclassified, json) = match job {
+        Parsed::Job(Job::Check(args)) => {
             let json = args.json;
             (check_command(args), exit::UNREADABLE, json)
         }
-        Job::Sign(args) => (sign_command(args), exit::REFUSED, false),
-        Job::Publish(args) => {
+        Parsed::Job(Job::Sign(args)) => (sign_command(args), exit::REFUSED, false),
+        Parsed::Job(Job::Publish(args)) => {
             let json = args.json;
             (publish_command(args), exit::REFUSED, json)
         }
-        Job::Transfers(args) => (transfers_command(args), exit::REFUSED, false),
+        Parsed::Job(Job::Transfers(args)) => (transfers_command(args), exit::REFUSED, false),
+        Parsed::Generate(args) => (generate_command(&args.out), exit::REFUSED, false),
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -37,9 +38,14 @@ fn main() -> ExitCode {
     }
 }
 
+enum Parsed {
+    Job(Job),
+    Generate(GenerateArgs),
+}
+
 /// The command line, or the status to exit with at once: 0 after `--help` or `--version`,
 /// [`exit::USAGE`] after a usage error (clap's own is 2, which here means an unreadable input).
-fn parse() -> Result<Cli, ExitCode> {
+fn parse() -> Result<Parsed, ExitCode> {
     let said = |e: clap::Error| {
         let _ = e.print();
         if e.use_stderr() {
@@ -48,8 +54,19 @@ fn parse() -> Result<Cli, ExitCode> {
             ExitCode::SUCCESS
         }
     };
-    let matches = command().try_get_matches().map_err(said)?;
-    Cli::from_arg_matches(&matches).map_err(said)
+    let generate = GenerateArgs::augment_args(clap::Command::new("generate").hide(true));
+    let matches = command()
+        .subcommand(generate)
+        .try_get_matches()
+        .map_err(said)?;
+    match matches.subcommand() {
+        Some(("generate", m)) => GenerateArgs::from_arg_matches(m)
+            .map(Parsed::Generate)
+            .map_err(said),
+        _ => Cli::from_arg_matches(&matches)
+            .map(|cli| Parsed::Job(cli.command))
+            .map_err(said),
+    }
 }
 
 /// The whole command line's definition, as it parses, and as completions and man pages are
@@ -131,6 +148,50 @@ enum Job {
     /// and the units that update, switch and roll back (what an image's `.sysupdate` holds).
     #[command(after_help = exit::TABLE)]
     Transfers(TransfersArgs),
+}
+
+/// `portable-service generate DIR`: writes this command line's shell completions (bash, zsh,
+/// fish) and man pages below DIR/share, where a package installs them (nix/tools.nix runs it).
+/// Parsed, but not part of [`command`], which they are made from: no user completes or reads of
+/// it.
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// The prefix (a package's $out): DIR/share/bash-completion/completions/, ...
+    #[arg(value_name = "DIR")]
+    out: Utf8PathBuf,
+}
+
+/// Writes the completions and man pages, made from [`command`] by clap_complete and
+/// clap_mangen so that they say what the parser takes (a hidden command is left out).
+fn generate_command(prefix: &Utf8Path) -> Result<u8> {
+    use clap_complete::Shell;
+    let name = "portable-service";
+    let share = prefix.join("share");
+    for (shell, file) in [
+        (Shell::Bash, format!("bash-completion/completions/{name}")),
+        (Shell::Zsh, format!("zsh/site-functions/_{name}")),
+        (
+            Shell::Fish,
+            format!("fish/vendor_completions.d/{name}.fish"),
+        ),
+    ] {
+        let path = share.join(file);
+        let mut text = Vec::new();
+        clap_complete::generate(shell, &mut command(), name, &mut text);
+        write_made(&path, &text)?;
+    }
+    let man = share.join("man/man1");
+    std::fs::create_dir_all(&man).with_context(|| format!("cannot make {man}"))?;
+    clap_mangen::generate_to(command(), &man).with_context(|| format!("cannot write in {man}"))?;
+    println!("wrote the completions and man pages below {share}");
+    Ok(exit::OK)
+}
+
+fn write_made(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot make {dir}"))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {path}"))
 }
 
 /// Publish built (and signed) images into a feed directory, which any web server then serves.

@@ -60,3 +60,55 @@ fn version_names_the_commit_it_was_built_from() {
     };
     assert_eq!(said, expected);
 }
+
+/// The completions and man pages a package installs (`generate`, run by nix/tools.nix) are
+/// where shells and man look, name every command and option, and load in bash.
+#[test]
+fn completions_and_man_pages_are_made_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().to_str().unwrap();
+    let (code, _, said) = run(&["generate", prefix]);
+    assert_eq!(code, Some(0), "{said}");
+    let read = |file: &str| std::fs::read_to_string(dir.path().join("share").join(file)).unwrap();
+    let bash = read("bash-completion/completions/portable-service");
+    let zsh = read("zsh/site-functions/_portable-service");
+    let fish = read("fish/vendor_completions.d/portable-service.fish");
+    for text in [&bash, &zsh, &fish] {
+        for word in [
+            "check",
+            "sign",
+            "publish",
+            "transfers",
+            "valid-for",
+            "signed-later",
+        ] {
+            assert!(text.contains(word), "{word} in {text}");
+        }
+        // the hidden command is no user's to complete
+        assert!(!text.contains("generate"), "{text}");
+    }
+    let sign = read("man/man1/portable-service-sign.1");
+    assert!(
+        sign.contains("\\-\\-resign") && sign.contains("Exit status"),
+        "{sign}"
+    );
+    assert!(read("man/man1/portable-service.1").contains("portable\\-service\\-check(1)"));
+    assert!(!dir
+        .path()
+        .join("share/man/man1/portable-service-generate.1")
+        .exists());
+    // bash loads it and completes the commands
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "source \"$1\" && complete -p portable-service",
+            "bash",
+        ])
+        .arg(
+            dir.path()
+                .join("share/bash-completion/completions/portable-service"),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
