@@ -15,22 +15,22 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let job = match parse() {
-        Ok(job) => job,
+        Ok(Parsed::Job(job)) => job,
+        Ok(Parsed::Generate(args)) => return ExitCode::from(fail_or(generate_command(&args.out))),
         Err(code) => return code,
     };
     // what a failure nobody classified means: check can't judge; the others didn't do the job
-    let (result, unclassified, json) = match job {
-        Parsed::Job(Job::Check(args)) => {
+    let (result, unclassified, json) = match *job {
+        Job::Check(args) => {
             let json = args.json;
             (check_command(args), exit::UNREADABLE, json)
         }
-        Parsed::Job(Job::Sign(args)) => (sign_command(args), exit::REFUSED, false),
-        Parsed::Job(Job::Publish(args)) => {
+        Job::Sign(args) => (sign_command(args), exit::REFUSED, false),
+        Job::Publish(args) => {
             let json = args.json;
             (publish_command(args), exit::REFUSED, json)
         }
-        Parsed::Job(Job::Transfers(args)) => (transfers_command(args), exit::REFUSED, false),
-        Parsed::Generate(args) => (generate_command(&args.out), exit::REFUSED, false),
+        Job::Transfers(args) => (transfers_command(args), exit::REFUSED, false),
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
 }
 
 enum Parsed {
-    Job(Job),
+    Job(Box<Job>),
     Generate(GenerateArgs),
 }
 
@@ -64,7 +64,7 @@ fn parse() -> Result<Parsed, ExitCode> {
             .map(Parsed::Generate)
             .map_err(said),
         _ => Cli::from_arg_matches(&matches)
-            .map(|cli| Parsed::Job(cli.command))
+            .map(|cli| Parsed::Job(Box::new(cli.command)))
             .map_err(said),
     }
 }
@@ -85,6 +85,11 @@ fn version() -> &'static str {
         }
     });
     &VERSION
+}
+
+/// The status of `result`, a job without JSON whose unclassified failure is a refusal.
+fn fail_or(result: Result<u8>) -> u8 {
+    result.unwrap_or_else(|e| fail(&e, exit::REFUSED, false))
 }
 
 /// Says `error` (on stderr; with `json`, also as the error object on stdout) and gives the
