@@ -47,10 +47,13 @@
               ;
           };
         in
-        {
-          # `nix run` gives `portable-service` (check, sign)
-          default = pkgs.portable-service-tools;
-          inherit (pkgs) portable-service-builder portable-service-tools portable-service-agent;
+        rec {
+          # `nix run` gives `portable-service` (check, sign); `--version` names this commit
+          default = portable-service-tools;
+          portable-service-tools = pkgs.portable-service-tools.override {
+            commit = self.shortRev or self.dirtyShortRev or "unknown";
+          };
+          inherit (pkgs) portable-service-builder portable-service-agent;
           inherit (examples)
             hello
             hello-with-ssl

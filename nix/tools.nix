@@ -4,7 +4,10 @@
 # dm-verity hash tree with veritysetup's and the root hash signature with openssl's, and sign and
 # verify feeds with gpg (throwaway keys they make), hence squashfsTools, cryptsetup, openssl and
 # gnupg in the check inputs. `publish` runs this package's gnupg (PORTABLE_SERVICE_GNUPG_BIN,
-# read at compile time); the hosts verify with their own.
+# read at compile time); the hosts verify with their own. `commit`, when given (the flake's
+# packages give its revision), is what `portable-service --version` names after the version
+# (PORTABLE_SERVICE_COMMIT, read at compile time: no git in the sandbox). It is left out of the
+# overlay's package, which images' `.check` use, so that a new commit rebuilds no check.
 {
   lib,
   rustPlatform,
@@ -12,6 +15,7 @@
   cryptsetup,
   openssl,
   gnupg,
+  commit ? null,
 }:
 
 rustPlatform.buildRustPackage {
@@ -35,7 +39,10 @@ rustPlatform.buildRustPackage {
     ];
   };
   cargoLock.lockFile = ../Cargo.lock;
-  env.PORTABLE_SERVICE_GNUPG_BIN = "${gnupg}/bin";
+  env = {
+    PORTABLE_SERVICE_GNUPG_BIN = "${gnupg}/bin";
+  }
+  // lib.optionalAttrs (commit != null) { PORTABLE_SERVICE_COMMIT = commit; };
 
   cargoBuildFlags = [
     "-p"
@@ -63,6 +70,12 @@ rustPlatform.buildRustPackage {
     "--skip"
     "a_store_file_that_cannot_be_read_is_named"
   ];
+  # Completions and man pages, made from the command line's own definition by the program
+  # (clap_complete, clap_mangen), where shells and man look for them.
+  postInstall = ''
+    $out/bin/portable-service generate $out
+  '';
+
   nativeCheckInputs = [
     squashfsTools
     cryptsetup

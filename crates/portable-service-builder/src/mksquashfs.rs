@@ -210,7 +210,17 @@ pub fn build(
     let stdin = child.stdin.take().expect("stdin is piped");
     // A bigger pipe means fewer switches between us and mksquashfs; the default size works too.
     let _ = rustix::pipe::fcntl_setpipe_size(&stdin, 1 << 20);
+    let started = std::time::Instant::now();
     let streamed = tar_stream::write(plan, stdin);
+    if let Ok(stats) = &streamed {
+        tracing::info!(
+            "streamed the whole root in {:.1} s ({} files, {} MiB); mksquashfs is finishing the \
+             image (its last blocks, its tables)",
+            started.elapsed().as_secs_f64(),
+            stats.files,
+            stats.bytes >> 20
+        );
+    }
     let status = child
         .wait()
         .with_context(|| format!("cannot wait for {mksquashfs}"))?;

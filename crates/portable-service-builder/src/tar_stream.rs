@@ -10,6 +10,8 @@
 //! hard-links files differently on every machine; mksquashfs finds duplicate content itself),
 //! no extended attributes. Names and symlink targets are raw bytes, so names with newlines,
 //! non-UTF-8 bytes or over 100 bytes go through as GNU tar long-name entries.
+//! How far the stream is goes to the build log every [`PROGRESS_EVERY`] (a clock read per
+//! file, nothing in the stream).
 
 use crate::plan::{Plan, Source};
 use anyhow::{bail, Context, Result};
@@ -20,6 +22,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use tar::{EntryType, Header};
 use walkdir::WalkDir;
 
@@ -32,6 +35,10 @@ const SPLICE_FROM: u64 = 256 << 10;
 /// Buffer between the tar writer and the pipe, so headers and small files leave in few writes.
 const WRITE_BUFFER: usize = 1 << 20;
 
+/// How often a long stream says in the build log how far it is: a closure of gigabytes
+/// otherwise shows nothing for minutes between "running mksquashfs" and "wrote".
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
 /// What the stream held, for the build log.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
@@ -43,10 +50,17 @@ pub struct Stats {
 
 /// Writes every entry of `plan` to the pipe `out` as a tar archive, and finishes it.
 pub fn write<W: Write + AsFd>(plan: &Plan, out: W) -> Result<Stats> {
+    write_saying_progress(plan, out, PROGRESS_EVERY)
+}
+
+/// [`write`], saying how far it is every `every` (the tests say it at every file).
+fn write_saying_progress<W: Write + AsFd>(plan: &Plan, out: W, every: Duration) -> Result<Stats> {
     let mut stream = Stream {
         tar: tar::Builder::new(BufWriter::with_capacity(WRITE_BUFFER, out)),
         stats: Stats::default(),
         small: Vec::new(),
+        every,
+        last_said: Instant::now(),
     };
     for (path, entry) in &plan.entries {
         let path = Path::new(path.as_str());
@@ -69,6 +83,8 @@ struct Stream<W: Write + AsFd> {
     stats: Stats,
     /// The content of the small file being streamed.
     small: Vec<u8>,
+    every: Duration,
+    last_said: Instant,
 }
 
 fn header(kind: EntryType, mode: u32, size: u64) -> Header {
@@ -97,6 +113,15 @@ impl<W: Write + AsFd> Stream<W> {
     fn file(&mut self, path: &Path, mode: u32, size: u64, data: impl io::Read) -> Result<()> {
         self.stats.files += 1;
         self.stats.bytes += size;
+        if self.last_said.elapsed() >= self.every {
+            self.last_said = Instant::now();
+            tracing::info!(
+                "streamed {} files ({} MiB) into mksquashfs so far, now /{}",
+                self.stats.files,
+                self.stats.bytes >> 20,
+                path.display()
+            );
+        }
         self.tar
             .append_data(&mut header(EntryType::Regular, mode, size), path, data)
             .with_context(|| format!("cannot stream file /{}", path.display()))
@@ -243,6 +268,32 @@ mod tests {
         });
         let stats = write(plan, writer).unwrap();
         (stats, drain.join().unwrap())
+    }
+
+    /// Saying progress at every file changes no byte of the stream.
+    #[test]
+    fn progress_in_the_log_leaves_the_stream_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Utf8PathBuf::from_path_buf(dir.path().join("abc-pkg")).unwrap();
+        std::fs::create_dir_all(store.join("bin")).unwrap();
+        std::fs::write(store.join("bin/tool"), "#!/bin/sh\n").unwrap();
+        std::fs::write(store.join("big"), vec![7u8; SPLICE_FROM as usize + 3]).unwrap();
+        let mut plan = Plan::default();
+        plan.entries.insert(
+            Utf8PathBuf::from("nix/store/abc-pkg"),
+            store_path_entry(&store),
+        );
+        let saying = |every| {
+            let (mut reader, writer) = io::pipe().unwrap();
+            let drain = std::thread::spawn(move || {
+                let mut out = Vec::new();
+                reader.read_to_end(&mut out).unwrap();
+                out
+            });
+            let stats = write_saying_progress(&plan, writer, every).unwrap();
+            (stats, drain.join().unwrap())
+        };
+        assert_eq!(saying(Duration::ZERO), stream(&plan));
     }
 
     #[test]

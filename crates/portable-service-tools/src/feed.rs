@@ -45,24 +45,7 @@ impl Image {
     /// `result`), with the dm-verity files beside a naked image, checked against it (a
     /// signature, when `certs` are given, also made by one of them).
     pub fn find(path: &Utf8Path, certs: &[Cert]) -> Result<Image> {
-        let raw = if path.is_dir() {
-            let raws: Vec<Utf8PathBuf> = path
-                .read_dir_utf8()
-                .with_context(|| format!("cannot read {path}"))?
-                .filter_map(|e| e.ok())
-                .map(|e| e.path().to_owned())
-                .filter(|p| p.extension() == Some("raw"))
-                .collect();
-            match raws.as_slice() {
-                [one] => one.clone(),
-                _ => bail!(
-                    "{path}: expected one .raw image in it, found {}",
-                    raws.len()
-                ),
-            }
-        } else {
-            path.to_owned()
-        };
+        let raw = crate::input::image_file(path)?;
         let file = raw.file_name().context("an image file")?.to_owned();
         let versioned = match extension_in_store(&raw) {
             Some(version) => format!("{}_{version}.raw", &file[..file.len() - 4]),
@@ -473,8 +456,8 @@ pub struct Options<'a> {
     pub best_before: Option<Date>,
 }
 
-/// What `publish` did.
-#[derive(Debug, Default)]
+/// What `publish` did (`publish --json` writes it).
+#[derive(Debug, Default, serde::Serialize)]
 pub struct Published {
     pub added: Vec<String>,
     pub unchanged: Vec<String>,

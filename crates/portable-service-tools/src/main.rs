@@ -2,44 +2,133 @@
 //! `publish`, and `transfers`, the builder of an image's `.sysupdate` files.
 //!
 //! An image's derivation never runs this program (its builder is portable-service-builder); an
-//! image's `.check` and `.sysupdate` derivations do.
+//! image's `.check` and `.sysupdate` derivations do. Every command ends by one table of exit
+//! statuses ([`exit`], docs/cli.md).
 
 use anyhow::{Context, Result};
-use camino::Utf8PathBuf;
-use clap::Parser;
-use portable_service_tools::{check, feed, openpgp, signing, transfers};
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::{Args, CommandFactory, FromArgMatches};
+use portable_service_tools::exit;
+use portable_service_tools::input::{self, shell_word};
+use portable_service_tools::{check, feed, openpgp, signing, transfers, JSON_SCHEMA};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        // 0: accepted, 1: refused, 2: the check itself failed (an unreadable image, say)
-        Job::Check(args) => match check_command(args) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        },
-        Job::Sign(args) => finish(sign_command(args)),
-        Job::Publish(args) => finish(publish_command(args)),
-        Job::Transfers(args) => finish(transfers_command(args)),
+    let job = match parse() {
+        Ok(Parsed::Job(job)) => job,
+        Ok(Parsed::Generate(args)) => return ExitCode::from(fail_or(generate_command(&args.out))),
+        Err(code) => return code,
+    };
+    // what a failure nobody classified means: check can't judge; the others didn't do the job
+    let (result, unclassified, json) = match *job {
+        Job::Check(args) => {
+            let json = args.json;
+            (check_command(args), exit::UNREADABLE, json)
+        }
+        Job::Sign(args) => (sign_command(args), exit::REFUSED, false),
+        Job::Publish(args) => {
+            let json = args.json;
+            (publish_command(args), exit::REFUSED, json)
+        }
+        Job::Transfers(args) => (transfers_command(args), exit::REFUSED, false),
+    };
+    match result {
+        Ok(status) => ExitCode::from(status),
+        Err(e) => ExitCode::from(fail(&e, unclassified, json)),
     }
 }
 
-fn finish(result: Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+enum Parsed {
+    Job(Box<Job>),
+    Generate(GenerateArgs),
+}
+
+/// The command line, or the status to exit with at once: 0 after `--help` or `--version`,
+/// [`exit::USAGE`] after a usage error (clap's own is 2, which here means an unreadable input).
+fn parse() -> Result<Parsed, ExitCode> {
+    let said = |e: clap::Error| {
+        let _ = e.print();
+        if e.use_stderr() {
+            ExitCode::from(exit::USAGE)
+        } else {
+            ExitCode::SUCCESS
         }
+    };
+    let generate = GenerateArgs::augment_args(clap::Command::new("generate").hide(true));
+    let matches = command()
+        .subcommand(generate)
+        .try_get_matches()
+        .map_err(said)?;
+    match matches.subcommand() {
+        Some(("generate", m)) => GenerateArgs::from_arg_matches(m)
+            .map(Parsed::Generate)
+            .map_err(said),
+        _ => Cli::from_arg_matches(&matches)
+            .map(|cli| Parsed::Job(Box::new(cli.command)))
+            .map_err(said),
     }
+}
+
+/// The whole command line's definition, as it parses, and as completions and man pages are
+/// made from it.
+fn command() -> clap::Command {
+    Cli::command().version(version())
+}
+
+/// The version, with the commit it was built from when the build said it
+/// (`PORTABLE_SERVICE_COMMIT`: nix/tools.nix passes the flake's revision).
+fn version() -> &'static str {
+    static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        match option_env!("PORTABLE_SERVICE_COMMIT").filter(|c| !c.is_empty()) {
+            Some(commit) => format!("{} (commit {commit})", env!("CARGO_PKG_VERSION")),
+            None => env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    });
+    &VERSION
+}
+
+/// The status of `result`, a job without JSON whose unclassified failure is a refusal.
+fn fail_or(result: Result<u8>) -> u8 {
+    result.unwrap_or_else(|e| fail(&e, exit::REFUSED, false))
+}
+
+/// Says `error` (on stderr; with `json`, also as the error object on stdout) and gives the
+/// exit status it means.
+fn fail(error: &anyhow::Error, unclassified: u8, json: bool) -> u8 {
+    let (status, file) = exit::status_of(error, unclassified);
+    eprintln!("error: {error:#}");
+    if json {
+        #[derive(serde::Serialize)]
+        struct Said<'a> {
+            schema: u32,
+            error: Error<'a>,
+        }
+        #[derive(serde::Serialize)]
+        struct Error<'a> {
+            file: Option<&'a str>,
+            message: String,
+            exit: u8,
+        }
+        let said = Said {
+            schema: JSON_SCHEMA,
+            error: Error {
+                file: file.map(Utf8Path::as_str),
+                message: format!("{error:#}"),
+                exit: status,
+            },
+        };
+        // a struct, not json!: its fields stay in this order, "schema" first
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&said).expect("plain fields")
+        );
+    }
+    status
 }
 
 /// Check and sign systemd Portable Service images built with Nix (`portableService`).
 #[derive(clap::Parser)]
-#[command(name = "portable-service", version)]
+#[command(name = "portable-service", after_help = exit::TABLE)]
 struct Cli {
     #[command(subcommand)]
     command: Job,
@@ -49,17 +138,65 @@ struct Cli {
 enum Job {
     /// Say what systemd-portabled and systemd-dissect will do with an image (exit 0: accepted,
     /// 1: refused, 2: unreadable).
+    #[command(after_help = exit::TABLE)]
     Check(CheckArgs),
     /// Sign an image's root hash, which systemd checks against the certificates in the host's
     /// /etc/verity.d/: NAME.roothash.p7s beside a naked image, the signature partition inside a
     /// disk image (format = "ddi").
+    #[command(after_help = exit::TABLE)]
     Sign(SignArgs),
     /// Add images to a feed that hosts update from with systemd-sysupdate: their files,
     /// SHA256SUMS over all of them, signed (SHA256SUMS.gpg, by gpg); the newest versions kept.
+    #[command(after_help = exit::TABLE)]
     Publish(PublishArgs),
     /// Write the host's side of a feed for one image: systemd-sysupdate's transfer definitions
     /// and the units that update, switch and roll back (what an image's `.sysupdate` holds).
+    #[command(after_help = exit::TABLE)]
     Transfers(TransfersArgs),
+}
+
+/// `portable-service generate DIR`: writes this command line's shell completions (bash, zsh,
+/// fish) and man pages below DIR/share, where a package installs them (nix/tools.nix runs it).
+/// Parsed, but not part of [`command`], which they are made from: no user completes or reads of
+/// it.
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// The prefix (a package's $out): DIR/share/bash-completion/completions/, ...
+    #[arg(value_name = "DIR")]
+    out: Utf8PathBuf,
+}
+
+/// Writes the completions and man pages, made from [`command`] by clap_complete and
+/// clap_mangen so that they say what the parser takes (a hidden command is left out).
+fn generate_command(prefix: &Utf8Path) -> Result<u8> {
+    use clap_complete::Shell;
+    let name = "portable-service";
+    let share = prefix.join("share");
+    for (shell, file) in [
+        (Shell::Bash, format!("bash-completion/completions/{name}")),
+        (Shell::Zsh, format!("zsh/site-functions/_{name}")),
+        (
+            Shell::Fish,
+            format!("fish/vendor_completions.d/{name}.fish"),
+        ),
+    ] {
+        let path = share.join(file);
+        let mut text = Vec::new();
+        clap_complete::generate(shell, &mut command(), name, &mut text);
+        write_made(&path, &text)?;
+    }
+    let man = share.join("man/man1");
+    std::fs::create_dir_all(&man).with_context(|| format!("cannot make {man}"))?;
+    clap_mangen::generate_to(command(), &man).with_context(|| format!("cannot write in {man}"))?;
+    println!("wrote the completions and man pages below {share}");
+    Ok(exit::OK)
+}
+
+fn write_made(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot make {dir}"))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {path}"))
 }
 
 /// Publish built (and signed) images into a feed directory, which any web server then serves.
@@ -100,17 +237,21 @@ struct PublishArgs {
     /// the list as stale (older sysupdate ignores the line): publish again before then (the
     /// same images do) to keep hosts updating. Without it no such line is written, and one an
     /// earlier publish wrote is removed.
-    #[arg(long, value_name = "DAYS",
-          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    #[arg(long, value_name = "DAYS", value_parser = days)]
     valid_for: Option<u32>,
     /// Images: NAME_VERSION.raw files (with their dm-verity files beside them), or Nix outputs
     /// holding one.
     #[arg(value_name = "IMAGE", required = true)]
     images: Vec<Utf8PathBuf>,
+    /// Say what was done as one JSON document (`"schema"` its version), or on failure an
+    /// error object (`{"schema": 1, "error": {"file", "message", "exit"}}`).
+    #[arg(long)]
+    json: bool,
 }
 
-fn publish_command(args: PublishArgs) -> Result<()> {
-    let signer = openpgp::Signer::import(&args.key, args.passphrase_file.as_deref())?;
+fn publish_command(args: PublishArgs) -> Result<u8> {
+    let signer = openpgp::Signer::import(&args.key, args.passphrase_file.as_deref())
+        .map_err(exit::unreadable(&args.key))?;
     let certs = args
         .certs
         .iter()
@@ -125,6 +266,10 @@ fn publish_command(args: PublishArgs) -> Result<()> {
         Some(days) => Some(feed::best_before(now()?, days)),
         None => None,
     };
+    // before the feed changes: one that can't be written stops the publish
+    if let Some(out) = &args.public_key {
+        signer.export_public(out)?;
+    }
     let done = feed::publish(
         &args.feed,
         &images,
@@ -135,39 +280,73 @@ fn publish_command(args: PublishArgs) -> Result<()> {
             best_before,
         },
     )?;
-    if let Some(what) = &done.recovered {
-        println!("{}: {what}", args.feed);
-    }
-    for name in &done.added {
-        println!("added {}/{name}", args.feed);
-    }
-    for name in &done.unchanged {
-        println!("unchanged {}/{name}", args.feed);
-    }
-    for name in &done.removed {
-        println!(
-            "removed {}/{name} (older than the {} kept)",
-            args.feed, args.keep
-        );
-    }
-    if done.signer.is_empty() {
-        println!("{} unchanged: nothing new to publish", args.feed);
+    let summary = PublishSummary {
+        schema: JSON_SCHEMA,
+        feed: args.feed.as_str(),
+        fresh_until: best_before.map(|date| date.to_string()),
+        public_key: args.public_key.as_deref().map(Utf8Path::as_str),
+        keep: args.keep,
+        done,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        println!("signed {}/{} with {}", args.feed, feed::SUMS, done.signer);
+        print!("{}", summary.text());
     }
-    if let Some(date) = best_before {
-        println!(
-            "{}/{} is fresh until {date} 00:00 UTC ({}{date})",
-            args.feed,
-            feed::SUMS,
-            feed::BEST_BEFORE
+    Ok(exit::OK)
+}
+
+/// What `publish` did, as `--json` writes it and as text for a person.
+#[derive(serde::Serialize)]
+struct PublishSummary<'a> {
+    schema: u32,
+    feed: &'a str,
+    #[serde(flatten)]
+    done: feed::Published,
+    /// The list's BEST-BEFORE day (YYYY-MM-DD), if it has one.
+    fresh_until: Option<String>,
+    public_key: Option<&'a str>,
+    #[serde(skip)]
+    keep: usize,
+}
+
+impl PublishSummary<'_> {
+    fn text(&self) -> String {
+        let (feed, done) = (self.feed, &self.done);
+        let mut lines = Vec::new();
+        if let Some(what) = &done.recovered {
+            lines.push(format!("{feed}: {what}"));
+        }
+        lines.extend(done.added.iter().map(|name| format!("added {feed}/{name}")));
+        lines.extend(
+            done.unchanged
+                .iter()
+                .map(|n| format!("unchanged {feed}/{n}")),
         );
+        lines.extend(
+            done.removed
+                .iter()
+                .map(|name| format!("removed {feed}/{name} (older than the {} kept)", self.keep)),
+        );
+        lines.push(if done.signer.is_empty() {
+            format!("{feed} unchanged: nothing new to publish")
+        } else {
+            format!("signed {feed}/{} with {}", feed::SUMS, done.signer)
+        });
+        if let Some(date) = &self.fresh_until {
+            lines.push(format!(
+                "{feed}/{} is fresh until {date} 00:00 UTC ({}{date})",
+                feed::SUMS,
+                feed::BEST_BEFORE
+            ));
+        }
+        if let Some(out) = self.public_key {
+            lines.push(format!(
+                "wrote {out}: the public key hosts install as /etc/systemd/import-pubring.pgp"
+            ));
+        }
+        lines.iter().map(|l| format!("{l}\n")).collect()
     }
-    if let Some(out) = &args.public_key {
-        signer.export_public(out)?;
-        println!("wrote {out}: the public key hosts install as /etc/systemd/import-pubring.pgp");
-    }
-    Ok(())
 }
 
 /// Seconds since 1970-01-01 00:00 UTC: the clock's, or for the tests (tests/feed.rs) the value
@@ -249,7 +428,7 @@ struct TransfersArgs {
     agent: Utf8PathBuf,
 }
 
-fn transfers_command(args: TransfersArgs) -> Result<()> {
+fn transfers_command(args: TransfersArgs) -> Result<u8> {
     let prefixes = if args.prefixes.is_empty() {
         vec![args.name.clone()]
     } else {
@@ -278,7 +457,7 @@ fn transfers_command(args: TransfersArgs) -> Result<()> {
     for file in host.write(&args.out, &args.agent)? {
         println!("wrote {file}");
     }
-    Ok(())
+    Ok(exit::OK)
 }
 
 /// Sign the root hash of an image built with `verity = true`. The key stays outside the Nix
@@ -301,20 +480,50 @@ struct SignArgs {
     resign: bool,
 }
 
-fn sign_command(args: SignArgs) -> Result<()> {
-    if portable_service_rules::ddi::is_ddi(&args.image)? {
-        let cert = signing::sign_disk(&args.image, &args.key, &args.cert, args.resign)?;
+fn sign_command(args: SignArgs) -> Result<u8> {
+    let image = input::image_file(&args.image)?;
+    let disk = portable_service_rules::ddi::is_ddi(&image).map_err(exit::unreadable(&image))?;
+    refuse_to_sign_in_store(&args, &image, disk)?;
+    if disk {
+        let cert = signing::sign_disk(&image, &args.key, &args.cert, args.resign)?;
         println!(
-            "signed {}: its signature partition holds the root hash's signature by {}",
-            args.image,
+            "signed {image}: its signature partition holds the root hash's signature by {}",
             cert.subject()
         );
-        return Ok(());
+        return Ok(exit::OK);
     }
-    let p7s = signing::sign(&args.image, &args.key, &args.cert)?;
+    let p7s = signing::sign(&image, &args.key, &args.cert)?;
     let cert = signing::Cert::read(&args.cert)?;
     println!("wrote {p7s}: signed by {}", cert.subject());
-    Ok(())
+    Ok(exit::OK)
+}
+
+/// Refuses an image in the Nix store, naming the copy to sign: a disk image with its
+/// signature partition written into it, a naked image with its hash tree and root hash.
+fn refuse_to_sign_in_store(args: &SignArgs, image: &Utf8Path, disk: bool) -> Result<()> {
+    let [tree, root, p7s] = portable_service_rules::verity::sidecars(image);
+    let (beside, what) = if disk {
+        (
+            vec![],
+            "sign writes the signature partition into it".to_owned(),
+        )
+    } else {
+        (
+            vec![tree, root],
+            format!(
+                "sign writes {} beside it",
+                p7s.file_name().unwrap_or(p7s.as_str())
+            ),
+        )
+    };
+    input::refuse_in_store(image, &beside, &what, |copy| {
+        format!(
+            "portable-service sign --key {} --cert {}{} {copy}",
+            shell_word(args.key.as_str()),
+            shell_word(args.cert.as_str()),
+            if args.resign { " --resign" } else { "" }
+        )
+    })
 }
 
 /// What systemd-portabled and systemd-dissect will say about an image, without systemd and
@@ -334,7 +543,7 @@ struct CheckArgs {
     /// The systemd version whose rules decide: those measured (239, 245, 247, 249, 252, 254,
     /// 257, 262) as measured, another by the rules of the newest measured version not above it
     /// (248 by 247's, 250 and 251 by 249's).
-    #[arg(long, default_value_t = check::NEWEST, value_parser = clap::value_parser!(u32).range(check::OLDEST as i64..))]
+    #[arg(long, default_value_t = check::NEWEST, value_parser = systemd_version)]
     systemd: u32,
     /// The profile the hosts attach with (`portablectl attach --profile`), one systemd ships.
     #[arg(long, default_value = "default", value_parser = check::PROFILES)]
@@ -354,7 +563,8 @@ struct CheckArgs {
     /// The store directory the image's symlinks point into.
     #[arg(long, default_value = "/nix/store")]
     store_dir: Utf8PathBuf,
-    /// The report as one JSON document.
+    /// The report as one JSON document (`"schema"` its version), or, when the images can't
+    /// be judged, an error object (`{"schema": 1, "error": {"file", "message", "exit"}}`).
     #[arg(long)]
     json: bool,
     /// Also write the report to this file (a Nix check's output).
@@ -362,14 +572,18 @@ struct CheckArgs {
     report: Option<Utf8PathBuf>,
 }
 
-/// Runs the check and prints the report; whether systemd would accept the image.
-fn check_command(args: CheckArgs) -> Result<bool> {
+/// Runs the check and prints the report; the status of its verdict.
+fn check_command(args: CheckArgs) -> Result<u8> {
     use check::tree::Image;
-    let base = Image::open(&args.image, &args.architecture)?;
+    let open = |path: &Utf8Path| {
+        let file = input::image_file(path)?;
+        Image::open(&file, &args.architecture).map_err(exit::unreadable(&file))
+    };
+    let base = open(&args.image)?;
     let extensions = args
         .extensions
         .iter()
-        .map(|e| Image::open(e, &args.architecture))
+        .map(|e| open(e))
         .collect::<Result<Vec<_>>>()?;
     let certs = args
         .certs
@@ -395,5 +609,35 @@ fn check_command(args: CheckArgs) -> Result<bool> {
     if let Some(file) = &args.report {
         std::fs::write(file, &text).with_context(|| format!("cannot write {file}"))?;
     }
-    Ok(report.accepted)
+    Ok(if report.accepted {
+        exit::OK
+    } else {
+        exit::REFUSED
+    })
+}
+
+/// `--systemd`'s value: a version check has rules for, said in a user's words when it isn't.
+fn systemd_version(value: &str) -> Result<u32, String> {
+    let version: u32 = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a systemd version: give its number, as 252"))?;
+    if version < check::OLDEST {
+        return Err(format!(
+            "systemd {version} is older than portable services: they came with systemd {}, the \
+             oldest version check has rules for",
+            check::OLDEST
+        ));
+    }
+    Ok(version)
+}
+
+/// `--valid-for`'s value: 1 to 3650 days.
+fn days(value: &str) -> Result<u32, String> {
+    match value.parse::<u32>() {
+        Ok(days @ 1..=3650) => Ok(days),
+        Ok(_) => Err(format!(
+            "{value} days: a list is marked fresh for 1 to 3650 days"
+        )),
+        Err(_) => Err(format!("{value:?} is not a number of days (1 to 3650)")),
+    }
 }

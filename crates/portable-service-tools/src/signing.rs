@@ -20,6 +20,7 @@
 //! deterministic) but not the same timing for the same key. The key's text is wiped from memory
 //! when it has been read (`Zeroizing`); the parsed keys wipe themselves on drop.
 
+use crate::exit::{unreadable, Failure};
 use anyhow::{bail, ensure, Context, Result};
 use base64::Engine;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -50,8 +51,12 @@ pub struct Cert {
 }
 
 impl Cert {
-    /// Reads a certificate, PEM or DER.
+    /// Reads a certificate, PEM or DER; a file that isn't one is unreadable input.
     pub fn read(path: &Utf8Path) -> Result<Cert> {
+        Cert::read_file(path).map_err(unreadable(path))
+    }
+
+    fn read_file(path: &Utf8Path) -> Result<Cert> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
         let pem = bytes.starts_with(b"-----BEGIN");
         let cert = if pem {
@@ -59,7 +64,18 @@ impl Cert {
         } else {
             Certificate::from_der(&bytes)
         }
-        .map_err(|e| anyhow::anyhow!("{path} is not an X.509 certificate (PEM or DER): {e}"))?;
+        .map_err(|e| {
+            // a text file that isn't PEM is no DER either: say what it is, not the DER reader's
+            // complaint about its first byte
+            if !pem && std::str::from_utf8(&bytes).is_ok() {
+                anyhow::anyhow!(
+                    "{path} is not an X.509 certificate: it is text, and a certificate in text \
+                     (PEM) starts with -----BEGIN CERTIFICATE-----"
+                )
+            } else {
+                anyhow::anyhow!("{path} is not an X.509 certificate (PEM or DER): {e}")
+            }
+        })?;
         Ok(Cert {
             path: path.to_owned(),
             cert,
@@ -96,8 +112,12 @@ enum Key {
 
 impl Key {
     /// Reads an unencrypted PEM private key: PKCS#8 (`openssl genpkey`, `openssl req -newkey`),
-    /// PKCS#1 RSA or SEC1 EC.
+    /// PKCS#1 RSA or SEC1 EC; a file that isn't one is unreadable input.
     fn read(path: &Utf8Path) -> Result<Key> {
+        Key::read_file(path).map_err(unreadable(path))
+    }
+
+    fn read_file(path: &Utf8Path) -> Result<Key> {
         let text = Zeroizing::new(
             std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?,
         );
@@ -192,13 +212,19 @@ fn algorithm(oid: const_oid::ObjectIdentifier, null_parameters: bool) -> Algorit
 /// and as it is signed: lowercase hex.
 fn signed_root_hash(image: &Utf8Path) -> Result<(Utf8PathBuf, [u8; 32], String)> {
     let [_, root_file, _] = sidecars(image);
-    let text = verity::read_sidecar_text(&root_file).with_context(|| {
-        format!(
-            "cannot read {root_file}: the root hash beside {image} (build the image with \
-             `verity = true`)"
-        )
-    })?;
-    let root = verity::parse_root_hash(&text).with_context(|| format!("{root_file}"))?;
+    if !root_file.exists() {
+        bail!(Failure::unreadable(
+            &root_file,
+            format!(
+                "{image} has no root hash beside it: {root_file} is missing (an image built \
+                 with `verity = true` has one)"
+            )
+        ));
+    }
+    let text = verity::read_sidecar_text(&root_file).map_err(unreadable(&root_file))?;
+    let root = verity::parse_root_hash(&text)
+        .with_context(|| format!("{root_file}"))
+        .map_err(unreadable(&root_file))?;
     let hex = verity::hex(&root);
     Ok((root_file, root, hex))
 }
@@ -253,6 +279,12 @@ pub fn sign(image: &Utf8Path, key_file: &Utf8Path, cert_file: &Utf8Path) -> Resu
     // What is signed must be what hosts will check every block against: the root of the hash
     // tree beside the image, and that tree the image's.
     let [tree_file, _, _] = sidecars(image);
+    if !tree_file.exists() {
+        bail!(Failure::unreadable(
+            &tree_file,
+            format!("{image} has no hash tree beside it: {tree_file} is missing")
+        ));
+    }
     verity::verify(image, &tree_file, &root).with_context(|| {
         format!("refusing to sign {root_file}: it is not the root hash of {image} with {tree_file}")
     })?;

@@ -256,6 +256,20 @@ fn publishing_the_same_bytes_again_changes_nothing() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("unchanged"), "{}", text(&out));
     assert_eq!(snapshot(&feed), before, "the feed was rewritten");
+    // and as JSON, for a script: nothing added, the one file unchanged, no new signature
+    let out = publish(&feed, &key, &["--json"], &[&v1]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["schema"], 1, "{said}");
+    assert_eq!(said["feed"], feed.to_str().unwrap(), "{said}");
+    assert_eq!(said["added"], serde_json::json!([]), "{said}");
+    assert_eq!(
+        said["unchanged"],
+        serde_json::json!(["demo_1.raw"]),
+        "{said}"
+    );
+    assert_eq!(said["signer"], "", "{said}");
+    assert_eq!(snapshot(&feed), before, "the feed was rewritten");
 }
 
 #[test]

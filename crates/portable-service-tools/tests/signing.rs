@@ -210,55 +210,66 @@ fn bad_keys_certificates_and_images_name_the_file_and_write_nothing() {
     let (treeless, _) = dir.image_named("treeless_1", b'u');
     std::fs::remove_file(dir.path("treeless_1.verity")).unwrap();
 
-    let cases: [(&Utf8Path, &Utf8Path, &Utf8Path, String); 11] = [
+    let cases: [(&Utf8Path, &Utf8Path, &Utf8Path, String, i32); 11] = [
         (
             &ec_key,
             &cert,
             &image,
             format!("the key {ec_key} does not match the certificate {cert}"),
+            1,
         ),
         (
             &cert,
             &cert,
             &image,
             format!("{cert} holds a PEM CERTIFICATE, not a private key"),
+            2,
         ),
         (
             &garbage,
             &cert,
             &image,
             format!("{garbage} is not a PEM private key"),
+            2,
         ),
         (
             &truncated,
             &cert,
             &image,
             format!("{truncated}: malformed PRIVATE KEY"),
+            2,
         ),
         (
             &encrypted,
             &cert,
             &image,
             format!("{encrypted} is encrypted"),
+            2,
         ),
         (
             &ed25519,
             &cert,
             &image,
             format!("{ed25519}: a key of algorithm id-Ed25519"),
+            2,
         ),
-        (&missing, &cert, &image, format!("cannot read {missing}")),
+        (&missing, &cert, &image, format!("cannot read {missing}"), 2),
         (
             &key,
             &garbage,
             &image,
             format!("{garbage} is not an X.509 certificate"),
+            2,
         ),
         (
             &key,
             &cert,
             &no_root,
-            format!("cannot read {}", dir.path("other_1.roothash")),
+            format!(
+                "{no_root} has no root hash beside it: {} is missing",
+                dir.path("other_1.roothash")
+            ),
+            2,
         ),
         (
             &key,
@@ -268,18 +279,24 @@ fn bad_keys_certificates_and_images_name_the_file_and_write_nothing() {
                 "refusing to sign {}: it is not the root hash of {foreign}",
                 dir.path("foreign_1.roothash")
             ),
+            1,
         ),
         (
             &key,
             &cert,
             &treeless,
-            format!("cannot read {}", dir.path("treeless_1.verity")),
+            format!(
+                "{treeless} has no hash tree beside it: {} is missing",
+                dir.path("treeless_1.verity")
+            ),
+            2,
         ),
     ];
-    for (key, cert, image, expected) in cases {
+    // 1: refused for what the files say; 2: a file that can't be read as what it must be
+    for (key, cert, image, expected, status) in cases {
         let out = common::sign(key, cert, image);
         let said = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert_eq!(out.status.code(), Some(status), "{said}");
         assert!(said.contains(&expected), "{expected:?} in {said}");
         let p7s = portable_service_rules::verity::sidecars(image)[2].clone();
         assert!(!p7s.exists(), "{p7s} written for {said}");

@@ -9,6 +9,8 @@ use std::fmt::Write;
 /// would start (nothing missing, no closure hole). `advice` never changes it.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// The version of this document's fields ([`crate::JSON_SCHEMA`]).
+    pub schema: u32,
     pub image: String,
     pub systemd: u32,
     /// The profile it is attached with (`portablectl attach --profile`).
@@ -128,6 +130,7 @@ impl Finding {
 impl Report {
     pub fn new(image: &Image, systemd: u32, profile: &str) -> Report {
         Report {
+            schema: crate::JSON_SCHEMA,
             image: image.path.to_string(),
             systemd,
             profile: profile.to_owned(),
@@ -192,7 +195,7 @@ impl Report {
         if rules < super::NAMES_USES {
             let _ = writeln!(
                 t,
-                "  systemd-dissect: systemd {}'s names no use of an image (from 250 on it does)",
+                "  systemd-dissect: names no use of an image before systemd 250 (this is {})",
                 self.systemd
             );
         } else {

@@ -4,8 +4,14 @@
 //! 8 KiB unpacked; a block of zeros packs into 31 bytes, so a file of 1.3 MB asked for 316 MiB
 //! (a hostile image the fuzzer's slow inputs led to). A file system whose metadata exceeds
 //! [`MAX_METADATA_BLOCKS`] is refused here, naming the numbers.
+//!
+//! When backhand can't read a file, [`why_unreadable`] says why in a user's words: what the
+//! file is instead (text, nothing, other bytes), or what is wrong with the squashfs file system
+//! it starts as (cut short, a compressor backhand isn't built with); backhand's own reason only
+//! for a file system damaged inside.
 
 use anyhow::{bail, ensure, Context, Result};
+use camino::Utf8Path;
 use std::io::{Read, Seek, SeekFrom};
 
 /// The most metadata blocks (8 KiB each unpacked) `check` lets backhand unpack: 48 MiB, which
@@ -102,4 +108,84 @@ pub fn check_metadata_of(path: &camino::Utf8Path, offset: u64) -> Result<()> {
         bail!("{path} is not a squashfs image check can read: {e}");
     }
     Ok(())
+}
+
+/// Why backhand can't read the squashfs file system at `offset` of `path` (a disk image's root
+/// partition when `offset` isn't 0); `error` is backhand's reason, said only when the bytes
+/// start as squashfs and say nothing plainer.
+pub fn why_unreadable(path: &Utf8Path, offset: u64, error: &dyn std::fmt::Display) -> String {
+    let subject = match offset {
+        0 => path.to_string(),
+        _ => format!("the root partition of {path} (at byte {offset})"),
+    };
+    let (head, size) = match head_of(path, offset) {
+        Ok(read) => read,
+        Err(e) => return format!("cannot read {subject}: {e}"),
+    };
+    if !head.starts_with(b"hsqs") {
+        let what = what_it_is(&head, size);
+        return match offset {
+            0 => format!(
+                "{path} is not a portable service image: it is neither a squashfs file system \
+                 nor a disk image ({what})"
+            ),
+            _ => format!("{subject} is not a squashfs file system ({what})"),
+        };
+    }
+    if head.len() < 96 {
+        return format!(
+            "{subject} is a squashfs file system cut short: {size} bytes, less than its \
+             superblock's 96"
+        );
+    }
+    let used = u64_at(&head, 40);
+    if size < used {
+        return format!(
+            "{subject} is a squashfs file system cut short: it says it is {used} bytes long, the \
+             file holds {size} (an interrupted copy or download?)"
+        );
+    }
+    match u16_at(&head, 20) {
+        2 => format!("{subject} is compressed with lzma, which check can't read (use xz)"),
+        3 => format!(
+            "{subject} is compressed with lzo, which check can't read (gzip, xz, lz4 and zstd it \
+             can)"
+        ),
+        _ => format!("{subject} is a damaged squashfs file system: reading it failed ({error})"),
+    }
+}
+
+/// The first bytes at `offset` of `path` (up to 512) and how many bytes there are from it.
+fn head_of(path: &Utf8Path, offset: u64) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len().saturating_sub(offset);
+    file.seek(SeekFrom::Start(offset))?;
+    let mut head = Vec::new();
+    file.take(512).read_to_end(&mut head)?;
+    Ok((head, size))
+}
+
+/// What bytes that aren't squashfs are, as a user would tell: nothing, text, or other bytes.
+fn what_it_is(head: &[u8], size: u64) -> String {
+    if size == 0 {
+        return "it is empty".to_owned();
+    }
+    // (a character cut at the 512th byte is still text)
+    let valid = match std::str::from_utf8(head) {
+        Ok(t) => Some(t),
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).ok(),
+        Err(_) => None,
+    };
+    let text = valid.is_some_and(|t| {
+        t.chars()
+            .all(|c| !c.is_control() || c.is_ascii_whitespace())
+    });
+    if text {
+        return "its first bytes are text".to_owned();
+    }
+    let shown: Vec<String> = head.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!(
+        "its first bytes are {}, where squashfs starts with 68 73 71 73 (\"hsqs\")",
+        shown.join(" ")
+    )
 }

@@ -94,13 +94,7 @@ impl Image {
             std::io::BufReader::new(file),
             offset,
         )
-        .map_err(|e| match offset {
-            0 => anyhow::anyhow!("{path} is not a squashfs image backhand can read: {e}"),
-            _ => anyhow::anyhow!(
-                "the root partition of {path} (at byte {offset}) is not a squashfs file system \
-                 backhand can read: {e}"
-            ),
-        })?;
+        .map_err(|e| anyhow::anyhow!(super::squashfs::why_unreadable(path, offset, &e)))?;
         let mut nodes = BTreeMap::new();
         let mut files = BTreeMap::new();
         for (i, node) in fs.files().enumerate() {
