@@ -53,7 +53,7 @@ cells!(an_extension_updates_over_its_base:
     systemd_257 = V257, systemd_newest = Newest; more: systemd_252 = V252);
 // the four failing ways on the newest; one of them on the others
 cells!(a_failing_version_rolls_itself_back:
-    systemd_newest = Newest; more: systemd_252 = V252, systemd_257 = V257);
+    systemd_newest = Newest; more: systemd_247 = V247, systemd_252 = V252, systemd_257 = V257);
 // a power cut in a switch, one point (every point with PORTABLE_SERVICE_TESTS_POWER_CUTS=all)
 cells!(a_power_cut_anywhere_in_a_switch_leaves_a_whole_version:
     systemd_252 = V252; more: systemd_newest = Newest);
@@ -854,6 +854,18 @@ fn a_failing_version_rolls_itself_back(systemd: Systemd) {
 
     // the next run fetches nothing, restarts nothing, and succeeds
     c.journal_from_now();
+    if std::env::var_os("DEBUG_PROBE").is_some() {
+        for cmd in [
+            "systemctl start --no-block demo-update.service; sleep 20; systemctl list-jobs --no-pager",
+            "cut -d' ' -f14,15 /proc/1/stat; sleep 10; cut -d' ' -f14,15 /proc/1/stat; cat /proc/loadavg",
+            "systemd-analyze dump | grep -B3 -A30 'Job 5'",
+            "systemd-analyze dump | grep -i -A3 'ref\\|track' | head -40",
+            "systemctl daemon-reload; sleep 15; systemctl list-jobs --no-pager; systemctl status --no-pager demo-update.service | head -5",
+        ] {
+            let out = c.run(&["sh", "-c", &format!("{cmd} 2>&1")]);
+            eprintln!("PROBE $ {cmd}\n{}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
     run_unit(&c, "demo-update.service");
     assert!(fetched(&c).is_empty(), "{:?}", fetched(&c));
     assert!(
@@ -1112,7 +1124,7 @@ fn an_update_of_a_200_mb_image_keeps_the_agent_s_memory_small() {
     let feed = running_1(&c);
     let small = memory_peak(&c).expect("systemd said no memory peak of the first update");
     // 200 MiB from the build's /dev/urandom: the bytes differ each build, the size doesn't
-    let blob = "contents = [ (derivation { name = \"200-mib\"; system = t.busybox.system; \
+    let blob = "contents = [ (derivation { name = \"200-mib\"; system = builtins.currentSystem; \
         builder = \"${t.busybox}/bin/busybox\"; args = [ \"sh\" \"-c\" \
         \"${t.busybox}/bin/busybox mkdir $out && ${t.busybox}/bin/busybox head -c 209715200 \
         /dev/urandom > $out/blob\" ]; }) ];";
