@@ -9,16 +9,20 @@
 # Only `builtins` is used, so this works inside nixpkgs (through the overlay) and without it:
 # all it needs is a store path with bin/mksquashfs and one with bin/portable-service-builder
 # (and, for `check`, one with bin/portable-service).
+# `tools`: the packages and systems nix/function-tools.nix resolved.
 {
   squashfsTools,
+  # the package set's own squashfs package, in nixpkgs (see mksquashfsPackage below)
+  hostSquashfsTools,
   portable-service-builder,
-  portable-service-tools ? null,
+  portable-service-tools,
   # bin/portable-service-agent, for the image's `.sysupdate`; only that attribute needs it
-  portable-service-agent ? null,
-  system ? builtins.currentSystem,
+  portable-service-agent,
+  # where the derivation runs (nixpkgs' buildPlatform)
+  system,
   # the system the image's programs are for (nixpkgs' hostPlatform), which a DDI's partition
-  # types name; the derivation itself runs on `system`
-  hostSystem ? system,
+  # types name
+  hostSystem,
 }@tools:
 
 # `function`: the name errors start with. `extension`: null for a portable service image, else
@@ -52,7 +56,36 @@ let
     system = hostSystem;
   } imageArgs;
   inherit (a) base fileName;
-  mksquashfsPackage = if a.squashfsTools != null then a.squashfsTools else tools.squashfsTools;
+  # The mksquashfs the derivation runs, on `system`: the build platform's, given or default, as
+  # nixpkgs makes a nativeBuildInputs entry. A spliced package (callPackage's) gives its build
+  # platform's; the package set's own squashfs package, given in a cross set, means the build
+  # platform's, which is the default; one that says it runs elsewhere is refused here, since
+  # the builder could not run it.
+  mksquashfsPackage =
+    let
+      given = a.squashfsTools;
+      attr = if args.squashfsTools or null != null then "squashfsTools" else "squashfs-tools";
+      runsOn =
+        if given ? stdenv.hostPlatform.system then
+          given.stdenv.hostPlatform.system
+        else if builtins.isAttrs given && given.type or null == "derivation" then
+          given.system or null
+        else
+          null;
+    in
+    if given == null then
+      tools.squashfsTools
+    else if given ? __spliced.buildHost then
+      given.__spliced.buildHost
+    else if
+      system != hostSystem && hostSquashfsTools != null && toString given == toString hostSquashfsTools
+    then
+      tools.squashfsTools
+    else if runsOn != null && runsOn != system then
+      a.fail attr given
+        "is a mksquashfs for ${runsOn}, but the image is built on ${system}: give the build platform's (pkgs.buildPackages.squashfs-tools)"
+    else
+      given;
 
   drv = derivation {
     name = "${a.pname}-${if extension == null then "img" else extension}-${a.version}";

@@ -2,18 +2,30 @@
 # with nixpkgs' Rust tooling from the whole workspace. Its check phase runs the tests of the
 # builder, the rules and the tools: they run the real mksquashfs and unsquashfs, compare the
 # dm-verity hash tree with veritysetup's and the root hash signature with openssl's, and sign and
-# verify feeds with gpg (throwaway keys they make), hence squashfsTools, cryptsetup, openssl and
+# verify feeds with gpg (throwaway keys they make), hence squashfs-tools, cryptsetup, openssl and
 # gnupg in the check inputs. `publish` runs this package's gnupg (PORTABLE_SERVICE_GNUPG_BIN,
 # read at compile time); the hosts verify with their own.
 {
   lib,
   rustPlatform,
-  squashfsTools,
+  # nixpkgs' name since 2026-02; nixos-25.11 has only `squashfsTools`, which newer nixpkgs keeps
+  # as an alias (gone with `allowAliases = false`)
+  squashfs-tools ? null,
+  squashfsTools ? null,
   cryptsetup,
   openssl,
   gnupg,
 }:
 
+let
+  squashfs =
+    if squashfs-tools != null then
+      squashfs-tools
+    else if squashfsTools != null then
+      squashfsTools
+    else
+      throw "portable-service-tools: this nixpkgs has neither `squashfs-tools` nor `squashfsTools`, whose mksquashfs the tests run";
+in
 rustPlatform.buildRustPackage {
   pname = "portable-service-tools";
   version = (lib.importTOML ../crates/portable-service-tools/Cargo.toml).package.version;
@@ -64,7 +76,7 @@ rustPlatform.buildRustPackage {
     "a_store_file_that_cannot_be_read_is_named"
   ];
   nativeCheckInputs = [
-    squashfsTools
+    squashfs
     cryptsetup
     openssl
     gnupg
