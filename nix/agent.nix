@@ -8,6 +8,8 @@
   lib,
   rustPlatform,
   gnupg,
+  # what `passthru.tests` holds (the overlay gives the hosts' side of an image's feed)
+  passthruTests ? { },
 }:
 
 rustPlatform.buildRustPackage {
@@ -47,6 +49,7 @@ rustPlatform.buildRustPackage {
     "portable-service-agent"
   ];
   nativeCheckInputs = [ gnupg ];
+  passthru.tests = passthruTests;
 
   meta = {
     description = "Updates a host's Portable Service images from a signed feed, keeps a version only once it proved healthy, and heals after any cut";

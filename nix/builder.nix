@@ -9,6 +9,8 @@
 {
   lib,
   rustPlatform,
+  # what `passthru.tests` holds (the overlay gives an image built with this builder)
+  passthruTests ? { },
 }:
 
 let
@@ -39,6 +41,7 @@ rustPlatform.buildRustPackage {
     "portable-service-builder"
   ];
   doCheck = false;
+  passthru.tests = passthruTests;
 
   meta = {
     description = "Nix builder that writes systemd Portable Service images without staging the closure";

@@ -11,6 +11,8 @@
   portable-service-builder ? null,
   portable-service-tools ? null,
   portable-service-agent ? null,
+  # nixpkgs' closureInfo function, for the image's `closureInfo`; null: no such attribute
+  closureInfo ? null,
   system ? null,
   hostSystem ? null,
   # `function`: the name errors start with
@@ -46,6 +48,7 @@ in
       throw "${function}: give `portable-service-builder` (a package with bin/portable-service-builder) or `pkgs`";
   portable-service-tools = pick "portable-service-tools";
   portable-service-agent = pick "portable-service-agent";
+  closureInfo = pick "closureInfo";
   system = system';
   hostSystem = if pick "hostSystem" != null then pick "hostSystem" else system';
 }

@@ -18,6 +18,7 @@
   portable-service-tools,
   # bin/portable-service-agent, for the image's `.sysupdate`; only that attribute needs it
   portable-service-agent,
+  closureInfo,
   # where the derivation runs (nixpkgs' buildPlatform)
   system,
   # the system the image's programs are for (nixpkgs' hostPlatform), which a DDI's partition
@@ -476,13 +477,33 @@ let
     (if a.description != null then { inherit (a) description; } else { })
     // (if a.homepage != null then { inherit (a) homepage; } else { })
     // args.meta or { };
-  passthru = args.passthru or { };
+  # nixpkgs' `passthru.tests`: the image's `check`, where it can be made (an extension is
+  # checked over its base), beside the caller's own tests
+  ownTests =
+    if tools.portable-service-tools != null && (extension == null || base != null) then
+      { inherit check; }
+    else
+      { };
+  passthru =
+    let
+      given = args.passthru or { };
+    in
+    # (tests that aren't an attribute set are the caller's to keep as they are)
+    given
+    // (
+      if builtins.isAttrs (given.tests or { }) then
+        { tests = ownTests // given.tests or { }; }
+      else
+        { }
+    );
   override = f: again (args // (if builtins.isFunction f then f args else f));
   overrideAttrs =
     f:
     let
+      # the caller's passthru: the image's own `tests.check` is made again for the new image
       prev = args // {
-        inherit meta passthru;
+        inherit meta;
+        passthru = args.passthru or { };
       };
       # f prev, or f final prev as stdenv's overrideAttrs also takes it
       once = if builtins.isFunction f then f prev else f;
@@ -500,6 +521,10 @@ let
 in
 builtins.seq imageNeeds (builtins.seq profile drv)
 // {
+  # nixpkgs' derivation is `pname = "${pname}-img"`, so that its name is "${pname}-${version}";
+  # the derivation's own `pname`, which the builder names the file and os-release with, stays
+  # the caller's
+  pname = "${a.pname}-${if extension == null then "img" else extension}";
   # The image file itself, for other Nix code: "${img.image}" is <out>/<fileName>.
   inherit
     image
@@ -507,6 +532,13 @@ builtins.seq imageNeeds (builtins.seq profile drv)
     check
     sysupdate
     ;
+  # what nixpkgs' image has as an attribute of its derivation: here made only when read, so
+  # the image's derivation doesn't depend on it
+  closureInfo =
+    if closureInfo == null then
+      throw "${function}: `closureInfo` needs nixpkgs' closureInfo function (give `pkgs`, or `closureInfo`)"
+    else
+      closureInfo { rootPaths = a.roots; };
   verity = verityFiles;
   # What an extension needs to know of this image (see `base`).
   portableService = {

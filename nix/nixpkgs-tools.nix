@@ -19,6 +19,7 @@ in
   portable-service-tools = build.portable-service-tools or (build.callPackage ./tools.nix { });
   portable-service-agent =
     pkgs.portable-service-agent or ((pkgs.pkgsStatic or pkgs).callPackage ./agent.nix { });
+  closureInfo = build.closureInfo or null;
   system = pkgs.stdenv.buildPlatform.system;
   hostSystem = pkgs.stdenv.hostPlatform.system;
 }

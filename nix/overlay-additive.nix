@@ -6,11 +6,33 @@
 # has: (pkgs.buildPortableService.override { squashfsTools = ...; }) { pname = ...; ... }.
 final: prev:
 
+let
+  # What `nix build .#<package>.tests` builds to test each package as its users use it: the
+  # manual's hello image (made by the builder), its check (run by the tools) and the hosts' side
+  # of its feed (which installs the agent).
+  helloImage =
+    (import ./examples.nix {
+      portableService = final.buildPortableService;
+      inherit (final) writeText hello cacert;
+    }).hello;
+in
 {
-  portable-service-builder = final.callPackage ./builder.nix { };
-  portable-service-tools = final.callPackage ./tools.nix { };
+  portable-service-builder = final.callPackage ./builder.nix {
+    passthruTests = {
+      hello = helloImage;
+      # whose check phase runs this crate's tests
+      inherit (final) portable-service-tools;
+    };
+  };
+  portable-service-tools = final.callPackage ./tools.nix {
+    passthruTests.hello-check = helloImage.check;
+  };
   # static, for hosts without Nix (nixpkgs' pkgsStatic: musl)
-  portable-service-agent = (final.pkgsStatic or final).callPackage ./agent.nix { };
+  portable-service-agent = (final.pkgsStatic or final).callPackage ./agent.nix {
+    passthruTests.hello-sysupdate = helloImage.sysupdate {
+      url = "https://updates.example.org/hello";
+    };
+  };
 
   # the packages and systems come from this package set (nix/nixpkgs-tools.nix): the build
   # platform's mksquashfs, builder and tools, the host platform's agent

@@ -17,6 +17,8 @@
   portable-service-tools ? null,
   # bin/portable-service-agent, for the image's `.sysupdate`; only that attribute needs it
   portable-service-agent ? null,
+  # nixpkgs' closureInfo function, for the image's `.closureInfo`; only that attribute needs it
+  closureInfo ? null,
   # where the image's derivation runs; default: `pkgs`' build platform, else builtins.currentSystem
   system ? null,
   # the system the image's programs are for, when it is not `system` (a cross build)

@@ -15,6 +15,8 @@
   cryptsetup,
   openssl,
   gnupg,
+  # what `passthru.tests` holds (the overlay gives an image's check, which runs these tools)
+  passthruTests ? { },
 }:
 
 let
@@ -81,6 +83,7 @@ rustPlatform.buildRustPackage {
     openssl
     gnupg
   ];
+  passthru.tests = passthruTests;
 
   meta = {
     description = "Check what systemd will do with a Portable Service image, sign its root hash, publish it for systemd-sysupdate";

@@ -543,3 +543,32 @@ ExecStart=/bin/true
     );
 }
 
+/// Each package's `passthru.tests`, as nixpkgs' tooling builds them: the hello image the
+/// builder makes, its check the tools run, and the hosts' side of its feed that installs the
+/// agent; an image's `passthru.tests.check` is its `.check`.
+#[test]
+fn the_packages_and_images_have_passthru_tests() {
+    let expr = format!(
+        r#"let
+          pkgs = import {stand_in} {{ overlays = [ (import {repo}/nix/overlay.nix) ]; }};
+          hello = (import {repo}/nix/examples.nix {{ inherit (pkgs) portableService writeText hello cacert; }}).hello;
+          names = p: builtins.attrNames p.passthru.tests;
+        in
+        builtins.toJSON {{
+          builder = names pkgs.portable-service-builder;
+          tools = names pkgs.portable-service-tools;
+          agent = names pkgs.portable-service-agent;
+          image = pkgs.portable-service-builder.passthru.tests.hello.drvPath == hello.drvPath;
+          check = pkgs.portable-service-tools.passthru.tests.hello-check.drvPath == hello.check.drvPath;
+          imageCheck = hello.passthru.tests.check.drvPath == hello.check.drvPath;
+          sysupdate = builtins.isString pkgs.portable-service-agent.passthru.tests.hello-sysupdate.drvPath;
+        }}"#,
+        stand_in = stand_in(),
+        repo = repo().display()
+    );
+    let json = nix_eval(&["--expr", &expr]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        json,
+        r#"{"agent":["hello-sysupdate"],"builder":["hello","portable-service-tools"],"check":true,"image":true,"imageCheck":true,"sysupdate":true,"tools":["hello-check"]}"#
+    );
+}

@@ -110,6 +110,13 @@ let
       in
       f (builtins.intersectAttrs (builtins.functionArgs f) final // args);
     rustPlatform.buildRustPackage = buildRustPackage;
+    # nixpkgs' closureInfo, as much of it as an evaluation sees
+    closureInfo =
+      { rootPaths }:
+      t.runBusyboxWith "closure-info" { inherit rootPaths; } ''
+        echo "closureInfo: not in the offline stand-in for nixpkgs" >&2
+        exit 1
+      '';
     runCommand =
       name: env: script:
       t.runBusyboxWith name (builtins.removeAttrs env [ "nativeBuildInputs" ]) ''
