@@ -12,6 +12,11 @@
   passthruTests ? { },
 }:
 
+assert import ./rust-floor.nix {
+  inherit rustPlatform;
+  pname = "portable-service-agent";
+  manifest = ../Cargo.toml;
+};
 rustPlatform.buildRustPackage {
   pname = "portable-service-agent";
   version = (lib.importTOML ../crates/portable-service-agent/Cargo.toml).package.version;

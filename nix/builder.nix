@@ -15,7 +15,13 @@
 
 let
   workspace = import ./builder-workspace.nix;
+  floor = import ./rust-floor.nix {
+    inherit rustPlatform;
+    pname = "portable-service-builder";
+    manifest = ../crates/portable-service-builder/Cargo.toml;
+  };
 in
+assert floor;
 rustPlatform.buildRustPackage {
   pname = "portable-service-builder";
   version = (lib.importTOML ../crates/portable-service-builder/Cargo.toml).package.version;

@@ -28,6 +28,11 @@ let
     else
       throw "portable-service-tools: this nixpkgs has neither `squashfs-tools` nor `squashfsTools`, whose mksquashfs the tests run";
 in
+assert import ./rust-floor.nix {
+  inherit rustPlatform;
+  pname = "portable-service-tools";
+  manifest = ../Cargo.toml;
+};
 rustPlatform.buildRustPackage {
   pname = "portable-service-tools";
   version = (lib.importTOML ../crates/portable-service-tools/Cargo.toml).package.version;

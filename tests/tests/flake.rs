@@ -471,6 +471,44 @@ ExecStart=${{pkgs.hello}}/bin/hello
     );
 }
 
+/// The crates' Rust floor (`rust-version`) against the nixpkgs that builds them: an older Rust
+/// fails every package, and every image, at evaluation, naming the Rust it has and the one it
+/// needs; the floor itself passes.
+#[test]
+fn a_nixpkgs_with_too_old_a_rust_fails_at_evaluation_naming_both() {
+    let needs = std::fs::read_to_string(repo().join("Cargo.toml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .map(|v| v.trim_end_matches('"').to_owned())
+        .expect("rust-version in Cargo.toml");
+    let pkgs = |rustc: &str| format!(r#"import {} {{ rustcVersion = "{rustc}"; }}"#, stand_in());
+    for attr in [
+        "portable-service-builder.drvPath",
+        "portable-service-tools.drvPath",
+        "portable-service-agent.drvPath",
+        "hello.drvPath",
+        "hello.check.drvPath",
+    ] {
+        let old = nix_eval(&["-f", "default.nix", attr, "--arg", "pkgs", &pkgs("1.86.0")])
+            .expect_err(attr);
+        assert!(
+            old.contains(&format!("needs Rust {needs} or newer"))
+                && old.contains("this nixpkgs builds with Rust 1.86.0"),
+            "{attr}: {old}"
+        );
+        nix_eval(&[
+            "-f",
+            "default.nix",
+            attr,
+            "--arg",
+            "pkgs",
+            &pkgs(&format!("{needs}.0")),
+        ])
+        .unwrap_or_else(|e| panic!("{attr} with Rust {needs}.0: {e}"));
+    }
+}
+
 /// `lib.mkPortableService` given `pkgs` evaluates in pure mode (a flake's), which has no
 /// `builtins.currentSystem`; given neither `pkgs` nor `system`, it says what to give.
 #[test]

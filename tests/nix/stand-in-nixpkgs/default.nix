@@ -7,11 +7,13 @@
 # Packages are offered by today's names only, as a nixpkgs with `allowAliases = false` offers
 # them. `crossSystem` makes a cross package set, as nixpkgs' does: its buildPackages is the
 # native one, and its own packages, for the host platform, are named with the host's triple.
+# `rustcVersion`: the Rust its rustPlatform says it has (an older one, to test the floor).
 # Needs PORTABLE_SERVICE_REPO (the repository's absolute path) and --impure.
 {
   system ? builtins.currentSystem,
   crossSystem ? null,
   overlays ? [ ],
+  rustcVersion ? null,
   ...
 }@args:
 
@@ -109,7 +111,11 @@ let
         f = if builtins.isFunction fn then fn else import fn;
       in
       f (builtins.intersectAttrs (builtins.functionArgs f) final // args);
-    rustPlatform.buildRustPackage = buildRustPackage;
+    rustPlatform = {
+      inherit buildRustPackage;
+      # what nixpkgs' makeRustPlatform keeps of its toolchain
+      rust.rustc.version = if rustcVersion == null then t.rustVersion else rustcVersion;
+    };
     # nixpkgs' closureInfo, as much of it as an evaluation sees
     closureInfo =
       { rootPaths }:
