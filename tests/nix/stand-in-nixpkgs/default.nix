@@ -82,8 +82,11 @@ let
         checkInputsPath = binPath (attrs.nativeCheckInputs or [ ]);
       }
     )
+    # as stdenv puts them: passthru's attributes on the package, and `passthru` itself
+    // attrs.passthru or { }
     // {
       inherit (attrs) pname version meta;
+      passthru = attrs.passthru or { };
       overrideAttrs =
         f:
         let
