@@ -30,8 +30,9 @@
       # the same, leaving nixpkgs' own portableService as it is
       overlays.additive = import ./nix/overlay-additive.nix;
 
-      # The function without nixpkgs: give it a package with bin/mksquashfs, one with
-      # bin/portable-service-builder and, for `.check`, one with bin/portable-service (README.md).
+      # The function without the overlay: give it a package with bin/mksquashfs, one with
+      # bin/portable-service-builder and, for `.check`, one with bin/portable-service, or a
+      # nixpkgs package set as `pkgs` (then it evaluates in pure mode too; README.md).
       lib.mkPortableService = import ./nix/portable-service.nix;
       lib.mkPortableServiceExtension = import ./nix/portable-service-extension.nix;
 

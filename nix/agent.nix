@@ -8,8 +8,15 @@
   lib,
   rustPlatform,
   gnupg,
+  # what `passthru.tests` holds (the overlay gives the hosts' side of an image's feed)
+  passthruTests ? { },
 }:
 
+assert import ./rust-floor.nix {
+  inherit rustPlatform;
+  pname = "portable-service-agent";
+  manifest = ../Cargo.toml;
+};
 rustPlatform.buildRustPackage {
   pname = "portable-service-agent";
   version = (lib.importTOML ../crates/portable-service-agent/Cargo.toml).package.version;
@@ -47,6 +54,7 @@ rustPlatform.buildRustPackage {
     "portable-service-agent"
   ];
   nativeCheckInputs = [ gnupg ];
+  passthru.tests = passthruTests;
 
   meta = {
     description = "Updates a host's Portable Service images from a signed feed, keeps a version only once it proved healthy, and heals after any cut";

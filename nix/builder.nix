@@ -9,11 +9,19 @@
 {
   lib,
   rustPlatform,
+  # what `passthru.tests` holds (the overlay gives an image built with this builder)
+  passthruTests ? { },
 }:
 
 let
   workspace = import ./builder-workspace.nix;
+  floor = import ./rust-floor.nix {
+    inherit rustPlatform;
+    pname = "portable-service-builder";
+    manifest = ../crates/portable-service-builder/Cargo.toml;
+  };
 in
+assert floor;
 rustPlatform.buildRustPackage {
   pname = "portable-service-builder";
   version = (lib.importTOML ../crates/portable-service-builder/Cargo.toml).package.version;
@@ -39,6 +47,7 @@ rustPlatform.buildRustPackage {
     "portable-service-builder"
   ];
   doCheck = false;
+  passthru.tests = passthruTests;
 
   meta = {
     description = "Nix builder that writes systemd Portable Service images without staging the closure";

@@ -9,16 +9,21 @@
 # Only `builtins` is used, so this works inside nixpkgs (through the overlay) and without it:
 # all it needs is a store path with bin/mksquashfs and one with bin/portable-service-builder
 # (and, for `check`, one with bin/portable-service).
+# `tools`: the packages and systems nix/function-tools.nix resolved.
 {
   squashfsTools,
+  # the package set's own squashfs package, in nixpkgs (see mksquashfsPackage below)
+  hostSquashfsTools,
   portable-service-builder,
-  portable-service-tools ? null,
+  portable-service-tools,
   # bin/portable-service-agent, for the image's `.sysupdate`; only that attribute needs it
-  portable-service-agent ? null,
-  system ? builtins.currentSystem,
+  portable-service-agent,
+  closureInfo,
+  # where the derivation runs (nixpkgs' buildPlatform)
+  system,
   # the system the image's programs are for (nixpkgs' hostPlatform), which a DDI's partition
-  # types name; the derivation itself runs on `system`
-  hostSystem ? system,
+  # types name
+  hostSystem,
 }@tools:
 
 # `function`: the name errors start with. `extension`: null for a portable service image, else
@@ -52,7 +57,36 @@ let
     system = hostSystem;
   } imageArgs;
   inherit (a) base fileName;
-  mksquashfsPackage = if a.squashfsTools != null then a.squashfsTools else tools.squashfsTools;
+  # The mksquashfs the derivation runs, on `system`: the build platform's, given or default, as
+  # nixpkgs makes a nativeBuildInputs entry. A spliced package (callPackage's) gives its build
+  # platform's; the package set's own squashfs package, given in a cross set, means the build
+  # platform's, which is the default; one that says it runs elsewhere is refused here, since
+  # the builder could not run it.
+  mksquashfsPackage =
+    let
+      given = a.squashfsTools;
+      attr = if args.squashfsTools or null != null then "squashfsTools" else "squashfs-tools";
+      runsOn =
+        if given ? stdenv.hostPlatform.system then
+          given.stdenv.hostPlatform.system
+        else if builtins.isAttrs given && given.type or null == "derivation" then
+          given.system or null
+        else
+          null;
+    in
+    if given == null then
+      tools.squashfsTools
+    else if given ? __spliced.buildHost then
+      given.__spliced.buildHost
+    else if
+      system != hostSystem && hostSquashfsTools != null && toString given == toString hostSquashfsTools
+    then
+      tools.squashfsTools
+    else if runsOn != null && runsOn != system then
+      a.fail attr given
+        "is a mksquashfs for ${runsOn}, but the image is built on ${system}: give the build platform's (pkgs.buildPackages.squashfs-tools)"
+    else
+      given;
 
   drv = derivation {
     name = "${a.pname}-${if extension == null then "img" else extension}-${a.version}";
@@ -443,13 +477,33 @@ let
     (if a.description != null then { inherit (a) description; } else { })
     // (if a.homepage != null then { inherit (a) homepage; } else { })
     // args.meta or { };
-  passthru = args.passthru or { };
+  # nixpkgs' `passthru.tests`: the image's `check`, where it can be made (an extension is
+  # checked over its base), beside the caller's own tests
+  ownTests =
+    if tools.portable-service-tools != null && (extension == null || base != null) then
+      { inherit check; }
+    else
+      { };
+  passthru =
+    let
+      given = args.passthru or { };
+    in
+    # (tests that aren't an attribute set are the caller's to keep as they are)
+    given
+    // (
+      if builtins.isAttrs (given.tests or { }) then
+        { tests = ownTests // given.tests or { }; }
+      else
+        { }
+    );
   override = f: again (args // (if builtins.isFunction f then f args else f));
   overrideAttrs =
     f:
     let
+      # the caller's passthru: the image's own `tests.check` is made again for the new image
       prev = args // {
-        inherit meta passthru;
+        inherit meta;
+        passthru = args.passthru or { };
       };
       # f prev, or f final prev as stdenv's overrideAttrs also takes it
       once = if builtins.isFunction f then f prev else f;
@@ -467,6 +521,10 @@ let
 in
 builtins.seq imageNeeds (builtins.seq profile drv)
 // {
+  # nixpkgs' derivation is `pname = "${pname}-img"`, so that its name is "${pname}-${version}";
+  # the derivation's own `pname`, which the builder names the file and os-release with, stays
+  # the caller's
+  pname = "${a.pname}-${if extension == null then "img" else extension}";
   # The image file itself, for other Nix code: "${img.image}" is <out>/<fileName>.
   inherit
     image
@@ -474,6 +532,13 @@ builtins.seq imageNeeds (builtins.seq profile drv)
     check
     sysupdate
     ;
+  # what nixpkgs' image has as an attribute of its derivation: here made only when read, so
+  # the image's derivation doesn't depend on it
+  closureInfo =
+    if closureInfo == null then
+      throw "${function}: `closureInfo` needs nixpkgs' closureInfo function (give `pkgs`, or `closureInfo`)"
+    else
+      closureInfo { rootPaths = a.roots; };
   verity = verityFiles;
   # What an extension needs to know of this image (see `base`).
   portableService = {

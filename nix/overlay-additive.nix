@@ -7,24 +7,37 @@
 final: prev:
 
 let
-  # The image derivation runs on the build platform, so its tools come from there.
-  build = final.buildPackages;
-  tools = {
-    # nixpkgs renamed squashfsTools to squashfs-tools in 2026; take whichever this one has.
-    squashfsTools = build.squashfs-tools or build.squashfsTools;
-    inherit (build) portable-service-builder portable-service-tools;
-    # what `image.sysupdate` installs on the hosts: their platform's, static
-    inherit (final) portable-service-agent;
-    system = final.stdenv.buildPlatform.system;
-    hostSystem = final.stdenv.hostPlatform.system;
-  };
+  # What `nix build .#<package>.tests` builds to test each package as its users use it: the
+  # manual's hello image (made by the builder), its check (run by the tools) and the hosts' side
+  # of its feed (which installs the agent).
+  helloImage =
+    (import ./examples.nix {
+      portableService = final.buildPortableService;
+      inherit (final) writeText hello cacert;
+    }).hello;
 in
 {
-  portable-service-builder = final.callPackage ./builder.nix { };
-  portable-service-tools = final.callPackage ./tools.nix { };
+  portable-service-builder = final.callPackage ./builder.nix {
+    passthruTests = {
+      hello = helloImage;
+      # whose check phase runs this crate's tests
+      inherit (final) portable-service-tools;
+    };
+  };
+  portable-service-tools = final.callPackage ./tools.nix {
+    passthruTests.hello-check = helloImage.check;
+  };
   # static, for hosts without Nix (nixpkgs' pkgsStatic: musl)
-  portable-service-agent = (final.pkgsStatic or final).callPackage ./agent.nix { };
+  portable-service-agent = (final.pkgsStatic or final).callPackage ./agent.nix {
+    passthruTests.hello-sysupdate = helloImage.sysupdate {
+      url = "https://updates.example.org/hello";
+    };
+  };
 
-  buildPortableService = final.lib.makeOverridable (import ./portable-service.nix) tools;
-  buildPortableServiceExtension = final.lib.makeOverridable (import ./portable-service-extension.nix) tools;
+  # the packages and systems come from this package set (nix/nixpkgs-tools.nix): the build
+  # platform's mksquashfs, builder and tools, the host platform's agent
+  buildPortableService = final.lib.makeOverridable (import ./portable-service.nix) { pkgs = final; };
+  buildPortableServiceExtension = final.lib.makeOverridable (import ./portable-service-extension.nix) {
+    pkgs = final;
+  };
 }

@@ -5,18 +5,27 @@
 #   kind = "confext": units and files below /etc (systemd 257 attaches these; 252 refuses them).
 # nix/make-image.nix checks the arguments and makes the derivation.
 {
-  squashfsTools,
-  portable-service-builder,
+  # a nixpkgs package set, for whatever of the rest isn't given (nix/function-tools.nix)
+  pkgs ? null,
+  # a package with bin/mksquashfs (4.5 or newer), by nixpkgs' name of today or of nixos-25.11
+  squashfs-tools ? null,
+  squashfsTools ? null,
+  # a package with bin/portable-service-builder
+  portable-service-builder ? null,
   # bin/portable-service, for the image's `.check`; only that attribute needs it
   portable-service-tools ? null,
   # bin/portable-service-agent, for the image's `.sysupdate`; only that attribute needs it
   portable-service-agent ? null,
-  system ? builtins.currentSystem,
+  # nixpkgs' closureInfo function, for the image's `.closureInfo`; only that attribute needs it
+  closureInfo ? null,
+  # where the image's derivation runs; default: `pkgs`' build platform, else builtins.currentSystem
+  system ? null,
   # the system the image's programs are for, when it is not `system` (a cross build)
-  hostSystem ? system,
-}@tools:
+  hostSystem ? null,
+}@given:
 
 let
+  tools = import ./function-tools.nix (given // { function = "portableServiceExtension"; });
   portableServiceExtension =
     {
       pname,

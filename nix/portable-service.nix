@@ -3,21 +3,30 @@
 # ones README.md lists; nix/make-image.nix checks them and makes the derivation.
 #
 # Only `builtins` is used: give it a store path with bin/mksquashfs, one with
-# bin/portable-service-builder and, for `.check`, one with bin/portable-service (the overlay
-# passes nixpkgs' packages and this flake's).
+# bin/portable-service-builder and, for `.check`, one with bin/portable-service, or a nixpkgs
+# package set as `pkgs` (the overlay passes its own).
 {
-  squashfsTools,
-  portable-service-builder,
+  # a nixpkgs package set, for whatever of the rest isn't given (nix/function-tools.nix)
+  pkgs ? null,
+  # a package with bin/mksquashfs (4.5 or newer), by nixpkgs' name of today or of nixos-25.11
+  squashfs-tools ? null,
+  squashfsTools ? null,
+  # a package with bin/portable-service-builder
+  portable-service-builder ? null,
   # bin/portable-service, for the image's `.check`; only that attribute needs it
   portable-service-tools ? null,
   # bin/portable-service-agent, for the image's `.sysupdate`; only that attribute needs it
   portable-service-agent ? null,
-  system ? builtins.currentSystem,
+  # nixpkgs' closureInfo function, for the image's `.closureInfo`; only that attribute needs it
+  closureInfo ? null,
+  # where the image's derivation runs; default: `pkgs`' build platform, else builtins.currentSystem
+  system ? null,
   # the system the image's programs are for, when it is not `system` (a cross build)
-  hostSystem ? system,
-}@tools:
+  hostSystem ? null,
+}@given:
 
 let
+  tools = import ./function-tools.nix (given // { function = "portableService"; });
   # The argument set is spelled out so that a misspelt argument is an error.
   portableService =
     {

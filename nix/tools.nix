@@ -2,7 +2,7 @@
 # with nixpkgs' Rust tooling from the whole workspace. Its check phase runs the tests of the
 # builder, the rules and the tools: they run the real mksquashfs and unsquashfs, compare the
 # dm-verity hash tree with veritysetup's and the root hash signature with openssl's, and sign and
-# verify feeds with gpg (throwaway keys they make), hence squashfsTools, cryptsetup, openssl and
+# verify feeds with gpg (throwaway keys they make), hence squashfs-tools, cryptsetup, openssl and
 # gnupg in the check inputs. `publish` runs this package's gnupg (PORTABLE_SERVICE_GNUPG_BIN,
 # read at compile time); the hosts verify with their own. `commit`, when given (the flake's
 # packages give its revision), is what `portable-service --version` names after the version
@@ -10,14 +10,34 @@
 # overlay's package, which images' `.check` use, so that a new commit rebuilds no check.
 {
   lib,
+  stdenv,
   rustPlatform,
-  squashfsTools,
+  # nixpkgs' name since 2026-02; nixos-25.11 has only `squashfsTools`, which newer nixpkgs keeps
+  # as an alias (gone with `allowAliases = false`)
+  squashfs-tools ? null,
+  squashfsTools ? null,
   cryptsetup,
   openssl,
   gnupg,
   commit ? null,
+  # what `passthru.tests` holds (the overlay gives an image's check, which runs these tools)
+  passthruTests ? { },
 }:
 
+let
+  squashfs =
+    if squashfs-tools != null then
+      squashfs-tools
+    else if squashfsTools != null then
+      squashfsTools
+    else
+      throw "portable-service-tools: this nixpkgs has neither `squashfs-tools` nor `squashfsTools`, whose mksquashfs the tests run";
+in
+assert import ./rust-floor.nix {
+  inherit rustPlatform;
+  pname = "portable-service-tools";
+  manifest = ../Cargo.toml;
+};
 rustPlatform.buildRustPackage {
   pname = "portable-service-tools";
   version = (lib.importTOML ../crates/portable-service-tools/Cargo.toml).package.version;
@@ -71,17 +91,19 @@ rustPlatform.buildRustPackage {
     "a_store_file_that_cannot_be_read_is_named"
   ];
   # Completions and man pages, made from the command line's own definition by the program
-  # (clap_complete, clap_mangen), where shells and man look for them.
-  postInstall = ''
+  # (clap_complete, clap_mangen), where shells and man look for them; a cross build can't run
+  # the program it made, and goes without them.
+  postInstall = lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
     $out/bin/portable-service generate $out
   '';
 
   nativeCheckInputs = [
-    squashfsTools
+    squashfs
     cryptsetup
     openssl
     gnupg
   ];
+  passthru.tests = passthruTests;
 
   meta = {
     description = "Check what systemd will do with a Portable Service image, sign its root hash, publish it for systemd-sysupdate";

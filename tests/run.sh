@@ -8,12 +8,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh
 cargo fmt --all -- --check
-# Nix files as nixfmt (RFC 166, what nixpkgs and the flake's `fmt` check use) formats them. A new
-# machine has no nixfmt (nothing here reaches its sources): then it says so and goes on.
+# Nix files as nixfmt (RFC 166, what nixpkgs and the flake's `fmt` check use) formats them, where
+# a nixfmt is on PATH. These machines have none and can't install one: no registry they reach
+# (Debian, PyPI, npm, crates.io) has a package of it (README: Tests), and another formatter's
+# style is not nixfmt's. So here the Nix files are NOT checked, and this says so.
 if command -v nixfmt >/dev/null; then
   git ls-files -z '*.nix' | xargs -0 nixfmt --check
 else
-  echo "run.sh: no nixfmt on PATH, so the Nix files' formatting is not checked" >&2
+  echo "run.sh: no nixfmt on PATH (none can be installed here): the Nix files' formatting is NOT checked" >&2
 fi
 cargo clippy --quiet --locked --all-targets -- -D warnings
 # The crates' own tests (builder, rules, tools) run once, in the tools package's check phase:

@@ -11,6 +11,7 @@
 # and what the stand-in nixpkgs (tests/nix/stand-in-nixpkgs) compiles our Rust packages with and
 # runs their tests with, in Nix's sandbox:
 #   target/offline/rust-toolchain.path (the store path of this machine's cargo and rustc)
+#   target/offline/rustc-version       (that rustc's version, which the stand-in's says)
 #   target/offline/vendor.path         (the store path of every crate of Cargo.lock, vendored)
 #   target/offline/cc/bin/             (the host's gcc, as, ld, ar: stdenv's C compiler)
 #   target/offline/{cryptsetup,openssl,gnupg,coreutils}/bin/   (the host's veritysetup,
@@ -86,6 +87,7 @@ done
 cp -a "$sysroot"/lib/*.so* "$toolchain/lib/"
 cp -a "$sysroot/lib/rustlib/$host" "$toolchain/lib/rustlib/"
 nix-store --add "$toolchain" >"$stage.tmp/rust-toolchain.path"
+rustc -V | cut -d' ' -f2 >"$stage.tmp/rustc-version"
 cargo vendor --quiet --locked --versioned-dirs "$stage.tmp/add/vendor" >/dev/null
 nix-store --add "$stage.tmp/add/vendor" >"$stage.tmp/vendor.path"
 rm -rf "$stage.tmp/add"

@@ -100,6 +100,15 @@ rec {
   # machine's Rust toolchain, its compiler and linker for the host alone; every crate of
   # Cargo.lock, vendored; the host's C compiler; and the programs the packages' tests run.
   rust = added "rust-toolchain";
+  # its rustc's version (`rustc -V`), which the stand-in's rustPlatform says it has
+  rustVersion =
+    let
+      file = stage + "/rustc-version";
+    in
+    if builtins.pathExists file then
+      builtins.head (builtins.split "\n" (builtins.readFile file))
+    else
+      throw "tests/nix/offline.nix: ${toString file} is missing; run tests/setup.sh first";
   vendor = added "vendor";
   cc = bring "cc" "cc-host";
   coreutils = bring "coreutils" "coreutils-host";

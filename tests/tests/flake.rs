@@ -405,5 +405,287 @@ fn readme_s_first_sh_block_is_the_test_command_and_it_stays_a_short_guide() {
     assert!(
         lines < 400,
         "README.md has {lines} lines: move reference into docs/"
+
+/// The stand-in offers today's names only (`squashfs-tools`), as a nixpkgs with
+/// `allowAliases = false` does, and every test above builds through it; a nixpkgs of
+/// nixos-25.11's names (`squashfsTools` alone) gives the same derivations.
+#[test]
+fn nixpkgs_of_either_squashfs_name_gives_the_same_derivations() {
+    let expr = format!(
+        r#"let
+          today = import {stand_in} {{ }};
+          # nixos-25.11: the old name only
+          old = builtins.removeAttrs today [ "squashfs-tools" ] // {{ squashfsTools = today.squashfs-tools; }};
+          # the overlay over it, its callPackage taking the arguments from there
+          withOverlay = base: let final = base // import {repo}/nix/overlay.nix final base // {{
+            buildPackages = final;
+            callPackage = fn: args: let f = if builtins.isFunction fn then fn else import fn; in
+              f (builtins.intersectAttrs (builtins.functionArgs f) final // args);
+          }}; in final;
+          of = base: let pkgs = withOverlay base; in {{
+            tools = pkgs.portable-service-tools.drvPath;
+            image = (pkgs.portableService {{ pname = "hello"; version = "1";
+              units = [ (pkgs.writeText "hello.service" "[Service]\nExecStart=/bin/true\n") ]; }}).drvPath;
+          }};
+        in
+        builtins.toJSON {{
+          has = [ (today ? squashfsTools) (old ? squashfs-tools) ];
+          same = of today == of old;
+        }}"#,
+        stand_in = stand_in(),
+        repo = repo().display()
+    );
+    let json = nix_eval(&["--expr", &expr]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(json, r#"{"has":[false,false],"same":true}"#);
+}
+
+/// The name of a store path (`/nix/store/<hash>-<name>`, `.drv` dropped).
+fn store_name(path: &str) -> &str {
+    let base = path.rsplit('/').next().unwrap();
+    base.split_once('-').unwrap().1.trim_end_matches(".drv")
+}
+
+/// The names of what a derivation takes as inputs: the derivations and the sources.
+fn input_names(drv: &str) -> Vec<String> {
+    let out = run_nix(nix("nix").args(["show-derivation", drv]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &json[drv];
+    let drvs = d["inputDrvs"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str);
+    let srcs = d["inputSrcs"].as_array().unwrap().iter();
+    let mut names: Vec<String> = drvs
+        .chain(srcs.map(|s| s.as_str().unwrap()))
+        .map(|p| store_name(p).to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// An aarch64 image's derivation from an x86-64 package set (a cross set, as
+/// `pkgsCross.aarch64-multiplatform`): it runs on x86-64 with the build platform's builder and
+/// mksquashfs, whether mksquashfs is the default or given as the set's own `squashfs-tools`,
+/// and holds the host platform's programs; its `.sysupdate` installs the host's agent. A
+/// mksquashfs for the host given otherwise is refused at evaluation, naming it.
+#[test]
+fn a_cross_image_runs_the_build_platform_s_mksquashfs() {
+    let pkgs = format!(
+        r#"import {stand_in} {{ system = "x86_64-linux"; crossSystem = "aarch64-linux";
+             overlays = [ (import {repo}/nix/overlay.nix) ]; }}"#,
+        stand_in = stand_in(),
+        repo = repo().display()
+    );
+    let image = |extra: &str| {
+        format!(
+            r#"let pkgs = {pkgs}; in pkgs.portableService ({{ pname = "hello"; version = "1";
+                 units = [ (pkgs.writeText "hello.service" "[Service]
+ExecStart=${{pkgs.hello}}/bin/hello
+") ];
+                 contents = [ pkgs.hello ];
+               }} // {extra})"#
+        )
+    };
+    let host = "aarch64-unknown-linux-gnu";
+    for extra in [
+        "{ }",
+        "{ squashfs-tools = pkgs.squashfs-tools; }",
+        "{ squashfsTools = pkgs.squashfs-tools; }",
+        // a spliced package, as callPackage gives one: its build platform's half
+        "{ squashfsTools = pkgs.squashfs-tools // { __spliced.buildHost = pkgs.buildPackages.squashfs-tools; }; }",
+    ] {
+        let img = image(extra);
+        let eval = |attr: &str| {
+            nix_eval(&["--expr", &format!("({img}).{attr}")])
+                .unwrap_or_else(|e| panic!("{extra}: {attr}: {e}"))
+        };
+        assert_eq!(eval("system"), "x86_64-linux", "{extra}");
+        assert_eq!(eval("drvAttrs.hostSystem"), "aarch64-linux", "{extra}");
+        let inputs = input_names(&eval("drvPath"));
+        // the builder and mksquashfs the derivation runs: the build platform's
+        for runs in ["portable-service-builder-0.1.0", "squashfs-tools-host"] {
+            assert!(inputs.iter().any(|i| i == runs), "{extra}: {runs} in {inputs:?}");
+        }
+        assert!(
+            !inputs.iter().any(|i| i.starts_with("squashfs-tools-") && i.ends_with(host)),
+            "{extra}: the host's mksquashfs in {inputs:?}"
+        );
+        // what the image holds: the host platform's
+        assert!(
+            inputs.iter().any(|i| i == &format!("hello-2.12.2-{host}")),
+            "{extra}: {inputs:?}"
+        );
+    }
+    let sysupdate = nix_eval(&[
+        "--expr",
+        &format!(
+            r#"(({}).sysupdate {{ url = "https://updates.example.org/hello"; }}).drvPath"#,
+            image("{ }")
+        ),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let inputs = input_names(&sysupdate);
+    assert!(
+        inputs
+            .iter()
+            .any(|i| i.starts_with("portable-service-agent-") && i.ends_with(host)),
+        "the host's agent in {inputs:?}"
+    );
+
+    let foreign = r#"{ squashfsTools = pkgs.squashfs-tools // { name = "other"; outPath = "${pkgs.hello}"; }; }"#;
+    let err = nix_eval(&["--expr", &format!("({}).drvPath", image(foreign))])
+        .expect_err("a mksquashfs for aarch64 is refused");
+    assert!(
+        err.contains("portableService: `squashfsTools` = ")
+            && err.contains(
+                "is a mksquashfs for aarch64-linux, but the image is built on x86_64-linux"
+            ),
+        "{err}"
+    );
+}
+
+/// The crates' Rust floor (`rust-version`) against the nixpkgs that builds them: an older Rust
+/// fails every package, and every image, at evaluation, naming the Rust it has and the one it
+/// needs; the floor itself passes.
+#[test]
+fn a_nixpkgs_with_too_old_a_rust_fails_at_evaluation_naming_both() {
+    let needs = std::fs::read_to_string(repo().join("Cargo.toml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .map(|v| v.trim_end_matches('"').to_owned())
+        .expect("rust-version in Cargo.toml");
+    let pkgs = |rustc: &str| format!(r#"import {} {{ rustcVersion = "{rustc}"; }}"#, stand_in());
+    for attr in [
+        "portable-service-builder.drvPath",
+        "portable-service-tools.drvPath",
+        "portable-service-agent.drvPath",
+        "hello.drvPath",
+        "hello.check.drvPath",
+    ] {
+        let old = nix_eval(&["-f", "default.nix", attr, "--arg", "pkgs", &pkgs("1.86.0")])
+            .expect_err(attr);
+        assert!(
+            old.contains(&format!("needs Rust {needs} or newer"))
+                && old.contains("this nixpkgs builds with Rust 1.86.0"),
+            "{attr}: {old}"
+        );
+        nix_eval(&[
+            "-f",
+            "default.nix",
+            attr,
+            "--arg",
+            "pkgs",
+            &pkgs(&format!("{needs}.0")),
+        ])
+        .unwrap_or_else(|e| panic!("{attr} with Rust {needs}.0: {e}"));
+    }
+}
+
+/// `lib.mkPortableService` given `pkgs` evaluates in pure mode (a flake's), which has no
+/// `builtins.currentSystem`; given neither `pkgs` nor `system`, it says what to give.
+#[test]
+fn lib_mk_portable_service_given_pkgs_evaluates_in_pure_mode() {
+    let tracked = tracked_files();
+    let user = tempfile::tempdir().unwrap();
+    // a package set of nothing but plain derivations: pure, and never built here
+    std::fs::write(
+        user.path().join("flake.nix"),
+        r#"{
+  inputs.portable-service.url = "PORTABLE_SERVICE";
+  outputs = { self, portable-service }:
+    let
+      system = "x86_64-linux";
+      package = name: derivation { inherit name system; builder = "/bin/false"; };
+      pkgs = {
+        stdenv.buildPlatform.system = system;
+        stdenv.hostPlatform.system = system;
+        buildPackages = pkgs;
+        squashfs-tools = package "squashfs-tools";
+        portable-service-builder = package "portable-service-builder";
+        portable-service-tools = package "portable-service-tools";
+        portable-service-agent = package "portable-service-agent";
+      };
+      args = {
+        pname = "demo";
+        version = "1";
+        units = [ (builtins.toFile "demo.service" "[Service]
+ExecStart=/bin/true
+") ];
+      };
+    in {
+      withPkgs = portable-service.lib.mkPortableService { inherit pkgs; } args;
+      withNothing = portable-service.lib.mkPortableService {
+        inherit (pkgs) squashfs-tools portable-service-builder;
+      } args;
+    };
+}
+"#
+        .replace(
+            "PORTABLE_SERVICE",
+            &format!("path:{}", tracked.path().display()),
+        ),
+    )
+    .unwrap();
+    let eval = |attr: &str| {
+        let out = run_nix(
+            nix("nix")
+                .args(["eval", "--raw", "--no-write-lock-file"])
+                .args([
+                    "--override-input",
+                    "portable-service/nixpkgs",
+                    &format!("path:{}", stand_in()),
+                ])
+                .arg(format!("path:{}#{attr}", user.path().display())),
+        );
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    };
+    let drv = eval("withPkgs.drvPath").unwrap_or_else(|e| panic!("{e}"));
+    assert!(drv.ends_with("-demo-img-1.drv"), "{drv}");
+    assert_eq!(eval("withPkgs.pname").unwrap(), "demo-img");
+    let err = eval("withNothing.drvPath").expect_err("no system to build on");
+    assert!(
+        err.contains("give `system` or `pkgs`: pure evaluation"),
+        "{err}"
+    );
+}
+
+/// Each package's `passthru.tests`, as nixpkgs' tooling builds them: the hello image the
+/// builder makes, its check the tools run, and the hosts' side of its feed that installs the
+/// agent; an image's `passthru.tests.check` is its `.check`.
+#[test]
+fn the_packages_and_images_have_passthru_tests() {
+    let expr = format!(
+        r#"let
+          pkgs = import {stand_in} {{ overlays = [ (import {repo}/nix/overlay.nix) ]; }};
+          hello = (import {repo}/nix/examples.nix {{ inherit (pkgs) portableService writeText hello cacert; }}).hello;
+          names = p: builtins.attrNames p.passthru.tests;
+        in
+        builtins.toJSON {{
+          builder = names pkgs.portable-service-builder;
+          tools = names pkgs.portable-service-tools;
+          agent = names pkgs.portable-service-agent;
+          image = pkgs.portable-service-builder.passthru.tests.hello.drvPath == hello.drvPath;
+          check = pkgs.portable-service-tools.passthru.tests.hello-check.drvPath == hello.check.drvPath;
+          imageCheck = hello.passthru.tests.check.drvPath == hello.check.drvPath;
+          sysupdate = builtins.isString pkgs.portable-service-agent.passthru.tests.hello-sysupdate.drvPath;
+        }}"#,
+        stand_in = stand_in(),
+        repo = repo().display()
+    );
+    let json = nix_eval(&["--expr", &expr]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        json,
+        r#"{"agent":["hello-sysupdate"],"builder":["hello","portable-service-tools"],"check":true,"image":true,"imageCheck":true,"sysupdate":true,"tools":["hello-check"]}"#
     );
 }

@@ -863,6 +863,61 @@ fn an_image_overrides_as_a_nixpkgs_derivation_does() {
         "{}"
     );
 
+    // nixpkgs' attributes: `pname` as its derivation's ("<pname>-img", so that `name` is
+    // "<pname>-<version>"), `version`, and the image's check among `passthru.tests` (beside the
+    // caller's own), while the file keeps the caller's pname
+    assert_eq!(
+        eval(&format!(
+            "let i = {hello}; in \"${{i.pname}} ${{i.version}} ${{i.name}} ${{i.fileName}}\""
+        ))
+        .unwrap(),
+        "hello-img 2.12.2 hello-img-2.12.2 hello_2.12.2.raw"
+    );
+    assert_eq!(
+        eval("(ext.app { }).pname").unwrap(),
+        "app-sysext",
+        "an extension's pname names its kind, as its derivation's name does"
+    );
+    let check = eval(&format!("{hello}.check.drvPath")).unwrap();
+    assert_eq!(
+        eval(&format!("{hello}.passthru.tests.check.drvPath")).unwrap(),
+        check
+    );
+    assert_eq!(
+        eval(&format!("{hello}.tests.check.drvPath")).unwrap(),
+        check
+    );
+    let own_tests = format!("{hello}.overrideAttrs (old: {{ passthru.tests.mine = t.hello; }})");
+    assert_eq!(
+        eval(&format!(
+            "builtins.concatStringsSep \" \" (builtins.attrNames ({own_tests}).passthru.tests)"
+        ))
+        .unwrap(),
+        "check mine"
+    );
+    // the check among an overridden image's tests is that image's own
+    assert_eq!(
+        eval(&format!(
+            "let i = {hello}.override {{ version = \"3.0\"; }}; in \
+             builtins.toJSON (i.passthru.tests.check.drvPath == i.check.drvPath)"
+        ))
+        .unwrap(),
+        "true"
+    );
+    // an extension without a base has no check to offer
+    assert_eq!(
+        eval("builtins.toJSON (t.portableServiceExtension { pname = \"app\"; version = \"1\"; \
+              units = [ (t.writeText \"app.service\" \"[Service]\\nExecStart=/bin/true\\n\") ]; }).passthru.tests")
+        .unwrap(),
+        "{}"
+    );
+    // closureInfo needs nixpkgs' function, which the offline world doesn't give
+    let err = eval_error(&format!("{hello}.closureInfo"));
+    assert!(
+        err.contains("`closureInfo` needs nixpkgs' closureInfo function"),
+        "{err}"
+    );
+
     // what a stdenv derivation has and an image hasn't: an error naming it
     let err = eval_error(&format!(
         "{hello}.overrideAttrs (old: {{ buildPhase = \"true\"; nativeBuildInputs = [ ]; }})"

@@ -33,34 +33,15 @@ fn mksquashfs() -> Utf8PathBuf {
     on_path("mksquashfs")
 }
 
-/// Where the fixture's store goes: the target directory, unless the checkout is below a
-/// directory the image holds itself (a clone in /tmp, say, or a Nix build without its sandbox,
-/// in /tmp/nix-build-*), where the builder rightly refuses a store (the image links the store's
-/// top directory to `usr/`): then a cache in $HOME. `None` where neither can be had (Nix's
-/// HOME=/homeless-shelter outside the sandbox): there is no place for a store the builder takes.
-fn store_parent() -> Option<PathBuf> {
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let top = target.components().nth(1).map(|c| c.as_os_str().to_owned());
-    let taken = ["dev", "proc", "sys", "run", "tmp", "var", "etc", "usr"];
-    if !top
-        .as_ref()
-        .is_some_and(|t| taken.iter().any(|n| t == OsStr::new(n)))
-    {
-        return Some(target.to_owned());
-    }
-    let dir = Path::new(&std::env::var_os("HOME")?).join(".cache/portable-service-tests");
-    match fs::create_dir_all(&dir) {
-        Ok(()) => Some(dir),
-        Err(e) => {
-            eprintln!(
-                "skipped: no place for a test store: {} is below /{}, and {}: {e}",
-                target.display(),
-                top.unwrap_or_default().to_string_lossy(),
-                dir.display()
-            );
-            None
-        }
-    }
+#[path = "support/store_place.rs"]
+mod store_place;
+
+/// Where the fixture's store goes (see `store_place`). Where there is no such place, build.rs
+/// has marked the tests that need one ignored, so a test that gets here without one was
+/// compiled elsewhere and fails rather than pass untried.
+fn store_parent() -> PathBuf {
+    store_place::store_parent(Path::new(env!("CARGO_TARGET_TMPDIR")))
+        .unwrap_or_else(|why| panic!("no place for a test store: {why}"))
 }
 
 fn hash(i: usize) -> String {
@@ -68,10 +49,9 @@ fn hash(i: usize) -> String {
 }
 
 impl Fixture {
-    /// A store with a unit file and a package holding every kind of entry a store can hold;
-    /// `None` where no store can be made (see [`store_parent`]), and the test passes untried.
-    fn new() -> Option<Fixture> {
-        let dir = tempfile::tempdir_in(store_parent()?).unwrap();
+    /// A store with a unit file and a package holding every kind of entry a store can hold.
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir_in(store_parent()).unwrap();
         let root = Utf8Path::from_path(dir.path()).unwrap();
         let store = root.join("store");
         fs::create_dir(&store).unwrap();
@@ -123,7 +103,7 @@ impl Fixture {
             ],
             ..Attrs::default()
         };
-        Some(Fixture { dir, attrs })
+        Fixture { dir, attrs }
     }
 
     fn root(&self) -> &Utf8Path {
@@ -284,9 +264,13 @@ fn assert_same_tree(original: &Path, copy: &Path) {
     }
 }
 
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn the_image_holds_the_root_portabled_needs() {
-    let Some(f) = Fixture::new() else { return };
+    let f = Fixture::new();
     let image = f.build().unwrap();
     assert_eq!(image, f.root().join("out/demo_1.0.raw"));
     let root = extract(&image, f.dir.path());
@@ -371,9 +355,13 @@ fn the_image_holds_the_root_portabled_needs() {
     }
 }
 
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn rebuilds_give_identical_bytes_even_from_a_hard_linked_store() {
-    let Some(f) = Fixture::new() else { return };
+    let f = Fixture::new();
     let first = fs::read(f.build().unwrap()).unwrap();
     fs::remove_dir_all(f.root().join("out")).unwrap();
     let second = fs::read(f.build().unwrap()).unwrap();
@@ -391,9 +379,13 @@ fn rebuilds_give_identical_bytes_even_from_a_hard_linked_store() {
     assert!(first == unlinked, "hard links changed the image");
 }
 
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn compression_and_block_size_reach_mksquashfs() {
-    let Some(mut f) = Fixture::new() else { return };
+    let mut f = Fixture::new();
     f.attrs.squash_compression = "zstd -Xcompression-level 3".into();
     f.attrs.squash_block_size = "128K".into();
     let image = f.build().unwrap();
@@ -408,9 +400,13 @@ fn compression_and_block_size_reach_mksquashfs() {
     assert!(stats.contains("Block size 131072"), "{stats}");
 }
 
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn a_file_of_several_gib_comes_out_whole() {
-    let Some(mut f) = Fixture::new() else { return };
+    let mut f = Fixture::new();
     let big = f.root().join(format!("store/{}-big", hash(3)));
     fs::create_dir(&big).unwrap();
     // Over 8 GiB needs the tar size in base-256; sparse, so the test is quick.
@@ -480,9 +476,13 @@ fn attrs_json(a: &Attrs) -> String {
     .to_string()
 }
 
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn the_binary_logs_what_it_builds() {
-    let Some(f) = Fixture::new() else { return };
+    let f = Fixture::new();
     let (ok, log) = run_binary(&f);
     assert!(ok, "{log}");
     assert!(log.contains("from 1 units and 2 store paths"), "{log}");
@@ -494,9 +494,13 @@ fn the_binary_logs_what_it_builds() {
     );
 }
 
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn a_failing_mksquashfs_fails_the_build_with_its_message_and_no_output() {
-    let Some(mut f) = Fixture::new() else { return };
+    let mut f = Fixture::new();
     f.attrs.squash_compression = "xz -Xbogus-option".into();
     let (ok, log) = run_binary(&f);
     assert!(!ok);
@@ -519,9 +523,13 @@ fn fake_mksquashfs(f: &mut Fixture, script: &str) {
     f.attrs.mksquashfs = fake;
 }
 
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn a_builder_killed_after_mksquashfs_leaves_no_image() {
-    let Some(mut f) = Fixture::new() else { return };
+    let mut f = Fixture::new();
     f.attrs.verity = true;
     // the real mksquashfs writes the whole image, then the builder is killed before it is done
     let real = f.attrs.mksquashfs.clone();
@@ -551,9 +559,13 @@ fn a_builder_killed_after_mksquashfs_leaves_no_image() {
     );
 }
 
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn a_mksquashfs_that_cannot_start_is_reported_in_its_own_words() {
-    let Some(mut f) = Fixture::new() else { return };
+    let mut f = Fixture::new();
     // what the dynamic loader says when a library is missing
     fake_mksquashfs(
         &mut f,
@@ -570,9 +582,13 @@ fn a_mksquashfs_that_cannot_start_is_reported_in_its_own_words() {
     assert!(!f.root().join("out").exists());
 }
 
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn a_mksquashfs_too_old_for_tar_streams_is_refused() {
-    let Some(mut f) = Fixture::new() else { return };
+    let mut f = Fixture::new();
     fake_mksquashfs(
         &mut f,
         "echo 'mksquashfs version 4.4 (2019/08/29)'\nexit 0\n",
@@ -586,6 +602,10 @@ fn a_mksquashfs_too_old_for_tar_streams_is_refused() {
     assert!(!f.root().join("out").exists());
 }
 
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn bad_input_is_named_and_leaves_no_output() {
     type Change = Box<dyn Fn(&mut Attrs)>;
@@ -618,7 +638,7 @@ fn bad_input_is_named_and_leaves_no_output() {
         ),
     ];
     for (expected, change) in cases {
-        let Some(mut f) = Fixture::new() else { return };
+        let mut f = Fixture::new();
         change(&mut f.attrs);
         let (ok, log) = run_binary(&f);
         assert!(!ok, "{expected}");
@@ -626,7 +646,7 @@ fn bad_input_is_named_and_leaves_no_output() {
         assert!(!f.root().join("out").exists(), "{expected}: no output");
     }
 
-    let Some(f) = Fixture::new() else { return };
+    let f = Fixture::new();
     let attrs_file = f.root().join("attrs.json");
     let mut value: serde_json::Value = serde_json::from_str(&attrs_json(&f.attrs)).unwrap();
     value["symlinks"][0]
@@ -668,9 +688,13 @@ impl Drop for SmallDisk {
     }
 }
 
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn a_full_disk_fails_the_build_and_leaves_nothing() {
-    let Some(mut f) = Fixture::new() else { return };
+    let mut f = Fixture::new();
     let disk = SmallDisk::mount(f.dir.path().join("small-disk"), "64k");
     // incompressible, so the image can't fit in 64 KiB
     f.add_noise(4, "noise", 1 << 20);
@@ -702,18 +726,26 @@ fn assert_failed_naming(f: &Fixture, (ok, log): (bool, String), path: &Utf8Path,
     assert!(!f.root().join("out").exists(), "no output is left");
 }
 
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn a_store_path_that_is_gone_is_named() {
-    let Some(mut f) = Fixture::new() else { return };
+    let mut f = Fixture::new();
     let data = f.add_noise(5, "gone", 10);
     let gone = data.parent().unwrap().to_owned();
     fs::remove_dir_all(&gone).unwrap();
     assert_failed_naming(&f, run_binary(&f), &gone, "No such file or directory");
 }
 
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn a_store_file_removed_while_streaming_is_named() {
-    let Some(mut f) = Fixture::new() else { return };
+    let mut f = Fixture::new();
     // One store path holding a big file and, sorted after it, one that goes away once the
     // stream is inside the big one: listed, then gone when its turn comes.
     let big = f.add_noise(5, "pkg", 8 << 20);
@@ -738,9 +770,13 @@ fn a_store_file_removed_while_streaming_is_named() {
     assert!(e.contains("No such file or directory"), "{e}");
 }
 
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn a_store_file_that_cannot_be_read_is_named() {
-    let Some(mut f) = Fixture::new() else { return };
+    let mut f = Fixture::new();
     let secret = f.add_noise(5, "secret", 10);
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
     // root reads any file: the builder runs without the capabilities that let it
@@ -764,10 +800,14 @@ fn a_store_file_that_cannot_be_read_is_named() {
 /// `format = "ddi"`: one GPT disk whose root partition is the very file system a naked build
 /// writes, its root-verity partition the hash tree `veritysetup verify` accepts, typed for the
 /// system's architecture, read-only, with UUIDs from the root hash; the same bytes on a rebuild.
+#[cfg_attr(
+    no_test_store,
+    ignore = "no place for a test store (see the build's warning)"
+)]
 #[test]
 fn a_disk_image_holds_the_file_system_and_its_hash_tree_as_partitions() {
     use portable_service_rules::ddi::{self, Designator};
-    let Some(mut f) = Fixture::new() else { return };
+    let mut f = Fixture::new();
     let naked = fs::read(f.build().unwrap()).unwrap();
     fs::remove_dir_all(f.root().join("out")).unwrap();
     f.attrs.format = portable_service_builder::attrs::Format::Ddi;

@@ -4,12 +4,18 @@
 # from its `src` and lock with this machine's Rust toolchain and runs its tests in Nix's sandbox
 # (build-rust-package.sh), as nixpkgs' does with its own toolchain; its store path, and every
 # image's derivation, changes exactly when nixpkgs' would.
+# Packages are offered by today's names only, as a nixpkgs with `allowAliases = false` offers
+# them. `crossSystem` makes a cross package set, as nixpkgs' does: its buildPackages is the
+# native one, and its own packages, for the host platform, are named with the host's triple.
+# `rustcVersion`: the Rust its rustPlatform says it has (an older one, to test the floor).
 # Needs PORTABLE_SERVICE_REPO (the repository's absolute path) and --impure.
 {
   system ? builtins.currentSystem,
+  crossSystem ? null,
   overlays ? [ ],
+  rustcVersion ? null,
   ...
-}:
+}@args:
 
 let
   repo = builtins.getEnv "PORTABLE_SERVICE_REPO";
@@ -18,6 +24,22 @@ let
       throw "stand-in nixpkgs: set PORTABLE_SERVICE_REPO to the repository's path (and use --impure)"
     else
       import (/. + repo + "/tests/nix/offline.nix") { stage = /. + repo + "/target/offline"; };
+
+  hostSystem = if crossSystem == null then system else crossSystem;
+  # nixpkgs names a package built for another platform after that platform's triple
+  triple = s: "${builtins.head (builtins.split "-linux" s)}-unknown-linux-gnu";
+  hostSuffix = if hostSystem == system then "" else "-${triple hostSystem}";
+  # the host platform's build of a stand-in package: in a native set the package itself
+  forHost =
+    name: p:
+    if hostSuffix == "" then
+      p
+    else
+      t.runBusyboxWith "${name}${hostSuffix}" { } "busybox cp -r ${p} $out"
+      // {
+        stdenv.hostPlatform.system = hostSystem;
+      }
+      // (if p ? version then { inherit (p) version; } else { });
 
   binPath = inputs: builtins.concatStringsSep ":" (map (p: "${p}/bin") inputs);
 
@@ -30,7 +52,7 @@ let
     derivation (
       attrs.env or { }
       // {
-        name = "${attrs.pname}-${attrs.version}";
+        name = "${attrs.pname}-${attrs.version}${hostSuffix}";
         inherit system;
         builder = "${t.busybox}/bin/sh";
         args = [ ./build-rust-package.sh ];
@@ -47,7 +69,7 @@ let
         checkFlags = attrs.checkFlags or [ ];
         doCheck = attrs.doCheck or true;
         checkType = attrs.checkType or "release";
-        rustTarget = "${builtins.head (builtins.split "-linux" system)}-unknown-linux-gnu";
+        rustTarget = triple hostSystem;
         inputsPath = binPath (
           [
             t.rust
@@ -60,8 +82,11 @@ let
         checkInputsPath = binPath (attrs.nativeCheckInputs or [ ]);
       }
     )
+    # as stdenv puts them: passthru's attributes on the package, and `passthru` itself
+    // attrs.passthru or { }
     // {
       inherit (attrs) pname version meta;
+      passthru = attrs.passthru or { };
       overrideAttrs =
         f:
         let
@@ -89,7 +114,18 @@ let
         f = if builtins.isFunction fn then fn else import fn;
       in
       f (builtins.intersectAttrs (builtins.functionArgs f) final // args);
-    rustPlatform.buildRustPackage = buildRustPackage;
+    rustPlatform = {
+      inherit buildRustPackage;
+      # what nixpkgs' makeRustPlatform keeps of its toolchain
+      rust.rustc.version = if rustcVersion == null then t.rustVersion else rustcVersion;
+    };
+    # nixpkgs' closureInfo, as much of it as an evaluation sees
+    closureInfo =
+      { rootPaths }:
+      t.runBusyboxWith "closure-info" { inherit rootPaths; } ''
+        echo "closureInfo: not in the offline stand-in for nixpkgs" >&2
+        exit 1
+      '';
     runCommand =
       name: env: script:
       t.runBusyboxWith name (builtins.removeAttrs env [ "nativeBuildInputs" ]) ''
@@ -106,16 +142,30 @@ let
       cryptsetup
       openssl
       gnupg
-      squashfsTools
-      hello
       cacert
       writeText
       ;
+    # nixpkgs' name since 2026-02; `squashfsTools` is an alias there, absent here
+    squashfs-tools = forHost "squashfs-tools" t.squashfsTools;
+    hello = forHost "hello-2.12.2" t.hello;
     # nixpkgs' own function, as much of it as tells it apart from the overlay's
     portableService = args: { nixpkgsPortableService = args.pname; };
-    buildPackages = final;
-    stdenv.buildPlatform.system = system;
-    stdenv.hostPlatform.system = system;
+    buildPackages =
+      if crossSystem == null then
+        final
+      else
+        import ./. (
+          args
+          // {
+            crossSystem = null;
+          }
+        );
+    stdenv.buildPlatform = {
+      inherit system;
+      # as nixpkgs' platforms say it (no emulator here)
+      canExecute = platform: platform.system == system;
+    };
+    stdenv.hostPlatform.system = hostSystem;
     extend = overlay: packageSet (overlays ++ [ overlay ]);
   };
 
