@@ -405,6 +405,8 @@ fn readme_s_first_sh_block_is_the_test_command_and_it_stays_a_short_guide() {
     assert!(
         lines < 400,
         "README.md has {lines} lines: move reference into docs/"
+    );
+}
 
 /// The stand-in offers today's names only (`squashfs-tools`), as a nixpkgs with
 /// `allowAliases = false` does, and every test above builds through it; a nixpkgs of

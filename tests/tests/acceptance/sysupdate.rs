@@ -854,18 +854,6 @@ fn a_failing_version_rolls_itself_back(systemd: Systemd) {
 
     // the next run fetches nothing, restarts nothing, and succeeds
     c.journal_from_now();
-    if std::env::var_os("DEBUG_PROBE").is_some() {
-        for cmd in [
-            "systemctl start --no-block demo-update.service; sleep 20; systemctl list-jobs --no-pager",
-            "cut -d' ' -f14,15 /proc/1/stat; sleep 10; cut -d' ' -f14,15 /proc/1/stat; cat /proc/loadavg",
-            "systemd-analyze dump | grep -B3 -A30 'Job 5'",
-            "systemd-analyze dump | grep -i -A3 'ref\\|track' | head -40",
-            "systemctl daemon-reload; sleep 15; systemctl list-jobs --no-pager; systemctl status --no-pager demo-update.service | head -5",
-        ] {
-            let out = c.run(&["sh", "-c", &format!("{cmd} 2>&1")]);
-            eprintln!("PROBE $ {cmd}\n{}", String::from_utf8_lossy(&out.stdout));
-        }
-    }
     run_unit(&c, "demo-update.service");
     assert!(fetched(&c).is_empty(), "{:?}", fetched(&c));
     assert!(
