@@ -31,6 +31,8 @@
     else
       result;
   importTOML = file: builtins.fromTOML (builtins.readFile file);
+  optionalAttrs = cond: attrs: if cond then attrs else { };
+  optionalString = cond: string: if cond then string else "";
   # lib.fileset for a union of files and directories: the source holds those and the
   # directories leading to them, nothing else
   fileset = {
