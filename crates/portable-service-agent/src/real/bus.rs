@@ -2,7 +2,7 @@
 //! method call of a connection by one limit), made on first use and made again after a broken
 //! one. Every call answers within its limit, and every error names the call and its subject.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -54,6 +54,8 @@ pub const UNKNOWN_METHOD: &str = "org.freedesktop.DBus.Error.UnknownMethod";
 #[derive(Default)]
 pub struct Bus {
     connections: BTreeMap<Duration, Connection>,
+    /// The calls [`Bus::call_once`] made, by the limit of their connection: (name, subject).
+    once: BTreeSet<(Duration, &'static str, String)>,
 }
 
 impl Bus {
@@ -87,6 +89,26 @@ impl Bus {
         })
     }
 
+    /// Calls `method` unless this connection made the same call already: for calls whose
+    /// effect lasts while the connection does (`RefUnit`). systemd before 251 counts a second
+    /// reference of one unit by one client on the wrong counter (sd-bus' recursive name
+    /// tracking; systemd's commit b21f237d99 mended it), and when that client leaves PID 1
+    /// spins at a whole CPU and runs no job again, not even a start: measured in VMs on 239,
+    /// 245, 247 and 249, after an update that started a version's unit, found it failing and
+    /// started the version before's unit of the same name.
+    pub fn call_once<B>(&mut self, method: &Method, body: &B) -> anyhow::Result<()>
+    where
+        B: Serialize + DynamicType,
+    {
+        let key = (method.limit, method.name, method.subject.to_owned());
+        if self.once.contains(&key) {
+            return Ok(());
+        }
+        self.call::<B, ()>(method, body)?;
+        self.once.insert(key);
+        Ok(())
+    }
+
     fn failed(&mut self, method: &Method, error: zbus::Error) -> CallError {
         match error {
             zbus::Error::MethodError(name, detail, _) => CallError {
@@ -104,6 +126,7 @@ impl Bus {
             other => {
                 // the connection may be broken (the bus restarted): the next call makes another
                 self.connections.remove(&method.limit);
+                self.once.retain(|(limit, _, _)| *limit != method.limit);
                 CallError {
                     text: format!("{method}: {other}"),
                     name: None,

@@ -113,9 +113,10 @@ pub fn disable(
 /// check") was forgotten at once, and the next look loaded it anew, every property at its
 /// default (`ConditionResult=no`, `ConditionTimestamp` 0, `Result=success`): the agent judged it
 /// "stopped (Result=success)", not skipped, and a oneshot that exited 0 would look the same.
-/// A systemd without `RefUnit`, or a refusal, only loses that.
+/// A systemd without `RefUnit`, or a refusal, only loses that. Once a connection (see
+/// [`Bus::call_once`]: a second reference breaks systemd before 251).
 pub fn start(bus: &mut Bus, limit: Duration, unit: &str) -> anyhow::Result<()> {
-    let _: anyhow::Result<()> = bus.call(&manager("RefUnit", unit, limit), &unit);
+    let _: anyhow::Result<()> = bus.call_once(&manager("RefUnit", unit, limit), &unit);
     // a restart: a unit of the version before that still runs must run the new version, as
     // portablectl's reattach restarts its units (a stopped unit is started)
     let _job: OwnedObjectPath = bus.call(&manager("RestartUnit", unit, limit), &job_args(unit))?;
