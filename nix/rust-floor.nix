@@ -17,6 +17,6 @@ let
   has = rustPlatform.rust.rustc.version or null;
 in
 if has != null && builtins.compareVersions has needs < 0 then
-  throw "${pname}: needs Rust ${needs} or newer (rust-version in Cargo.toml), but this nixpkgs builds with Rust ${has}: use nixos-25.11 or newer (README: Using it with flakes)"
+  throw "${pname}: needs Rust ${needs} or newer (rust-version in Cargo.toml), but this nixpkgs builds with Rust ${has}: use nixos-25.11 or newer (README: Using it)"
 else
   true

@@ -19,7 +19,7 @@ usage: portable-service-agent [--config FILE] COMMAND NAME
 
   --config FILE      the image's configuration (default: /etc/portable-service-agent/NAME.json)
 
-exit status: 0 done, 1 failed (the status file and the journal say why), 2 usage";
+exit status: 0 done, 1 failed (the status file and the journal say why), 64 usage";
 
 /// The configuration directory that `cp -r result/. /etc/` fills.
 const CONFIG_DIR: &str = "/etc/portable-service-agent";
@@ -30,7 +30,8 @@ fn main() -> ExitCode {
         Ok((config, verb, name)) => run(config, &verb, &name),
         Err(why) => {
             eprintln!("portable-service-agent: {why}\n\n{USAGE}");
-            ExitCode::from(2)
+            // as the tools' usage errors (docs/cli.md): apart from a failed run
+            ExitCode::from(64)
         }
     }
 }

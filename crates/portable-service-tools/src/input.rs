@@ -22,8 +22,14 @@ pub fn image_file(path: &Utf8Path) -> Result<Utf8PathBuf> {
         };
         Failure::unreadable(path, format!("cannot read {path}: {why}"))
     })?;
-    if !meta.is_dir() {
+    if meta.is_file() {
         return Ok(path.to_owned());
+    }
+    if !meta.is_dir() {
+        // a pipe or a device would be read forever, or not at all
+        return Err(
+            Failure::unreadable(path, format!("{path} is neither a file nor a directory")).into(),
+        );
     }
     let entries = path
         .read_dir_utf8()
@@ -31,7 +37,8 @@ pub fn image_file(path: &Utf8Path) -> Result<Utf8PathBuf> {
     let mut raws: Vec<Utf8PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path().to_owned())
-        .filter(|p| p.extension() == Some("raw"))
+        // files only, links followed: a directory or a dangling link named *.raw is no image
+        .filter(|p| p.extension() == Some("raw") && p.metadata().is_ok_and(|m| m.is_file()))
         .collect();
     raws.sort();
     match raws.as_slice() {
@@ -80,14 +87,34 @@ pub fn in_store(path: &Utf8Path) -> Option<Utf8PathBuf> {
 /// Refuses `image` inside the Nix store, where `job` (`"sign"`) would write `what`; `redo` is the
 /// command to run on a copy, given the copy's file name. The refusal names the copy to make:
 /// the image and the `files` that go with it, copied writable into the current directory.
+/// `in_place`: `what` writes into the image's own bytes, so an image with another name (a
+/// hard link, as `cp -l result/NAME.raw .` makes) is refused too: that name may be in the
+/// store, where no path says so.
 pub fn refuse_in_store(
     image: &Utf8Path,
     files: &[Utf8PathBuf],
     what: &str,
+    in_place: bool,
     redo: impl Fn(&str) -> String,
 ) -> Result<()> {
-    let Some(real) = in_store(image) else {
-        return Ok(());
+    use std::os::unix::fs::MetadataExt as _;
+    let links = std::fs::metadata(image).map_or(1, |m| m.nlink());
+    let real = match in_store(image) {
+        Some(real) => real,
+        None if in_place && links > 1 => {
+            return Err(Failure::refused(
+                image,
+                format!(
+                    "{image} has {links} names (hard links), and one may be in the Nix store, \
+                     which must not change: {what}; work on a copy instead: cp \
+                     --no-preserve=mode {} copy.raw && {}",
+                    shell_word(image.as_str()),
+                    redo("copy.raw")
+                ),
+            )
+            .into())
+        }
+        None => return Ok(()),
     };
     let name = image.file_name().unwrap_or("image.raw");
     let copied: Vec<String> = std::iter::once(image)
@@ -109,6 +136,26 @@ pub fn refuse_in_store(
         ),
     )
     .into())
+}
+
+/// Refuses an output path (`what`: the option that names it) inside the Nix store: `path` or,
+/// when it doesn't exist yet, the nearest directory above it that does.
+pub fn refuse_output_in_store(path: &Utf8Path, what: &str) -> Result<()> {
+    let existing = path
+        .ancestors()
+        .find(|p| !p.as_str().is_empty() && p.exists())
+        .unwrap_or(Utf8Path::new("."));
+    match in_store(existing) {
+        Some(real) => Err(Failure::refused(
+            path,
+            format!(
+                "{what} {path} is in the Nix store ({real}), which must not change: name a \
+                 place outside it"
+            ),
+        )
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// `word` as a shell reads it back: as it is when it holds no character the shell treats

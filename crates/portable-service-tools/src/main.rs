@@ -137,7 +137,7 @@ struct Cli {
 #[derive(clap::Subcommand)]
 enum Job {
     /// Say what systemd-portabled and systemd-dissect will do with an image (exit 0: accepted,
-    /// 1: refused, 2: unreadable).
+    /// 1: refused, 2: unreadable, 64: usage).
     #[command(after_help = exit::TABLE)]
     Check(CheckArgs),
     /// Sign an image's root hash, which systemd checks against the certificates in the host's
@@ -155,10 +155,10 @@ enum Job {
     Transfers(TransfersArgs),
 }
 
-/// `portable-service generate DIR`: writes this command line's shell completions (bash, zsh,
-/// fish) and man pages below DIR/share, where a package installs them (nix/tools.nix runs it).
-/// Parsed, but not part of [`command`], which they are made from: no user completes or reads of
-/// it.
+/// Write the shell completions (bash, zsh, fish) and man pages below DIR/share, where a package
+/// installs them.
+// nix/tools.nix runs it. Parsed, but not part of [`command`], which they are made from: no
+// user completes or reads of it.
 #[derive(clap::Args)]
 struct GenerateArgs {
     /// The prefix (a package's $out): DIR/share/bash-completion/completions/, ...
@@ -266,6 +266,10 @@ fn publish_command(args: PublishArgs) -> Result<u8> {
         Some(days) => Some(feed::best_before(now()?, days)),
         None => None,
     };
+    input::refuse_output_in_store(&args.feed, "--feed")?;
+    if let Some(out) = &args.public_key {
+        input::refuse_output_in_store(out, "--public-key")?;
+    }
     // before the feed changes: one that can't be written stops the publish
     if let Some(out) = &args.public_key {
         signer.export_public(out)?;
@@ -516,7 +520,7 @@ fn refuse_to_sign_in_store(args: &SignArgs, image: &Utf8Path, disk: bool) -> Res
             ),
         )
     };
-    input::refuse_in_store(image, &beside, &what, |copy| {
+    input::refuse_in_store(image, &beside, &what, disk, |copy| {
         format!(
             "portable-service sign --key {} --cert {}{} {copy}",
             shell_word(args.key.as_str()),

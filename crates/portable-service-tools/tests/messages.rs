@@ -369,6 +369,71 @@ fn sign_refuses_a_disk_image_in_the_store_and_leaves_it_as_it_was() {
     assert_eq!(fs::read(&disk).unwrap(), before, "the disk image unchanged");
 }
 
+/// A hard link to a store image has no path in the store, yet signing it in place would change
+/// the store's file: a disk image with a second name is refused too, and left as it was.
+#[test]
+fn sign_refuses_a_disk_image_with_another_name_and_leaves_it_as_it_was() {
+    let d = Dir::new();
+    common::key_and_cert(&d.path(""), "k", common::RSA, "/CN=k");
+    let root = d.path("root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(root.join("etc/os-release"), "ID=test\n").unwrap();
+    let disk = d.path("demo_1.raw");
+    mksquashfs(
+        &root,
+        &disk,
+        &["-offset", &ddi::FIRST_PARTITION.to_string()],
+    );
+    ddi::finish(&disk, ddi::architecture_of_system("x86_64-linux").unwrap()).unwrap();
+    fs::hard_link(&disk, d.path("linked.raw")).unwrap();
+    let before = fs::read(&disk).unwrap();
+    let out = d.run(&["sign", "--key", "k.key", "--cert", "k.crt", "linked.raw"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        first_line(&out).starts_with(
+            "error: linked.raw has 2 names (hard links), and one may be in the Nix store"
+        ),
+        "{out:?}"
+    );
+    assert_eq!(fs::read(&disk).unwrap(), before, "the disk image unchanged");
+}
+
+/// What a `nix build` output directory may hold besides its image: a directory or a dangling
+/// link named `*.raw` is no image; a pipe given as the image is refused, not read forever; a
+/// squashfs whose superblock names no compressor squashfs has is said so, in plain words.
+#[test]
+fn only_files_are_images() {
+    let d = Dir::new();
+    d.image("out/svc_1.raw");
+    fs::create_dir(d.path("out/dir.raw")).unwrap();
+    std::os::unix::fs::symlink("gone", d.path("out/dangling.raw")).unwrap();
+    let out = d.run(&["check", "out"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let fifo = d.path("pipe.raw");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let out = d.run(&["check", "pipe.raw"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        first_line(&out),
+        "error: pipe.raw is neither a file nor a directory"
+    );
+    let image = d.image("bad_1.raw");
+    let mut bytes = fs::read(&image).unwrap();
+    bytes[20..22].copy_from_slice(&9u16.to_le_bytes());
+    fs::write(&image, bytes).unwrap();
+    let out = d.run(&["check", "bad_1.raw"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        first_line(&out),
+        "error: bad_1.raw is a damaged squashfs file system: its superblock names compressor \
+         9, which squashfs doesn't have"
+    );
+}
+
 /// `--json` says a failure as an object too, naming the file and the exit status.
 #[test]
 fn json_says_a_failure_as_an_error_object() {

@@ -100,13 +100,15 @@ impl Bus {
     where
         B: Serialize + DynamicType,
     {
-        let key = (method.limit, method.name, method.subject.to_owned());
-        if self.once.contains(&key) {
+        // taken as made before it is: a call with no answer in time may still be done by
+        // systemd (a broken connection forgets it, with the connection)
+        if !self
+            .once
+            .insert((method.limit, method.name, method.subject.to_owned()))
+        {
             return Ok(());
         }
-        self.call::<B, ()>(method, body)?;
-        self.once.insert(key);
-        Ok(())
+        self.call::<B, ()>(method, body)
     }
 
     fn failed(&mut self, method: &Method, error: zbus::Error) -> CallError {

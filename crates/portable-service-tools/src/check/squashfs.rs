@@ -111,9 +111,9 @@ pub fn check_metadata_of(path: &camino::Utf8Path, offset: u64) -> Result<()> {
 }
 
 /// Why backhand can't read the squashfs file system at `offset` of `path` (a disk image's root
-/// partition when `offset` isn't 0); `error` is backhand's reason, said only when the bytes
-/// start as squashfs and say nothing plainer.
-pub fn why_unreadable(path: &Utf8Path, offset: u64, error: &dyn std::fmt::Display) -> String {
+/// partition when `offset` isn't 0), from the bytes themselves: backhand's own reason
+/// (`_error`) is in its parser's words, never the user's.
+pub fn why_unreadable(path: &Utf8Path, offset: u64, _error: &dyn std::fmt::Display) -> String {
     let subject = match offset {
         0 => path.to_string(),
         _ => format!("the root partition of {path} (at byte {offset})"),
@@ -151,7 +151,22 @@ pub fn why_unreadable(path: &Utf8Path, offset: u64, error: &dyn std::fmt::Displa
             "{subject} is compressed with lzo, which check can't read (gzip, xz, lz4 and zstd it \
              can)"
         ),
-        _ => format!("{subject} is a damaged squashfs file system: reading it failed ({error})"),
+        // backhand's and deku's words (`Parse("Could not match enum variant")`) are its
+        // parser's, not the user's: what the superblock says is what can be named
+        id @ (0 | 7..) => format!(
+            "{subject} is a damaged squashfs file system: its superblock names compressor {id}, \
+             which squashfs doesn't have"
+        ),
+        _ => match u16_at(&head, 28) {
+            4 => format!(
+                "{subject} is a damaged squashfs file system: a table its superblock points \
+                     to can't be read"
+            ),
+            major => format!(
+                "{subject} is a squashfs file system of version {major}, which systemd's \
+                     kernels don't mount (they read version 4)"
+            ),
+        },
     }
 }
 
