@@ -113,7 +113,11 @@ let
       let
         f = if builtins.isFunction fn then fn else import fn;
       in
-      f (builtins.intersectAttrs (builtins.functionArgs f) final // args);
+      # overridable, as nixpkgs' callPackage makes what it calls (the flake overrides the
+      # tools package's `commit`)
+      final.lib.makeOverridable f (
+        builtins.intersectAttrs (builtins.functionArgs f) final // args
+      );
     rustPlatform = {
       inherit buildRustPackage;
       # what nixpkgs' makeRustPlatform keeps of its toolchain
