@@ -321,9 +321,14 @@ fn sign_refuses_an_image_in_the_nix_store_and_names_the_copy_that_signs() {
     let ok = Command::new("sh")
         .args(["-c", copy])
         .current_dir(d.path(""))
+        // the caller's PATH for `cp` (a build sandbox has no /usr/bin)
         .env(
             "PATH",
-            format!("{}:/usr/bin:/bin", program.parent().unwrap()),
+            format!(
+                "{}:{}",
+                program.parent().unwrap(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
         )
         .env("NIX_STORE_DIR", d.path("store"))
         .status()
@@ -399,7 +404,8 @@ fn sign_refuses_a_disk_image_with_another_name_and_leaves_it_as_it_was() {
 }
 
 /// What a `nix build` output directory may hold besides its image: a directory or a dangling
-/// link named `*.raw` is no image; a pipe given as the image is refused, not read forever; a
+/// link named `*.raw` is no image; a socket (as a pipe would) given as the image is refused,
+/// not read forever; a
 /// squashfs whose superblock names no compressor squashfs has is said so, in plain words.
 #[test]
 fn only_files_are_images() {
