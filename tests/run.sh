@@ -25,8 +25,9 @@ cargo clippy --quiet --locked --all-targets -- -D warnings
 cargo test --locked -p portable-service-builder --test image -- --test-threads "$(nproc)" \
   a_file_of_several_gib_comes_out_whole a_full_disk_fails_the_build_and_leaves_nothing \
   a_store_file_that_cannot_be_read_is_named
-# and the one it skips for want of an interactive bash
+# and the two it skips for want of an interactive bash and of GNU's cp behind `sh`
 cargo test --locked -p portable-service-tools --test command_line bash_loads_the_completions
+cargo test --locked -p portable-service-tools --test messages the_copy_a_store_refusal_names_signs
 # The host agent's tests (the simulator's sweeps, the feed over loopback HTTP, gpg's
 # signatures, the real host's files), with the static release build tests/setup.sh made for
 # the VMs, whose compiled crates they reuse (the agent package's check phase runs the same
