@@ -69,9 +69,8 @@ ln -s gcc "$stage.tmp/cc/bin/cc"
 mkdir -p "$stage.tmp/cc/nix-support"
 dirname "$(dirname "$(gcc -print-search-dirs | sed -n 's/^install: //p')")" >"$stage.tmp/cc/nix-support/gcc-exec-prefix"
 host_programs cryptsetup veritysetup
-# of stdenv's GNU coreutils, what the tests run (busybox's sha256sum lacks --strict, its cp
-# --no-preserve, which the copy `sign` names when it refuses a store path uses)
-host_programs coreutils sha256sum cp
+# of stdenv's GNU coreutils, what the tests run (busybox's sha256sum lacks --strict)
+host_programs coreutils sha256sum
 host_programs openssl openssl
 # its configuration, which it reads from the host's /etc (tests/nix/offline.nix points it here)
 cp -L "$(openssl version -d | sed 's/^OPENSSLDIR: "\(.*\)"$/\1/')/openssl.cnf" "$stage.tmp/openssl/"
