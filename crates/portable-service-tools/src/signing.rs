@@ -563,7 +563,10 @@ pub fn sign_disk(
     resign: bool,
 ) -> Result<Cert> {
     let refuse = |why: &str| format!("refusing to sign {image}: {why}");
-    let disk = Disk::read(image).with_context(|| refuse("it is not a disk image sign can read"))?;
+    // a table that can't be read is an unreadable input (2), as `check` says of the same file
+    let disk = Disk::read(image)
+        .with_context(|| refuse("it is not a disk image sign can read"))
+        .map_err(unreadable(image))?;
     let size = std::fs::metadata(image)?.len();
     let (layout, arch) = ddi::layout_of(&disk.table, size).with_context(|| refuse("its layout"))?;
     disk.verify_tree(image)
