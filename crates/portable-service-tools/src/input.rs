@@ -158,6 +158,15 @@ pub fn refuse_output_in_store(path: &Utf8Path, what: &str) -> Result<()> {
     }
 }
 
+/// What the system said of a failed file operation, without Rust's `(os error N)`.
+pub fn io_words(error: &std::io::Error) -> String {
+    let said = error.to_string();
+    match said.rsplit_once(" (os error ") {
+        Some((words, _)) => words.to_owned(),
+        None => said,
+    }
+}
+
 /// `word` as a shell reads it back: as it is when it holds no character the shell treats
 /// specially, else in single quotes.
 pub fn shell_word(word: &str) -> String {

@@ -609,10 +609,15 @@ fn check_command(args: CheckArgs) -> Result<u8> {
     } else {
         report.text()
     };
-    print!("{text}");
+    // written before it is printed: a report that can't be written is the job not done (1),
+    // and prints no verdict that the exit status then contradicts
     if let Some(file) = &args.report {
-        std::fs::write(file, &text).with_context(|| format!("cannot write {file}"))?;
+        std::fs::write(file, &text).map_err(|e| {
+            let why = input::io_words(&e);
+            exit::Failure::refused(file, format!("cannot write {file}: {why}"))
+        })?;
     }
+    print!("{text}");
     Ok(if report.accepted {
         exit::OK
     } else {

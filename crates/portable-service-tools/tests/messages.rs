@@ -125,6 +125,12 @@ fn each_wrong_input_has_its_exit_status_and_says_what_is_wrong() {
             2,
             "error: cannot read gone.raw: no such file or directory".into(),
         ),
+        // the verdict's report can't be written: the job isn't done, and nothing is printed
+        (
+            &["check", "svc_1.raw", "--report", "gone/report.txt"],
+            1,
+            "error: cannot write gone/report.txt: No such file or directory".into(),
+        ),
         (
             &["check", "none"],
             2,
