@@ -61,12 +61,22 @@ impl Image {
         ensure!(raw.is_file(), "{raw}: no such image");
         let mut files = vec![(versioned.clone(), raw.clone())];
         if ddi::is_ddi(&raw)? {
-            // its signature partition, when the hosts' certificate is given
+            // its table read (hosts would download a disk they can't use), and its signature
+            // partition checked when the hosts' certificate is given
+            let disk = crate::signing::Disk::read(&raw).map_err(crate::exit::unreadable(&raw))?;
             if !certs.is_empty() {
-                let disk = crate::signing::Disk::read(&raw)?;
                 crate::signing::verify_disk(&raw, &disk, certs)?;
             }
         } else {
+            let mut magic = [0u8; 4];
+            let read = std::fs::File::open(&raw).and_then(|mut f| {
+                use std::io::Read as _;
+                f.read_exact(&mut magic)
+            });
+            if read.is_err() || &magic != b"hsqs" {
+                let why = crate::check::squashfs::why_unreadable(&raw, 0, &"");
+                return Err(crate::exit::Failure::unreadable(&raw, why).into());
+            }
             let stem = &raw.as_str()[..raw.as_str().len() - 4];
             for (host, feed) in &FILES[1..] {
                 let sidecar = Utf8PathBuf::from(format!("{stem}{host}"));

@@ -74,7 +74,10 @@ impl Key {
 fn image(dir: &Path, name: &str, seed: u8, sidecars: &[&str]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let raw = dir.join(name);
-    std::fs::write(&raw, vec![seed; 8192]).unwrap();
+    // a squashfs's magic, then bytes of its own: publish reads no further
+    let mut bytes = b"hsqs".to_vec();
+    bytes.resize(8192, seed);
+    std::fs::write(&raw, bytes).unwrap();
     let stem = name.strip_suffix(".raw").unwrap();
     if sidecars.contains(&".verity") {
         let utf8 = |p: PathBuf| camino::Utf8PathBuf::from_path_buf(p).unwrap();
@@ -315,10 +318,18 @@ fn bad_inputs_are_refused_naming_the_value_and_leave_the_feed_as_it_was() {
     let v0 = image(&w.join("a"), "demo_0.raw", 6, &[]);
     let not_a_key = w.join("not-a-key.asc");
     std::fs::write(&not_a_key, "hello\n").unwrap();
+    let junk = w.join("a/junk_1.raw");
+    std::fs::write(&junk, "not an image\n").unwrap();
 
     // (case, images, extra arguments, what the error must name)
     type Case<'a> = (&'a str, Vec<&'a Path>, Vec<&'a str>, Vec<String>);
     let cases: Vec<Case> = vec![
+        (
+            "bytes that are no image (hosts would fetch what they can't attach)",
+            vec![&junk],
+            vec![],
+            vec!["junk_1.raw is not a portable service image".into()],
+        ),
         (
             "a version published with other bytes",
             vec![&other_v1],
