@@ -57,14 +57,15 @@ impl Cert {
     }
 
     fn read_file(path: &Utf8Path) -> Result<Cert> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {path}: {}", crate::input::io_words(&e)))?;
         let pem = bytes.starts_with(b"-----BEGIN");
         let cert = if pem {
             Certificate::from_pem(&bytes)
         } else {
             Certificate::from_der(&bytes)
         }
-        .map_err(|e| {
+        .map_err(|_| {
             // a text file that isn't PEM is no DER either: say what it is, not the DER reader's
             // complaint about its first byte
             if !pem && std::str::from_utf8(&bytes).is_ok() {
@@ -72,8 +73,16 @@ impl Cert {
                     "{path} is not an X.509 certificate: it is text, and a certificate in text \
                      (PEM) starts with -----BEGIN CERTIFICATE-----"
                 )
+            } else if pem {
+                anyhow::anyhow!(
+                    "{path} is not an X.509 certificate: its PEM block is damaged or holds \
+                     something else"
+                )
             } else {
-                anyhow::anyhow!("{path} is not an X.509 certificate (PEM or DER): {e}")
+                anyhow::anyhow!(
+                    "{path} is not an X.509 certificate: its bytes are neither PEM text nor a \
+                     certificate in DER"
+                )
             }
         })?;
         Ok(Cert {
@@ -118,12 +127,24 @@ impl Key {
     }
 
     fn read_file(path: &Utf8Path) -> Result<Key> {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?,
-        );
-        let label = der::pem::decode_label(text.as_bytes())
-            .map_err(|e| anyhow::anyhow!("{path} is not a PEM private key: {e}"))?;
-        let bad = |e: &dyn std::fmt::Display| anyhow::anyhow!("{path}: malformed {label}: {e}");
+        // the readers' own words (DER tags, byte offsets) are no help to a user: said is what
+        // the file is, and what sign takes
+        let bytes = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {path}: {}", crate::input::io_words(&e)))?;
+        let text = Zeroizing::new(String::from_utf8(bytes).map_err(|_| {
+            anyhow::anyhow!(
+                "{path} is not a PEM private key: it is not text (a PEM key starts with \
+                 -----BEGIN PRIVATE KEY-----)"
+            )
+        })?);
+        let label = der::pem::decode_label(text.as_bytes()).map_err(|_| {
+            anyhow::anyhow!(
+                "{path} is not a PEM private key: it doesn't start with a -----BEGIN ...----- line"
+            )
+        })?;
+        let bad = |_: &dyn std::fmt::Display| {
+            anyhow::anyhow!("{path}: its {label} block is damaged or holds no such key")
+        };
         Ok(match label {
             "PRIVATE KEY" => {
                 let (_, document) = der::SecretDocument::from_pem(&text).map_err(|e| bad(&e))?;
@@ -133,10 +154,13 @@ impl Key {
                     rfc5912::RSA_ENCRYPTION => Key::Rsa(Box::new(
                         rsa::RsaPrivateKey::from_pkcs8_pem(&text).map_err(|e| bad(&e))?,
                     )),
-                    rfc5912::ID_EC_PUBLIC_KEY => Key::P256(
-                        p256::SecretKey::from_pkcs8_pem(&text)
-                            .map_err(|e| bad(&format!("{e} (only P-256 EC keys are supported)")))?,
-                    ),
+                    rfc5912::ID_EC_PUBLIC_KEY => {
+                        Key::P256(p256::SecretKey::from_pkcs8_pem(&text).map_err(|_| {
+                            anyhow::anyhow!(
+                                "{path}: an EC key sign can't use (it takes P-256 keys only)"
+                            )
+                        })?)
+                    }
                     other => bail!(
                         "{path}: a key of algorithm {}; sign takes RSA or EC P-256 keys",
                         oid_name(other)
@@ -146,10 +170,9 @@ impl Key {
             "RSA PRIVATE KEY" => Key::Rsa(Box::new(
                 rsa::RsaPrivateKey::from_pkcs1_pem(&text).map_err(|e| bad(&e))?,
             )),
-            "EC PRIVATE KEY" => Key::P256(
-                p256::SecretKey::from_sec1_pem(&text)
-                    .map_err(|e| bad(&format!("{e} (only P-256 EC keys are supported)")))?,
-            ),
+            "EC PRIVATE KEY" => Key::P256(p256::SecretKey::from_sec1_pem(&text).map_err(|_| {
+                anyhow::anyhow!("{path}: an EC key sign can't use (it takes P-256 keys only)")
+            })?),
             "ENCRYPTED PRIVATE KEY" => bail!(
                 "{path} is encrypted; give sign the plain key through a pipe, never a file: \
                  --key <(openssl pkey -in {path})"

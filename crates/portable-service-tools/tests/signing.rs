@@ -236,7 +236,7 @@ fn bad_keys_certificates_and_images_name_the_file_and_write_nothing() {
             &truncated,
             &cert,
             &image,
-            format!("{truncated}: malformed PRIVATE KEY"),
+            format!("{truncated}: its PRIVATE KEY block is damaged or holds no such key"),
             2,
         ),
         (
