@@ -50,6 +50,15 @@ impl Failure {
         }
     }
 
+    /// A value on the command line is out of what the command takes.
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            exit: USAGE,
+            file: None,
+            message: message.into(),
+        }
+    }
+
     /// The job is not done because of what `file` is or holds.
     pub fn refused(file: impl AsRef<Utf8Path>, message: impl Into<String>) -> Failure {
         Failure {

@@ -458,6 +458,16 @@ fn transfers_command(args: TransfersArgs) -> Result<u8> {
         health_command: args.health_command,
         profile: args.profile,
     };
+    // before anything is written: a value out of range is the command line's (64), an agent
+    // that isn't there an unreadable input (2), and neither leaves half a tree in --out
+    host.validate()
+        .map_err(|e| exit::Failure::usage(format!("{e:#}")))?;
+    if !args.agent.is_file() {
+        let agent = &args.agent;
+        return Err(
+            exit::Failure::unreadable(agent, format!("{agent}: no such agent program")).into(),
+        );
+    }
     for file in host.write(&args.out, &args.agent)? {
         println!("wrote {file}");
     }

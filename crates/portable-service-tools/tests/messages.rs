@@ -253,10 +253,25 @@ fn each_wrong_input_has_its_exit_status_and_says_what_is_wrong() {
                 "--agent",
                 "agent",
             ],
-            1,
+            64,
             "error: url \"ftp://x\": systemd-sysupdate fetches feeds over http:// or https:// \
              only"
                 .into(),
+        ),
+        (
+            &[
+                "transfers",
+                "--out",
+                "o",
+                "--name",
+                "svc",
+                "--url",
+                "https://x",
+                "--agent",
+                "gone-agent",
+            ],
+            2,
+            "error: gone-agent: no such agent program".into(),
         ),
         (
             &[
@@ -286,6 +301,11 @@ fn each_wrong_input_has_its_exit_status_and_says_what_is_wrong() {
             "{said}"
         );
     }
+    // no failed transfers left half a tree behind
+    assert!(
+        !d.path("o").exists(),
+        "transfers wrote into --out and failed"
+    );
 }
 
 /// `nix build` leaves `result`, a link into the store; the image there is signed in place (a
