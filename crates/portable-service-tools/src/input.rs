@@ -76,12 +76,16 @@ pub fn store_dir() -> Utf8PathBuf {
 }
 
 /// Where `path` really is, if that is inside the Nix store (both compared with every symbolic
-/// link resolved, so `result/NAME.raw` and a store reached through a link are caught).
+/// link resolved, so `result/NAME.raw` and a store reached through a link are caught). The
+/// store is [`store_dir`], and `/nix/store` too where that names another: a machine's usual
+/// store stays guarded whatever the environment says.
 pub fn in_store(path: &Utf8Path) -> Option<Utf8PathBuf> {
-    let store = store_dir();
-    let store = store.canonicalize_utf8().unwrap_or(store);
     let real = path.canonicalize_utf8().ok()?;
-    real.starts_with(&store).then_some(real)
+    [store_dir(), Utf8PathBuf::from("/nix/store")]
+        .into_iter()
+        .map(|store| store.canonicalize_utf8().unwrap_or(store))
+        .any(|store| real.starts_with(&store))
+        .then_some(real)
 }
 
 /// Refuses `image` inside the Nix store, where `job` (`"sign"`) would write `what`; `redo` is the
