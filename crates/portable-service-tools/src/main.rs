@@ -118,7 +118,10 @@ fn fail(error: &anyhow::Error, unclassified: u8, json: bool) -> u8 {
             },
         };
         // a struct, not json!: its fields stay in this order, "schema" first
-        println!(
+        // an output that can't be written can say nothing of it either
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout(),
             "{}",
             serde_json::to_string_pretty(&said).expect("plain fields")
         );
@@ -188,7 +191,9 @@ fn generate_command(prefix: &Utf8Path) -> Result<u8> {
     let man = share.join("man/man1");
     std::fs::create_dir_all(&man).with_context(|| format!("cannot make {man}"))?;
     clap_mangen::generate_to(command(), &man).with_context(|| format!("cannot write in {man}"))?;
-    println!("wrote the completions and man pages below {share}");
+    say(&format!(
+        "wrote the completions and man pages below {share}\n"
+    ))?;
     Ok(exit::OK)
 }
 
@@ -293,9 +298,9 @@ fn publish_command(args: PublishArgs) -> Result<u8> {
         done,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        say(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
     } else {
-        print!("{}", summary.text());
+        say(&summary.text())?;
     }
     Ok(exit::OK)
 }
@@ -469,7 +474,7 @@ fn transfers_command(args: TransfersArgs) -> Result<u8> {
         );
     }
     for file in host.write(&args.out, &args.agent)? {
-        println!("wrote {file}");
+        say(&format!("wrote {file}\n"))?;
     }
     Ok(exit::OK)
 }
@@ -500,15 +505,15 @@ fn sign_command(args: SignArgs) -> Result<u8> {
     refuse_to_sign_in_store(&args, &image, disk)?;
     if disk {
         let cert = signing::sign_disk(&image, &args.key, &args.cert, args.resign)?;
-        println!(
-            "signed {image}: its signature partition holds the root hash's signature by {}",
+        say(&format!(
+            "signed {image}: its signature partition holds the root hash's signature by {}\n",
             cert.subject()
-        );
+        ))?;
         return Ok(exit::OK);
     }
     let p7s = signing::sign(&image, &args.key, &args.cert)?;
     let cert = signing::Cert::read(&args.cert)?;
-    println!("wrote {p7s}: signed by {}", cert.subject());
+    say(&format!("wrote {p7s}: signed by {}\n", cert.subject()))?;
     Ok(exit::OK)
 }
 
@@ -627,12 +632,29 @@ fn check_command(args: CheckArgs) -> Result<u8> {
             exit::Failure::refused(file, format!("cannot write {file}: {why}"))
         })?;
     }
-    print!("{text}");
+    say(&text)?;
     Ok(if report.accepted {
         exit::OK
     } else {
         exit::REFUSED
     })
+}
+
+/// Writes `text` to standard output: one that can't be written (a full disk, a closed pipe) is
+/// the job's result not written (1), said as such, not a panic.
+fn say(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| {
+            exit::Failure {
+                exit: exit::REFUSED,
+                file: None,
+                message: format!("cannot write the output: {}", input::io_words(&e)),
+            }
+            .into()
+        })
 }
 
 /// `--systemd`'s value: a version check has rules for, said in a user's words when it isn't.
