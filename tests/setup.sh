@@ -37,7 +37,7 @@ install_missing() {
 }
 install_missing "" nix-bin squashfs-tools busybox-static
 install_missing --no-install-recommends qemu-system-x86 linux-image-amd64 debootstrap kmod \
-  e2fsprogs cryptsetup-bin openssl gpg gpg-agent
+  e2fsprogs cryptsetup-bin openssl gpg gpg-agent systemd-container
 
 echo "setup: building the static portable-service-builder, portable-service and portable-service-agent" >&2
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --quiet --release --locked \

@@ -14,6 +14,7 @@
 
 pub mod agent_config;
 pub mod ddi;
+pub mod dissect;
 pub mod extension;
 pub mod feed;
 pub mod mount_points;

@@ -596,7 +596,7 @@ fn check_command(args: CheckArgs) -> Result<u8> {
     use check::tree::Image;
     let open = |path: &Utf8Path| {
         let file = input::image_file(path)?;
-        Image::open(&file, &args.architecture).map_err(exit::unreadable(&file))
+        Image::open_as(&file, &args.architecture, args.systemd).map_err(exit::unreadable(&file))
     };
     let base = open(&args.image)?;
     let extensions = args

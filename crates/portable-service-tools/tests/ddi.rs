@@ -494,15 +494,13 @@ fn hostile_partition_tables_are_errors_not_crashes() {
         fs::write(d.image(), &good).unwrap();
         edit_entries(&d.image(), edit);
         let bytes = fs::read(d.image()).unwrap();
+        // libblkid passes over an entry outside the usable range, and systemd then has a hash
+        // tree without its root; one that ends before it starts it fails on
         let out = tool(&["check", d.image().as_str()]);
         assert_eq!(out.status.code(), Some(2), "{what}: {}", said(&out));
         assert!(
-            said(&out).contains("partition 1 (sectors"),
-            "{what}: {}",
-            said(&out)
-        );
-        assert!(
-            said(&out).contains("lies outside the file"),
+            said(&out).contains("systemd refuses it: it has a root-verity partition but no root")
+                || said(&out).contains("partition 1 ends (sector"),
             "{what}: {}",
             said(&out)
         );
@@ -515,10 +513,10 @@ fn hostile_partition_tables_are_errors_not_crashes() {
     }
 }
 
-/// A DDI whose first partitions are a properly signed arm64 root, verity and signature, and
-/// which also holds an unsigned x86-64 root: an x86-64 host runs the x86-64 one, so `check`
-/// for x86-64 judges that one (no tree, not signed), for arm64 the signed one, and
-/// `sign` refuses a disk whose partitions are for two architectures.
+/// A DDI whose first partitions are a properly signed arm64 root, verity and signature: an
+/// x86-64 host takes the arm64 root, having no other, and check says so. With an x86-64 root
+/// over the same bytes, check can't tell what systemd finds, and `sign` refuses a disk whose
+/// partitions are for two architectures.
 #[test]
 fn the_partition_judged_is_the_one_the_host_runs() {
     let d = disk_for("aarch64-linux");
@@ -536,13 +534,12 @@ fn the_partition_judged_is_the_one_the_host_runs() {
         );
     };
     signed_for_arm64();
-    // on x86-64, the arm64 disk alone has nothing to run
-    let out = tool(&["check", d.image().as_str(), "--architecture", "x86-64"]);
-    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+    // on x86-64, systemd takes the arm64 root when there is no other (measured with
+    // systemd-dissect 252: tests/tests/dissect.rs), so check judges it, and says whose it is
+    let (_, report) = check(&d.image(), &["--architecture", "x86-64"]);
     assert!(
-        said(&out).contains("no root partition for x86-64 or x86, only for arm64"),
-        "{}",
-        said(&out)
+        report.contains("its root partition 1 is for arm64"),
+        "{report}"
     );
 
     // an x86-64 root over the same bytes, unsigned and without a tree
@@ -554,21 +551,15 @@ fn the_partition_judged_is_the_one_the_host_runs() {
         extra.partition_name = "root-x86-64".into();
         e[3] = extra;
     });
-    // systemd runs an unsigned root without a tree (its default policy allows it): accepted,
-    // and said to be what it is
-    let (accepted, report) = check(
-        &d.image(),
-        &["--architecture", "x86-64", "--cert", fleet.1.as_str()],
-    );
-    assert!(accepted && !report.contains("signed by"), "{report}");
-    assert!(report.contains("no root-verity partition"), "{report}");
+    // two roots over the same bytes: systemd adds partition devices itself and finds the
+    // second's only if the kernel was quicker (measured on 252): check can't tell, and says so
+    let out = tool(&["check", d.image().as_str(), "--architecture", "x86-64"]);
+    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
     assert!(
-        report.contains(
-            "partition 1 is a root partition for arm64, and hosts of x86-64 run x86-64's"
-        ),
-        "{report}"
+        said(&out).contains("its partitions 1 and 4 overlap"),
+        "{}",
+        said(&out)
     );
-    signed_for_arm64();
     let bytes = fs::read(d.image()).unwrap();
     let out = sign(&fleet, &d.image(), &["--resign"]);
     assert!(!out.status.success(), "{}", said(&out));
@@ -578,18 +569,4 @@ fn the_partition_judged_is_the_one_the_host_runs() {
         said(&out)
     );
     assert!(fs::read(d.image()).unwrap() == bytes, "the file changed");
-
-    // two x86-64 roots: which one runs depends on systemd's version; refused
-    edit_entries(&d.image(), |e| {
-        let mut again = e[3].clone();
-        again.unique_partition_guid[1] ^= 0xff;
-        e[4] = again;
-    });
-    let out = tool(&["check", d.image().as_str(), "--architecture", "x86-64"]);
-    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
-    assert!(
-        said(&out).contains("partitions 4 and 5 are both root partitions for x86-64"),
-        "{}",
-        said(&out)
-    );
 }

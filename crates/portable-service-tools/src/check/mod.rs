@@ -635,7 +635,7 @@ fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Optio
             message,
         })
     };
-    let chosen = table.for_host(&options.architecture);
+    let chosen = chosen_of(image, table);
     let runs = chosen
         .as_ref()
         .map_or(options.architecture.as_str(), |c| c.arch.name);
@@ -686,6 +686,17 @@ fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Optio
         Ok(c) => c,
         Err(e) => return error(r, format!("{path}: {e:#}")),
     };
+    if chosen.arch.name != options.architecture {
+        r.advice(&format!(
+            "{path}: its root partition {} is for {}, and systemd on {} takes it as the disk \
+             has no root for {} itself: its programs need a CPU (or an emulator) of {}",
+            chosen.root.number,
+            chosen.arch.name,
+            options.architecture,
+            options.architecture,
+            chosen.arch.name
+        ));
+    }
     if chosen.verity.is_none() {
         if !options.certs.is_empty() {
             r.verity.push(format!(
@@ -772,6 +783,35 @@ fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Optio
             unsigned_disk(options.systemd)
         )),
     }
+}
+
+/// The partitions of `table` systemd uses, as [`tree::Image::open_as`] found them: the root,
+/// and the root-verity and root-verity-sig partitions it pairs with it.
+fn chosen_of<'t>(image: &Image, table: &'t ddi::Table) -> anyhow::Result<ddi::Chosen<'t>> {
+    use anyhow::Context as _;
+    use portable_service_rules::dissect::Kind;
+    let find = |kind: Kind| -> anyhow::Result<Option<&'t ddi::Partition>> {
+        let Some(m) = image
+            .used
+            .iter()
+            .find(|m| m.kind == kind && m.designator == kind.name())
+        else {
+            return Ok(None);
+        };
+        let p = table.partitions.iter().find(|p| Some(p.number) == m.number);
+        p.map(Some)
+            .with_context(|| format!("partition {:?} differs between its GPT headers", m.number))
+    };
+    let root = find(Kind::Root)?.context("systemd finds no root partition in it")?;
+    let (_, arch) = root
+        .designator
+        .context("its root partition's type names an architecture Nix doesn't build for")?;
+    Ok(ddi::Chosen {
+        arch,
+        root,
+        verity: find(Kind::RootVerity)?,
+        signature: find(Kind::RootVeritySig)?,
+    })
 }
 
 /// What systemd does with a DDI without a signature partition, measured on 252, 254, 257 and

@@ -9,6 +9,7 @@
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use portable_service_rules::ddi;
+use portable_service_rules::dissect::{self, Kind};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
@@ -33,6 +34,8 @@ pub struct Image {
     pub nodes: BTreeMap<PathBuf, Node>,
     /// A Discoverable Disk Image's partition table; `None` for a naked file system.
     pub disk: Option<ddi::Table>,
+    /// What systemd mounts of it (for a disk: the partitions it chose).
+    pub used: Vec<dissect::Mount>,
     contents: Box<ReadFile>,
 }
 
@@ -68,26 +71,43 @@ impl Image {
             name: name.strip_suffix(".raw").unwrap_or(name).to_owned(),
             nodes,
             disk: None,
+            used: Vec::new(),
             contents: Box::new(contents),
         }
+    }
+
+    /// [`Image::open_as`] by systemd 252's rules of dissecting.
+    pub fn open(path: &Utf8Path, arch: &str) -> Result<Image> {
+        Image::open_as(path, arch, 252)
     }
 
     /// Reads a squashfs image, or the squashfs root partition of a Discoverable Disk Image.
     /// backhand reads it in this process, names and all (no listing to parse), with the
     /// compressors mksquashfs writes; see BENCHMARKS.md for its cost.
-    /// A disk image is read as a host of architecture `arch` (systemd's name) reads it: its
-    /// root partition for that architecture (see [`ddi::Table::for_host`]).
-    pub fn open(path: &Utf8Path, arch: &str) -> Result<Image> {
-        let (offset, disk) = if ddi::is_ddi(path)? {
-            let table = ddi::read_table(path)?;
-            let root = table
-                .for_host(arch)
-                .with_context(|| format!("{path} is a GPT disk image that can't run on {arch}"))?
-                .root;
-            (root.range.start, Some(table))
-        } else {
-            (0, None)
+    /// What is read is what systemd `systemd` mounts on a host of architecture `arch` (systemd's
+    /// name), as [`dissect`] decides it: a file libblkid takes for a file system is that file
+    /// system whatever table follows it; a disk's root partition is the one systemd chooses.
+    /// An image of which systemd would mount anything else is refused, saying what.
+    pub fn open_as(path: &Utf8Path, arch: &str, systemd: u32) -> Result<Image> {
+        let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
+        let dissected = match dissect::dissect(&mut file, dissect::Rules::of(systemd), arch) {
+            Ok(d) => d,
+            // no image at all: backhand's reader says what the file is instead
+            Err(dissect::Refusal::NoImage) => dissect::Dissected::default(),
+            Err(why) => bail!("{path}: {why}"),
         };
+        let (offset, disk) = if dissected.whole || dissected.mounts.is_empty() {
+            if dissected.whole {
+                root_of(path, &dissected)?;
+            }
+            (0, None)
+        } else {
+            let root = root_of(path, &dissected)?;
+            let table = ddi::read_table(path)?;
+            root_fits(&mut file, path, root)?;
+            (root.range.start, Some(table))
+        };
+        let used = dissected.mounts.clone();
         super::squashfs::check_metadata_of(path, offset)?;
         let file = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
         let fs = backhand::FilesystemReader::from_reader_with_offset(
@@ -147,12 +167,56 @@ impl Image {
         };
         let mut image = Image::from_tree(path, nodes, contents);
         image.disk = disk;
+        image.used = used;
         Ok(image)
     }
 
     /// The content of the file at `path` (relative to the root, no symlink followed).
     pub fn read(&self, path: &Path) -> Result<Vec<u8>> {
         (self.contents)(path)
+    }
+}
+
+/// The root file system systemd mounts of `dissected`, which check reads: a squashfs, and no
+/// usr partition beside it (portableService makes none; one would be mounted over the root's
+/// /usr, unread here).
+fn root_of<'d>(path: &Utf8Path, dissected: &'d dissect::Dissected) -> Result<&'d dissect::Mount> {
+    if let Some(usr) = dissected.get(Kind::Usr) {
+        bail!(
+            "{path}: systemd mounts its usr partition {} over the root's /usr: check reads \
+             images whose root partition holds the service, as portableService builds them",
+            usr.number.unwrap_or(0)
+        );
+    }
+    let root = dissected
+        .get(Kind::Root)
+        .context("systemd finds no root in it")?;
+    match root.fstype.as_deref() {
+        Some("squashfs") => Ok(root),
+        other => {
+            let what = other.map_or("no file system libblkid knows".to_owned(), |t| {
+                format!("a {t} file system")
+            });
+            let part = root.number.map_or("it is".to_owned(), |n| {
+                format!("its root partition {n} holds")
+            });
+            bail!("{path}: {part} {what}: check reads squashfs images")
+        }
+    }
+}
+
+/// A root partition's squashfs must end inside the partition: the kernel reads the partition's
+/// device, and a file system running past its end fails to mount.
+fn root_fits(file: &mut std::fs::File, path: &Utf8Path, root: &dissect::Mount) -> Result<()> {
+    let head = dissect::blkid::head(file, root.range.start, root.range.end)?;
+    let room = root.range.end - root.range.start;
+    match dissect::blkid::squashfs_len(&head) {
+        Some(len) if len > room => bail!(
+            "{path}: the squashfs file system of root partition {} is {len} bytes, its \
+             partition {room}: systemd fails to mount it",
+            root.number.unwrap_or(0)
+        ),
+        _ => Ok(()),
     }
 }
 

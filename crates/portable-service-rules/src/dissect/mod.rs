@@ -1,0 +1,220 @@
+//! What systemd's dissect code (systemd-dissect, and portabled when it attaches an image) mounts
+//! from an image file, decided from the file's bytes by the same rules, so that `check` and
+//! `sign` judge the partition a host runs and not another: libblkid's first ([`blkid`]: a file
+//! system it finds at the file's start makes the whole file that file system, whatever table
+//! follows; [`gpt`]: which table it reads), then systemd's choice of partitions ([`choose`]).
+//!
+//! Two sets of rules, 252's and 262's (`../shared/notes/dissect-rules.md`); versions before 252
+//! are judged by 252's. Where this module can't know what systemd does, it says so
+//! ([`Refusal::Unsure`]) rather than guess. Proven against systemd-dissect itself by
+//! tests/tests/dissect.rs.
+
+pub mod blkid;
+mod choose;
+pub mod gpt;
+pub mod types;
+
+use crate::ddi::Uuid;
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+pub use types::Kind;
+
+/// Whose rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rules {
+    V252,
+    V262,
+}
+
+impl Rules {
+    pub fn of(systemd: u32) -> Rules {
+        if systemd >= 262 {
+            Rules::V262
+        } else {
+            Rules::V252
+        }
+    }
+}
+
+/// One thing systemd mounts (or sets up) of an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub kind: Kind,
+    /// systemd-dissect's name for it: the kind's, or for a partition of another architecture
+    /// left over, its slot's ("root-other-verity"), which systemd doesn't use.
+    pub designator: String,
+    /// The partition's number; `None` for a file that is one file system.
+    pub number: Option<u32>,
+    pub arch: Option<&'static str>,
+    /// What libblkid finds in it (for verity and signature partitions, systemd's name).
+    pub fstype: Option<String>,
+    pub rw: bool,
+    pub growfs: bool,
+    pub uuid: Option<Uuid>,
+    pub label: Option<String>,
+    /// Bytes, in the file.
+    pub range: Range<u64>,
+}
+
+/// Why an image gets no verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// systemd refuses the image too (or mounts nothing of it).
+    Systemd(String),
+    /// What systemd does with it isn't known here.
+    Unsure(String),
+    /// No file system libblkid knows and no partition table: no image at all.
+    NoImage,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Refusal::Systemd(why) => write!(f, "systemd refuses it: {why}"),
+            Refusal::Unsure(why) => write!(f, "what systemd makes of it can't be told here: {why}"),
+            Refusal::NoImage => write!(
+                f,
+                "it holds no file system libblkid knows and no partition table"
+            ),
+        }
+    }
+}
+
+/// An image as systemd dissects it.
+#[derive(Debug, Clone, Default)]
+pub struct Dissected {
+    /// The whole file is one file system (systemd's "single file system" image).
+    pub whole: bool,
+    /// What systemd mounts: the root or usr partition, their verity and signature partitions.
+    pub mounts: Vec<Mount>,
+    /// Every partition libblkid lists (for a disk image).
+    pub entries: Vec<gpt::Entry>,
+}
+
+impl Dissected {
+    /// What systemd uses as `kind`.
+    pub fn get(&self, kind: Kind) -> Option<&Mount> {
+        self.mounts
+            .iter()
+            .find(|m| m.kind == kind && m.designator == kind.name())
+    }
+}
+
+/// Partition tables libblkid looks for before GPT, each of which systemd refuses.
+const OTHER_TABLES: [(usize, &[u8], &str); 3] = [
+    (0, b"\x0b\xe5\xa9\x41", "SGI"),
+    (0, b"\xc9\xc2\xd4\xc1", "AIX"),
+    (508, b"\xda\xbe", "Sun"),
+];
+
+/// Dissects the image read through `file` as systemd's `rules` do on a host of `host`
+/// (systemd's name of its architecture: x86-64, arm64, ...).
+pub fn dissect(
+    file: &mut (impl Read + Seek),
+    rules: Rules,
+    host: &str,
+) -> Result<Dissected, Refusal> {
+    let io = |e: std::io::Error| Refusal::Unsure(format!("it can't be read: {e}"));
+    let size = file.seek(SeekFrom::End(0)).map_err(io)?;
+    let head = blkid::head(file, 0, size).map_err(io)?;
+    match blkid::probe_at(&head, size, rules) {
+        blkid::Found::FileSystem(fstype) => return Ok(whole(fstype, size)),
+        blkid::Found::Refused(why) => return Err(Refusal::Systemd(why)),
+        blkid::Found::Unsure(t) => {
+            return Err(Refusal::Unsure(format!(
+                "it holds a {t} signature where libblkid looks for one; were it a {t} file \
+                 system, systemd would mount the whole file as one"
+            )))
+        }
+        blkid::Found::Nothing => {}
+    }
+    if let Some((_, _, name)) = OTHER_TABLES
+        .iter()
+        .find(|(at, m, _)| blkid::has(&head, *at, m))
+    {
+        return Err(Refusal::Unsure(format!(
+            "it starts like a{} {name} partition table, which libblkid reads before GPT",
+            if *name == "AIX" { "n" } else { "" }
+        )));
+    }
+    let entries = match gpt::read(file, size) {
+        gpt::Table::Gpt { entries, .. } => entries,
+        gpt::Table::NotGpt { mbr: true } => {
+            return Err(Refusal::Unsure(
+                "it has an MBR partition table without a GPT: check reads GPT disks".into(),
+            ))
+        }
+        gpt::Table::NotGpt { mbr: false } => return Err(Refusal::NoImage),
+        gpt::Table::Damaged => {
+            return Err(Refusal::Systemd(
+                "both its GPT headers are damaged: libblkid reports only a protective MBR".into(),
+            ))
+        }
+        gpt::Table::Broken(why) => return Err(Refusal::Systemd(why)),
+    };
+    overlaps(&entries)?;
+    let mut mounts = choose::choose(&entries, rules, host)?;
+    for m in &mut mounts {
+        if m.fstype.is_none() {
+            let head = blkid::head(file, m.range.start, m.range.end).map_err(io)?;
+            m.fstype = match blkid::probe_at(&head, m.range.end - m.range.start, rules) {
+                blkid::Found::FileSystem(t) => Some(t.to_owned()),
+                _ => None,
+            };
+        }
+        // a file system that is read-only by its kind is mounted so, and never grown
+        if matches!(m.fstype.as_deref(), Some(t) if read_only_kind(t)) {
+            m.rw = false;
+        }
+        m.growfs &= m.rw;
+    }
+    Ok(Dissected {
+        whole: false,
+        mounts,
+        entries,
+    })
+}
+
+fn whole(fstype: &'static str, size: u64) -> Dissected {
+    Dissected {
+        whole: true,
+        mounts: vec![Mount {
+            kind: Kind::Root,
+            designator: "root".into(),
+            number: None,
+            arch: None,
+            fstype: Some(fstype.to_owned()),
+            rw: !read_only_kind(fstype),
+            growfs: false,
+            uuid: None,
+            label: None,
+            range: 0..size,
+        }],
+        entries: Vec::new(),
+    }
+}
+
+/// File systems that can't be written (systemd's `fstype_is_ro()`).
+fn read_only_kind(fstype: &str) -> bool {
+    matches!(fstype, "squashfs" | "squashfs3" | "erofs" | "iso9660")
+}
+
+/// Partitions that overlap, one of them of a kind systemd uses: systemd adds each partition's
+/// device itself and takes the refusal of an overlapping one for the kernel having added it
+/// first; whether its device then exists depends on that race (measured on 252: "Failed to
+/// dissect image: No such file or directory" when the kernel hadn't).
+fn overlaps(entries: &[gpt::Entry]) -> Result<(), Refusal> {
+    for (i, a) in entries.iter().enumerate() {
+        for b in &entries[i + 1..] {
+            let used = |e: &gpt::Entry| types::kind_of(&e.type_uuid).is_some();
+            if a.range.start < b.range.end && b.range.start < a.range.end && (used(a) || used(b)) {
+                return Err(Refusal::Unsure(format!(
+                    "its partitions {} and {} overlap: whether systemd finds the second's device \
+                     depends on a race with the kernel",
+                    a.number, b.number
+                )));
+            }
+        }
+    }
+    Ok(())
+}
