@@ -486,6 +486,16 @@ fn update_and_roll_back(
 /// through.
 fn a_signed_image_updates_rolls_back_and_refuses_a_changed_feed(systemd: Systemd) {
     let c = Host::open(systemd);
+    if (247..252).contains(&c.rules()) {
+        // measured on 249 (2026-12-07): the agent attached 1.0, demo.service failed and the
+        // agent marked it bad, as check says (check.rs): these versions hand the signature
+        // beside a naked image to the kernel, which checks it against its own keyring only
+        eprintln!(
+            "systemd {}: a signed naked image can't run here (check refuses it)",
+            c.version()
+        );
+        return;
+    }
     let (feed, demos, _work) = update_and_roll_back(
         &c,
         "verity = true;",
