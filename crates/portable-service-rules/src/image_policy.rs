@@ -536,9 +536,11 @@ pub struct State {
 
 /// What `flags` allows a partition to be, in words.
 fn wanted(flags: Flags) -> String {
+    let (signed, verity) = (flags.allows_signed(), flags.allows_verity());
     let kinds: Vec<&str> = [
-        (flags.allows_signed(), "signed"),
-        (flags.allows_verity(), "with dm-verity and no signature"),
+        (signed && verity, "with dm-verity (signed or not)"),
+        (signed && !verity, "signed"),
+        (verity && !signed, "with dm-verity and no signature"),
         (flags.allows_encrypted(), "encrypted"),
         (flags.allows_unprotected(), "unprotected"),
         (flags.allows_unused(), "there but unused"),
@@ -564,7 +566,7 @@ fn found(d: Designator, protection: Protection, why: &Option<String>) -> String 
         Protection::Verity => "has dm-verity but no signature",
         Protection::Signed { verified: true } => "is signed",
         Protection::Signed { verified: false } => {
-            "has a signature that no certificate given verifies"
+            "has a signature not verified against the hosts' certificates"
         }
     };
     match why {
