@@ -377,20 +377,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
                 let content = unit_view(base, image, &layered).read(&Path::new(dir).join(&name));
                 match content {
                     Ok(c) if c.iter().all(u8::is_ascii_whitespace) => {
-                        let attached = rules_of(options.systemd) < PASSES_OVER_EMPTY_UNITS;
-                        masked_attached += usize::from(attached);
-                        r.skipped_units.push(SkippedUnit {
-                            name: name.clone(),
-                            from,
-                            why: if attached {
-                                "empty: attached, and systemd takes an empty unit file for a \
-                                 masked unit"
-                            } else {
-                                "empty: systemd takes an empty unit file for a masked unit"
-                            }
-                            .into(),
-                            passed_over: !attached,
-                        });
+                        masked_attached += usize::from(empty_unit(&mut r, &name, from, options));
                     }
                     Ok(c) => units.push((
                         Unit {
@@ -415,6 +402,8 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
             "Couldn't find any matching unit files in image '{}', refusing.",
             base.path
         )));
+    } else if units.is_empty() {
+        only_masked_units(&mut r, options.systemd);
     }
     if rules_of(options.systemd) < PROFILES_SERVICES_ONLY {
         // a masked unit (empty, or a link to /dev/null) is looked up too (measured: a socket
@@ -825,6 +814,43 @@ fn check_signer(
             },
         }),
     }
+}
+
+/// An empty unit file `name`, which systemd takes for a masked unit: before
+/// [`PASSES_OVER_EMPTY_UNITS`] portabled attaches it all the same, from then on it is passed
+/// over. Whether it is attached.
+fn empty_unit(r: &mut Report, name: &str, from: String, options: &Options) -> bool {
+    let attached = rules_of(options.systemd) < PASSES_OVER_EMPTY_UNITS;
+    r.skipped_units.push(SkippedUnit {
+        name: name.to_owned(),
+        from,
+        why: if attached {
+            "empty: attached, and systemd takes an empty unit file for a masked unit"
+        } else {
+            "empty: systemd takes an empty unit file for a masked unit"
+        }
+        .into(),
+        passed_over: !attached,
+    });
+    attached
+}
+
+/// An image whose units are all empty files: before [`PASSES_OVER_EMPTY_UNITS`] portabled
+/// attaches them, masked, and none can start; an empty unit beside others is masked on purpose,
+/// as a link to /dev/null is (the differential tests count neither).
+fn only_masked_units(r: &mut Report, systemd: u32) {
+    let masked: Vec<String> = r
+        .skipped_units
+        .iter()
+        .filter(|s| s.why.starts_with("empty: attached"))
+        .map(|s| s.name.clone())
+        .collect();
+    r.error(Finding::runs(format!(
+        "{} empty: systemd {systemd} attaches an empty unit file as a masked unit, which can't \
+         start, and the image has no other unit (from {PASSES_OVER_EMPTY_UNITS} on portabled \
+         passes over it and refuses the image); give the unit its settings",
+        masked.join(", ")
+    )));
 }
 
 /// What a systemd version does with an image whose hash tree is not signed.
