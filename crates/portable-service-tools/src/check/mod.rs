@@ -6,7 +6,8 @@
 //! os-release and units, which units it attaches for which matches, how it matches an extension's
 //! release file against the base. The rules an image must follow to run (unit types and names,
 //! mount points, state directories) are the build's own, from `portable_service_rules`, which
-//! also reads the release files. [`tree`] reads images; [`report`] says the result.
+//! also reads the release files. [`tree`] reads images; [`policy`] judges them by an image
+//! policy (`--image-policy`); [`report`] says the result.
 
 pub mod policy;
 pub mod report;
