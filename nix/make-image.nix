@@ -49,6 +49,7 @@ let
       "passthru"
       "minSystemd"
       "profile"
+      "imagePolicy"
     ]
     ++ (if args.portablePrefixes or null == null then [ "portablePrefixes" ] else [ ])
   );
@@ -176,6 +177,17 @@ let
       v
     else
       a.fail "profile" v "must be null or a profile systemd ships: ${builtins.concatStringsSep ", " shipped}";
+  # The image policy (systemd's syntax) `check` holds the image to. It doesn't change the image;
+  # its syntax is the check's to judge (by systemd's rules, naming the part at fault).
+  imagePolicy =
+    let
+      v = args.imagePolicy or null;
+    in
+    if v == null || builtins.isString v then
+      v
+    else
+      a.fail "imagePolicy" v
+        "must be null or an image policy in systemd's syntax (a string), such as \"root=signed\"";
   # `what` came in systemd `since` (its sources; README's table has what the VMs measured)
   needs =
     what: since:
@@ -224,8 +236,24 @@ let
       "--report"
       (builtins.placeholder "out")
     ]
-    # the signature is made after the build, outside the store (`portable-service sign`)
-    ++ (if hasVerity || (base != null && base.verity) then [ "--signed-later" ] else [ ])
+    # the signature is made after the build, outside the store (`portable-service sign`);
+    # a policy's "signed" is judged so too (an image without a hash tree can't be signed, and
+    # the policy says so)
+    ++ (
+      if hasVerity || (base != null && base.verity) || imagePolicy != null then
+        [ "--signed-later" ]
+      else
+        [ ]
+    )
+    ++ (
+      if imagePolicy != null then
+        [
+          "--image-policy"
+          imagePolicy
+        ]
+      else
+        [ ]
+    )
     # with the matches a host attaches with (portablectl's default, the image name, is one of
     # them unless `portablePrefixes` leaves out the pname)
     ++ builtins.concatMap (p: [
@@ -519,7 +547,7 @@ let
     else
       again (args // changes);
 in
-builtins.seq imageNeeds (builtins.seq profile drv)
+builtins.seq imageNeeds (builtins.seq profile (builtins.seq imagePolicy drv))
 // {
   # nixpkgs' derivation is `pname = "${pname}-img"`, so that its name is "${pname}-${version}";
   # the derivation's own `pname`, which the builder names the file and os-release with, stays

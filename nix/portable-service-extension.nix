@@ -52,6 +52,9 @@ let
       # the profile the hosts attach with (`portablectl attach --profile`), which `check`
       # judges by; null: portablectl's own, "default"
       profile ? null,
+      # an image policy in systemd's syntax ("root=signed") that `check` holds the image to;
+      # null: none
+      imagePolicy ? null,
       meta ? { },
       passthru ? { },
     }@args:

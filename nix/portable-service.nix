@@ -51,6 +51,9 @@ let
       # the profile the hosts attach with (`portablectl attach --profile`), which `check`
       # judges by; null: portablectl's own, "default"
       profile ? null,
+      # an image policy in systemd's syntax ("root=signed") that `check` holds the image to;
+      # null: none
+      imagePolicy ? null,
       # as nixpkgs' derivations have them; meta.description and meta.homepage default to the
       # image's description and homepage
       meta ? { },

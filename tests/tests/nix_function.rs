@@ -1019,3 +1019,40 @@ fn min_systemd_refuses_what_older_hosts_cannot_run() {
         "the image doesn't depend on the profile"
     );
 }
+
+/// `imagePolicy`: a string (systemd's syntax) the image's `check` holds it to, judging
+/// "signed" as signed after the build; anything else fails at evaluation naming the
+/// attribute; the image itself doesn't change with it.
+#[test]
+fn image_policy_is_passed_to_check_and_must_be_a_string() {
+    let err = eval_error("(demo { extra.imagePolicy = [ \"root=signed\" ]; })");
+    assert!(
+        err.contains("portableService: `imagePolicy` = [\"root=signed\"] must be null or an image policy in systemd's syntax (a string)"),
+        "{err}"
+    );
+    let err = eval_error("(ext.app { extra.imagePolicy = 1; })");
+    assert!(
+        err.contains("portableServiceExtension: `imagePolicy` = 1 must be null"),
+        "{err}"
+    );
+    let args: Vec<String> = serde_json::from_str(
+        &eval("builtins.toJSON (demo { extra.imagePolicy = \"root=signed\"; }).check.args")
+            .unwrap(),
+    )
+    .unwrap();
+    let policy = args.iter().position(|a| a == "--image-policy");
+    assert_eq!(
+        policy.map(|i| args[i + 1].as_str()),
+        Some("root=signed"),
+        "{args:?}"
+    );
+    assert!(args.iter().any(|a| a == "--signed-later"), "{args:?}");
+    let plain: Vec<String> =
+        serde_json::from_str(&eval("builtins.toJSON (demo { }).check.args").unwrap()).unwrap();
+    assert!(!plain.iter().any(|a| a == "--image-policy"), "{plain:?}");
+    assert_eq!(
+        eval("(demo { extra.imagePolicy = \"root=signed\"; }).drvPath").unwrap(),
+        eval("(demo { }).drvPath").unwrap(),
+        "the image doesn't depend on the policy"
+    );
+}

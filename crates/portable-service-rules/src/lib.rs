@@ -8,7 +8,8 @@
 //! parts live. [`os_release`]: reading a release file as systemd does. [`unit_file`]: reading a
 //! unit file's settings as systemd does. [`verity`]: the dm-verity hash tree's format and the
 //! files systemd looks for beside an image. [`feed`]: a feed's file names and systemd's order of
-//! versions. [`ddi`]: a Discoverable Disk Image's partitions, their
+//! versions. [`image_policy`]: systemd's image policies, read and judged as systemd does.
+//! [`ddi`]: a Discoverable Disk Image's partitions, their
 //! types per architecture and their table. [`agent_config`]: what the host agent is told of an
 //! image, as the tools write it.
 
@@ -17,6 +18,7 @@ pub mod ddi;
 pub mod dissect;
 pub mod extension;
 pub mod feed;
+pub mod image_policy;
 pub mod mount_points;
 pub mod names;
 pub mod os_release;

@@ -8,6 +8,7 @@
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, CommandFactory, FromArgMatches};
+use portable_service_rules::image_policy::ImagePolicy;
 use portable_service_tools::exit;
 use portable_service_tools::input::{self, shell_word};
 use portable_service_tools::{check, feed, openpgp, signing, transfers, JSON_SCHEMA};
@@ -575,6 +576,12 @@ struct CheckArgs {
     /// without its signature yet is reported, not refused (what an image's `.check` does).
     #[arg(long)]
     signed_later: bool,
+    /// A policy the images must meet, in systemd's syntax (`root=verity+signed:usr=absent`, as
+    /// `systemd-dissect --image-policy` and `RootImagePolicy=` take it): each rule broken is an
+    /// error. "signed" counts a signature verified by a --cert (or to be made: --signed-later),
+    /// so `--cert CERT --image-policy root=signed` refuses unsigned images.
+    #[arg(long, value_name = "POLICY", value_parser = image_policy)]
+    image_policy: Option<ImagePolicy>,
     /// The hosts' architecture as systemd names it (x86-64, arm64, ...), which an extension's
     /// ARCHITECTURE= must match (default: this machine's).
     #[arg(long, value_name = "ARCH", default_value_t = check::this_architecture())]
@@ -594,6 +601,10 @@ struct CheckArgs {
 /// Runs the check and prints the report; the status of its verdict.
 fn check_command(args: CheckArgs) -> Result<u8> {
     use check::tree::Image;
+    if let Some(policy) = &args.image_policy {
+        check::policy::usable(policy, !args.certs.is_empty(), args.signed_later)
+            .map_err(exit::Failure::usage)?;
+    }
     let open = |path: &Utf8Path| {
         let file = input::image_file(path)?;
         Image::open_as(&file, &args.architecture, args.systemd).map_err(exit::unreadable(&file))
@@ -617,6 +628,7 @@ fn check_command(args: CheckArgs) -> Result<u8> {
         store_dir: args.store_dir.into(),
         architecture: args.architecture,
         profile: args.profile,
+        image_policy: args.image_policy,
     };
     let report = check::check(&base, &extensions, &options)?;
     let text = if args.json {
@@ -670,6 +682,12 @@ fn systemd_version(value: &str) -> Result<u32, String> {
         ));
     }
     Ok(version)
+}
+
+/// `--image-policy`'s value, read as systemd reads it: an error names the part at fault.
+fn image_policy(value: &str) -> Result<ImagePolicy, String> {
+    portable_service_rules::image_policy::parse(value)
+        .map_err(|e| format!("{value:?} is not an image policy systemd takes: {e}"))
 }
 
 /// `--valid-for`'s value: 1 to 3650 days.

@@ -202,13 +202,13 @@ fn systemd_247_attaches_what_252_refuses_and_refuses_extensions() {
         "{report}"
     );
 
-    // an empty unit file of the prefix: 247 attaches it (masked), 252 passes over it
+    // an empty unit file of the prefix: 247 attaches it (masked, so nothing can start), 252
+    // passes over it
     let mut t = base();
     t.remove("etc/systemd/system/svc.service");
     t.insert("etc/systemd/system/svc-empty.service", E::File("\n", 0o644));
     let (ok, report) = check(&t, &[], &["--systemd", "247"]);
-    assert!(ok, "{report}");
-    assert!(report.contains("empty: attached"), "{report}");
+    assert!(!ok && report.contains("empty: attached"), "{report}");
     refused(
         &t,
         &[],
@@ -248,6 +248,52 @@ fn systemd_247_attaches_what_252_refuses_and_refuses_extensions() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64), "{out:?}");
+}
+
+/// An empty unit file is a masked unit: 239 to 249 attach it all the same, so an image whose
+/// only unit is empty attaches and nothing can start, which check refuses, naming the unit;
+/// from 252 on portabled passes over it and refuses the image. Beside a unit that starts, an
+/// empty one is masked on purpose: accepted on every version.
+#[test]
+fn an_image_whose_only_unit_is_empty_is_refused_on_every_version() {
+    let mut only_empty = base();
+    only_empty.remove("etc/systemd/system/svc.service");
+    only_empty.insert("etc/systemd/system/svc-empty.service", E::File("\n", 0o644));
+    let mut beside = base();
+    beside.insert(
+        "etc/systemd/system/svc-empty.service",
+        E::File(" \n", 0o644),
+    );
+    for old in ["239", "245", "247", "249"] {
+        let (ok, report) = check(&only_empty, &[], &["--systemd", old]);
+        assert!(!ok, "{report}");
+        assert!(
+            report.contains(&format!(
+                "error (run): svc-empty.service empty: systemd {old} attaches an empty unit file \
+                 as a masked unit, which can't start"
+            )),
+            "{report}"
+        );
+        let (_, report) = check(&beside, &[], &["--systemd", old]);
+        assert!(!report.contains("can't start"), "{report}");
+    }
+    for new in ["252", "257", "262"] {
+        refused(
+            &only_empty,
+            &[],
+            &["--systemd", new],
+            "Couldn't find any matching unit files",
+        );
+        let (ok, report) = check(&beside, &[], &["--systemd", new]);
+        assert!(
+            ok,
+            "systemd {new} passes over it and attaches svc.service: {report}"
+        );
+    }
+    // 247 runs the base's services (its `sh` found in the image): the empty unit beside them
+    // changes nothing
+    let (ok, report) = check(&beside, &[], &["--systemd", "247"]);
+    assert!(ok, "{report}");
 }
 
 /// What systemd 239 does differently, as measured in its VM (tests/old-hosts.sh): a socket

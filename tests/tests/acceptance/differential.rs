@@ -240,6 +240,8 @@ struct Measured {
     verdict: Verdict,
     units: BTreeSet<String>,
     said: String,
+    /// Masked units attached (empty files, before 252).
+    masked: usize,
 }
 
 fn read_script_output(said: &str) -> BTreeMap<String, Measured> {
@@ -258,6 +260,7 @@ fn read_script_output(said: &str) -> BTreeMap<String, Measured> {
                         },
                         units: BTreeSet::new(),
                         said: rest.join(" "),
+                        masked: 0,
                     },
                 );
             }
@@ -268,6 +271,7 @@ fn read_script_output(said: &str) -> BTreeMap<String, Measured> {
                 // masked (a link to /dev/null, or empty): not meant to start, and check
                 // leaves them out
                 if *load == "masked" {
+                    m.masked += 1;
                     continue;
                 }
                 // 239 copies units one by one and leaves those it copied before it refused
@@ -284,6 +288,14 @@ fn read_script_output(said: &str) -> BTreeMap<String, Measured> {
                 }
             }
             _ => {}
+        }
+    }
+    // attached with masked units only (empty files, before 252): none can start
+    for m in cases.values_mut() {
+        if m.verdict == Verdict::Runs && m.units.is_empty() && m.masked > 0 {
+            m.verdict = Verdict::Fails;
+            m.said
+                .push_str(" [only masked units attached: none can start]");
         }
     }
     cases

@@ -6,8 +6,10 @@
 //! os-release and units, which units it attaches for which matches, how it matches an extension's
 //! release file against the base. The rules an image must follow to run (unit types and names,
 //! mount points, state directories) are the build's own, from `portable_service_rules`, which
-//! also reads the release files. [`tree`] reads images; [`report`] says the result.
+//! also reads the release files. [`tree`] reads images; [`policy`] judges them by an image
+//! policy (`--image-policy`); [`report`] says the result.
 
+pub mod policy;
 pub mod report;
 pub mod squashfs;
 pub mod tree;
@@ -105,6 +107,8 @@ pub struct Options {
     /// The profile the images are attached with (`portablectl attach --profile`): one of
     /// [`PROFILES`].
     pub profile: String,
+    /// The policy the images must meet (`--image-policy`), judged by [`policy`].
+    pub image_policy: Option<portable_service_rules::image_policy::ImagePolicy>,
 }
 
 /// The profiles systemd ships, the ones `check` knows the settings of; `default` is
@@ -138,6 +142,7 @@ impl Default for Options {
             signed_later: false,
             architecture: this_architecture(),
             profile: "default".to_owned(),
+            image_policy: None,
         }
     }
 }
@@ -373,20 +378,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
                 let content = unit_view(base, image, &layered).read(&Path::new(dir).join(&name));
                 match content {
                     Ok(c) if c.iter().all(u8::is_ascii_whitespace) => {
-                        let attached = rules_of(options.systemd) < PASSES_OVER_EMPTY_UNITS;
-                        masked_attached += usize::from(attached);
-                        r.skipped_units.push(SkippedUnit {
-                            name: name.clone(),
-                            from,
-                            why: if attached {
-                                "empty: attached, and systemd takes an empty unit file for a \
-                                 masked unit"
-                            } else {
-                                "empty: systemd takes an empty unit file for a masked unit"
-                            }
-                            .into(),
-                            passed_over: !attached,
-                        });
+                        masked_attached += usize::from(empty_unit(&mut r, &name, from, options));
                     }
                     Ok(c) => units.push((
                         Unit {
@@ -411,6 +403,8 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
             "Couldn't find any matching unit files in image '{}', refusing.",
             base.path
         )));
+    } else if units.is_empty() {
+        only_masked_units(&mut r, options.systemd);
     }
     if rules_of(options.systemd) < PROFILES_SERVICES_ONLY {
         // a masked unit (empty, or a link to /dev/null) is looked up too (measured: a socket
@@ -525,6 +519,8 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
             None => check_verity(&mut r, &image.path, options),
         }
     }
+    let images: Vec<&Image> = std::iter::once(base).chain(extensions).collect();
+    policy::judge(&mut r, &images, options);
 
     r.units = units.into_iter().map(|(u, _)| u).collect();
     Ok(r)
@@ -591,7 +587,7 @@ fn check_verity(r: &mut Report, image: &camino::Utf8Path, options: &Options) {
         );
     }
     match (p7s.exists(), options.certs.is_empty()) {
-        (true, false) => check_signer(r, options, |certs| {
+        (true, false) => check_signer(r, image, options, |certs| {
             crate::signing::verify(image, &p7s, certs).cloned()
         }),
         (true, true) => r.verity.push(format!(
@@ -758,7 +754,7 @@ fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Optio
         }
     }
     match (signature.is_some(), options.certs.is_empty()) {
-        (true, false) => check_signer(r, options, |certs| {
+        (true, false) => check_signer(r, path, options, |certs| {
             crate::signing::verify_disk(path, &disk, certs).cloned()
         }),
         (true, true) => r.verity.push(format!(
@@ -832,14 +828,17 @@ fn unsigned_disk(systemd: u32) -> &'static str {
 /// /etc/verity.d/*.crt as PEM only (measured: tests/tests/acceptance/integrity.rs).
 fn check_signer(
     r: &mut Report,
+    image: &camino::Utf8Path,
     options: &Options,
     verify: impl Fn(&[Cert]) -> anyhow::Result<Cert>,
 ) {
     let (pem, der): (Vec<Cert>, Vec<Cert>) = options.certs.iter().cloned().partition(|c| c.pem);
     match verify(&pem) {
-        Ok(cert) => r
-            .verity
-            .push(format!("signed by {} (with {})", cert.subject(), cert.path)),
+        Ok(cert) => {
+            r.signed_by_hosts.push(image.to_string());
+            r.verity
+                .push(format!("signed by {} (with {})", cert.subject(), cert.path))
+        }
         Err(e) => r.error(Finding {
             stage: "verity",
             message: match verify(&der) {
@@ -856,6 +855,43 @@ fn check_signer(
             },
         }),
     }
+}
+
+/// An empty unit file `name`, which systemd takes for a masked unit: before
+/// [`PASSES_OVER_EMPTY_UNITS`] portabled attaches it all the same, from then on it is passed
+/// over. Whether it is attached.
+fn empty_unit(r: &mut Report, name: &str, from: String, options: &Options) -> bool {
+    let attached = rules_of(options.systemd) < PASSES_OVER_EMPTY_UNITS;
+    r.skipped_units.push(SkippedUnit {
+        name: name.to_owned(),
+        from,
+        why: if attached {
+            "empty: attached, and systemd takes an empty unit file for a masked unit"
+        } else {
+            "empty: systemd takes an empty unit file for a masked unit"
+        }
+        .into(),
+        passed_over: !attached,
+    });
+    attached
+}
+
+/// An image whose units are all empty files: before [`PASSES_OVER_EMPTY_UNITS`] portabled
+/// attaches them, masked, and none can start; an empty unit beside others is masked on purpose,
+/// as a link to /dev/null is (the differential tests count neither).
+fn only_masked_units(r: &mut Report, systemd: u32) {
+    let masked: Vec<String> = r
+        .skipped_units
+        .iter()
+        .filter(|s| s.why.starts_with("empty: attached"))
+        .map(|s| s.name.clone())
+        .collect();
+    r.error(Finding::runs(format!(
+        "{} empty: systemd {systemd} attaches an empty unit file as a masked unit, which can't \
+         start, and the image has no other unit (from {PASSES_OVER_EMPTY_UNITS} on portabled \
+         passes over it and refuses the image); give the unit its settings",
+        masked.join(", ")
+    )));
 }
 
 /// What a systemd version does with an image whose hash tree is not signed.
@@ -1093,13 +1129,13 @@ const READS_SCOPE_AND_ARCHITECTURE: u32 = 252;
 /// (measured: 245 ran an image whose block was changed, and the change reached squashfs, not
 /// dm-verity; the sources: `RootVerity=` and the `.verity` file came in 247, a signature's
 /// `RootHashSignature=` in 246).
-const READS_HASH_TREE_BESIDE: u32 = 247;
+pub(crate) const READS_HASH_TREE_BESIDE: u32 = 247;
 /// From this version on, systemd checks a root hash's signature against /etc/verity.d/ in
 /// userspace and knows a DDI's signature partition (the sources: 250). 247 hands a sidecar
 /// signature to the kernel, which checks it against its own keyring only (measured: the service
 /// fails with 226/NAMESPACE with the certificate in /etc/verity.d/), and ignores a signature
 /// partition (measured: a signed DDI runs, changed or not).
-const CHECKS_SIGNATURES: u32 = 252;
+pub(crate) const CHECKS_SIGNATURES: u32 = 252;
 /// From this version on, portabled passes over an empty unit file as a masked one and looks on
 /// for one of its name (measured: 247 attaches it, and the attached unit is masked).
 const PASSES_OVER_EMPTY_UNITS: u32 = 252;

@@ -30,8 +30,44 @@ pub struct Report {
     pub partitions: Vec<PartitionReport>,
     /// What the dm-verity files beside the images (or their partitions) say, when there are any.
     pub verity: Vec<String>,
+    /// What `--image-policy` judged, when it was given.
+    pub image_policy: Option<PolicyReport>,
     pub errors: Vec<Finding>,
     pub advice: Vec<String>,
+    /// The images whose root hash signature a certificate given verified.
+    #[serde(skip)]
+    pub signed_by_hosts: Vec<String>,
+}
+
+/// An image policy (`--image-policy`) and what it found in each image.
+#[derive(Debug, Serialize)]
+pub struct PolicyReport {
+    /// The policy as given.
+    pub policy: String,
+    pub images: Vec<PolicyImage>,
+}
+
+/// What systemd would use of one image, as the policy judges it.
+#[derive(Debug, Serialize)]
+pub struct PolicyImage {
+    pub image: String,
+    pub partitions: Vec<PolicyPartition>,
+    /// Each rule the image breaks, in words; each is also an error.
+    pub violations: Vec<String>,
+}
+
+/// One partition systemd would use (an image of one file system: `root`).
+#[derive(Debug, Serialize)]
+pub struct PolicyPartition {
+    pub designator: String,
+    /// `unprotected`, `verity` (a hash tree, no signature), `signed` (by a certificate given,
+    /// or to be signed: `--signed-later`) or `signed-unverified` (a signature not verified
+    /// against the certificates given).
+    pub protection: String,
+    pub read_only: bool,
+    pub growfs: bool,
+    /// Why the protection is what it is, where the files alone don't say.
+    pub why: Option<String>,
 }
 
 /// What systemd-dissect's "Use As" would say.
@@ -147,8 +183,10 @@ impl Report {
             extensions: Vec::new(),
             partitions: Vec::new(),
             verity: Vec::new(),
+            image_policy: None,
             errors: Vec::new(),
             advice: Vec::new(),
+            signed_by_hosts: Vec::new(),
         }
     }
 
@@ -253,6 +291,19 @@ impl Report {
         for v in &self.verity {
             let _ = writeln!(t, "verity: {v}");
         }
+        if let Some(p) = &self.image_policy {
+            for i in &p.images {
+                let parts: Vec<String> = i.partitions.iter().map(PolicyPartition::text).collect();
+                let _ = writeln!(
+                    t,
+                    "image policy {}: {}: {} {}",
+                    p.policy,
+                    i.image,
+                    parts.join(", "),
+                    mark(i.violations.is_empty())
+                );
+            }
+        }
         for e in &self.errors {
             let _ = writeln!(t, "error ({}): {}", e.stage, e.message);
         }
@@ -268,6 +319,23 @@ impl Report {
                 "refused"
             }
         );
+        t
+    }
+}
+
+impl PolicyPartition {
+    /// `root signed, read-only`.
+    fn text(&self) -> String {
+        let mut t = format!("{} {}", self.designator, self.protection);
+        if self.read_only {
+            t.push_str(" read-only");
+        }
+        if self.growfs {
+            t.push_str(" growfs");
+        }
+        if let Some(why) = &self.why {
+            let _ = write!(t, " ({why})");
+        }
         t
     }
 }
