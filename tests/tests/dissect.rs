@@ -315,6 +315,12 @@ fn the_dissect_rules_agree_with_systemd_dissect() {
     let (fs, polyglot) = (squashfs(false), squashfs(true));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("disk.raw");
+    // systemd-dissect needs root and loop devices, which not every container gives
+    std::fs::write(&path, &fs).unwrap();
+    if let Err(e) = systemd_says(&path) {
+        eprintln!("systemd-dissect can't read a plain squashfs here ({e}): not compared");
+        return;
+    }
     let (mut agreed, mut unsure, mut differ) = (0, 0, Vec::new());
     for seed in first..first + count {
         std::fs::write(&path, disk(seed, &fs, &polyglot)).unwrap();
