@@ -507,6 +507,44 @@ pub struct Disk {
     pub root_hash: [u8; 32],
 }
 
+/// What `sign` signs must be what systemd mounts, by 252's rules and by 262's: the root and
+/// hash tree `chosen` and nothing else (not the whole file as one file system, not another
+/// partition, not a usr partition over the root).
+fn mounted_as_read(image: &Utf8Path, chosen: &ddi::Chosen) -> Result<()> {
+    use portable_service_rules::dissect::{self, Kind, Rules};
+    for (rules, v) in [(Rules::V252, 252), (Rules::V262, 262)] {
+        let mut file = std::fs::File::open(image)?;
+        let d = dissect::dissect(&mut file, rules, chosen.arch.name)
+            .map_err(|why| anyhow::anyhow!("{image}: by systemd {v}'s rules, {why}"))?;
+        let number = |k: Kind| d.get(k).and_then(|m| m.number);
+        let same = !d.whole
+            && d.get(Kind::Usr).is_none()
+            && number(Kind::Root) == Some(chosen.root.number)
+            && number(Kind::RootVerity) == chosen.verity.map(|p| p.number);
+        ensure!(
+            same,
+            "{image}: systemd {v} would mount {} on {}, not its root partition {} and its hash \
+             tree",
+            describe(&d),
+            chosen.arch.name,
+            chosen.root.number
+        );
+    }
+    Ok(())
+}
+
+fn describe(d: &portable_service_rules::dissect::Dissected) -> String {
+    if d.whole {
+        return "the whole file as one file system".into();
+    }
+    let parts: Vec<String> = d
+        .mounts
+        .iter()
+        .map(|m| format!("{} (partition {})", m.designator, m.number.unwrap_or(0)))
+        .collect();
+    parts.join(", ")
+}
+
 impl Disk {
     /// Reads `image`'s table, for `sign`: it must hold one architecture's partitions (see
     /// [`ddi::Table::single`]).
@@ -517,6 +555,7 @@ impl Disk {
         );
         let table = ddi::read_table(image)?;
         let chosen = table.single().with_context(|| format!("{image}"))?;
+        mounted_as_read(image, &chosen)?;
         Disk::of(image, &table, chosen)
     }
 

@@ -570,3 +570,51 @@ fn the_partition_judged_is_the_one_the_host_runs() {
     );
     assert!(fs::read(d.image()).unwrap() == bytes, "the file changed");
 }
+
+/// What systemd mounts of a disk is what check judges and sign signs, each case measured with
+/// systemd-dissect 252 (tests/tests/dissect.rs): a root partition with GPT's no-auto flag is
+/// passed over (its hash tree then has no root: systemd refuses the disk), and a file that
+/// starts as a squashfs file system is mounted whole, whatever partition table follows, so a
+/// signed DDI whose first bytes are a squashfs superblock is no signed DDI to systemd.
+#[test]
+fn the_partitions_judged_are_the_ones_systemd_mounts() {
+    let d = disk();
+    let fleet = key(&d, "fleet");
+    let good = fs::read(d.image()).unwrap();
+
+    edit_entries(&d.image(), |e| e[0].attribute_bits |= 1 << 63);
+    let out = tool(&["check", d.image().as_str(), "--cert", fleet.1.as_str()]);
+    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+    assert!(
+        said(&out).contains("systemd refuses it: it has a root-verity partition but no root"),
+        "{}",
+        said(&out)
+    );
+    let out = sign(&fleet, &d.image(), &[]);
+    assert!(!out.status.success(), "no-auto: signed");
+
+    let mut polyglot = good.clone();
+    let mut superblock = [0u8; 96];
+    superblock[0..4].copy_from_slice(b"hsqs");
+    superblock[28] = 4;
+    polyglot[..96].copy_from_slice(&superblock);
+    fs::write(d.image(), &polyglot).unwrap();
+    let out = sign(&fleet, &d.image(), &[]);
+    assert!(!out.status.success(), "polyglot: signed");
+    assert!(
+        said(&out).contains("would mount the whole file as one file system"),
+        "{}",
+        said(&out)
+    );
+    assert!(fs::read(d.image()).unwrap() == polyglot, "the file changed");
+
+    // signed first, then made a polyglot: check judges the squashfs systemd would mount
+    fs::write(d.image(), &good).unwrap();
+    assert!(sign(&fleet, &d.image(), &[]).status.success());
+    let mut signed = fs::read(d.image()).unwrap();
+    signed[..96].copy_from_slice(&superblock);
+    fs::write(d.image(), &signed).unwrap();
+    let out = tool(&["check", d.image().as_str(), "--cert", fleet.1.as_str()]);
+    assert_ne!(out.status.code(), Some(0), "{}", said(&out));
+    assert!(!said(&out).contains("signed by"), "{}", said(&out));
+}
