@@ -5,6 +5,7 @@
 //! says so when something is missing.
 
 pub mod corpus;
+pub mod disks;
 pub mod guest;
 pub mod old_systemd;
 pub mod vm;

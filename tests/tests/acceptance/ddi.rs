@@ -314,3 +314,58 @@ fn an_extension_ddi_runs_over_a_ddi_base(systemd: Systemd) {
         assert_eq!(c.verity_devices(), 0, "{}", c.diagnostics());
     }
 }
+
+/// `portable_service_rules::dissect` against the newest guest's own systemd-dissect (262's
+/// rules), on a sample of the disks tests/tests/dissect.rs gives this machine's 252: each
+/// generated here, dissected in the guest through the share, compared here. Images the module
+/// can't judge are counted apart, as there. `PORTABLE_SERVICE_TESTS_DISSECT_GUEST=N` images.
+#[test]
+#[ignore = "tests/dissect.sh: a sample for the newest guest's systemd-dissect"]
+fn the_dissect_rules_agree_with_the_newest_systemd_dissect() {
+    use portable_service_rules::dissect::Rules;
+    use portable_service_tests::disks;
+    let c = Host::open(Systemd::Newest);
+    let count: u64 = std::env::var("PORTABLE_SERVICE_TESTS_DISSECT_GUEST")
+        .map(|n| n.parse().unwrap())
+        .unwrap_or(60);
+    let (fs, polyglot) = (disks::squashfs(false), disks::squashfs(true));
+    let (dir, guest_dir) = c.shared_dir("dissect");
+    for seed in 1..=count {
+        std::fs::write(
+            dir.join(format!("{seed}.raw")),
+            disks::disk(seed, &fs, &polyglot),
+        )
+        .unwrap();
+    }
+    let script = format!(
+        "for f in {guest_dir}/*.raw; do systemd-dissect --json=short \"$f\" >\"$f.out\" \
+         2>\"$f.err\"; echo $? >\"$f.rc\"; done"
+    );
+    let out = c.run_script(&script, std::time::Duration::from_secs(30 + count * 10));
+    assert!(out.status.success(), "{}", c.diagnostics());
+    let rules = Rules::of(c.version());
+    let (mut agreed, mut unsure, mut differ) = (0, 0, Vec::new());
+    for seed in 1..=count {
+        let path = dir.join(format!("{seed}.raw"));
+        let read = |suffix: &str| std::fs::read(dir.join(format!("{seed}.raw.{suffix}"))).unwrap();
+        let rc = String::from_utf8_lossy(&read("rc")).trim().to_owned();
+        let theirs = disks::parse_systemd(rc == "0", &read("out"), &read("err"));
+        let Some(ours) = disks::we_say(&path, rules) else {
+            unsure += 1;
+            continue;
+        };
+        match (&ours, &theirs) {
+            (Ok(a), Ok(b)) if a == b => agreed += 1,
+            (Err(_), Err(_)) => agreed += 1,
+            _ => differ.push(format!(
+                "seed {seed}: we say {ours:?}, systemd-dissect {theirs:?}"
+            )),
+        }
+    }
+    eprintln!(
+        "systemd-dissect {}: {count} images, {agreed} agreed, {unsure} unsure, {} differ",
+        c.version(),
+        differ.len()
+    );
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
