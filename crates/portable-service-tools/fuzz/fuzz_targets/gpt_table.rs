@@ -1,5 +1,6 @@
-//! The partition table reader (`ddi::read_table`) and the choice of what a host runs, on any
-//! bytes. Both headers' checksums are made to hold first (when the input reaches them), so that
+//! The partition table reader (`ddi::read_table`), the choice of what a host runs, and the
+//! dissect rules (`dissect::dissect`, what systemd mounts: every partition it names inside the
+//! file, and libblkid's listing only partitions inside the usable range), on any bytes. Both headers' checksums are made to hold first (when the input reaches them), so that
 //! mutations of the fields themselves get past the checksum test to the checks behind it.
 #![no_main]
 
@@ -7,7 +8,7 @@ mod common;
 
 use common::fix_checksums;
 use libfuzzer_sys::fuzz_target;
-use portable_service_rules::ddi;
+use portable_service_rules::{ddi, dissect};
 
 fuzz_target!(|data: &[u8]| {
     let mut disk = data.to_vec();
@@ -19,6 +20,16 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let size = disk.len() as u64;
+    for rules in [dissect::Rules::V252, dissect::Rules::V262] {
+        for host in ["x86-64", "arm64"] {
+            let cursor = &mut std::io::Cursor::new(&disk);
+            if let Ok(d) = dissect::dissect(cursor, rules, host) {
+                for m in &d.mounts {
+                    assert!(m.range.start <= m.range.end && m.range.end <= size, "{m:?}");
+                }
+            }
+        }
+    }
     let Ok(table) = ddi::read_table_from(&mut std::io::Cursor::new(&disk), "fuzz.raw") else {
         return;
     };
