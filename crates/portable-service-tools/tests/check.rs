@@ -909,7 +909,7 @@ fn metadata_that_would_unpack_to_gigabytes_is_refused_before_it_is_unpacked() {
         let said = unjudgeable(&raw);
         assert!(
             said.contains("is not a squashfs image check can read")
-                && said.contains("unpack to more than 48 MiB"),
+                && said.contains("unpack to more than 12 MiB"),
             "{name}: {said}"
         );
         assert!(
