@@ -64,6 +64,23 @@ fn salted(salt: &[u8], block: &[u8]) -> [u8; DIGEST] {
     h.finalize().into()
 }
 
+/// The size of `image` (of `range` of it: a partition), refused unless it is a whole number of
+/// blocks (dm-verity maps whole blocks only).
+fn image_size(image: &Utf8Path, range: Option<&Range<u64>>) -> Result<u64> {
+    let size = match range {
+        Some(r) => r.end - r.start,
+        None => std::fs::metadata(image)
+            .with_context(|| format!("cannot read {image}"))?
+            .len(),
+    };
+    ensure!(
+        size > 0 && size % BLOCK as u64 == 0,
+        "{image} is {size} bytes, not a whole number of {BLOCK}-byte blocks: dm-verity can't \
+         cover it (mksquashfs pads to 4096 unless told -nopad)"
+    );
+    Ok(size)
+}
+
 /// Calls `each` with every 4096-byte block of `image` (of `range` of it: a partition), in
 /// order; their number. An image whose size is not a whole number of blocks is refused
 /// (dm-verity maps whole blocks only).
@@ -72,25 +89,11 @@ fn for_each_block(
     range: Option<&Range<u64>>,
     mut each: impl FnMut(&[u8]),
 ) -> Result<u64> {
-    let file = std::fs::File::open(image).with_context(|| format!("cannot read {image}"))?;
-    let (start, size) = match range {
-        Some(r) => (r.start, r.end - r.start),
-        None => (
-            0,
-            file.metadata()
-                .with_context(|| format!("cannot read {image}"))?
-                .len(),
-        ),
-    };
-    let mut file = file;
-    file.seek(SeekFrom::Start(start))
+    let size = image_size(image, range)?;
+    let mut file = std::fs::File::open(image).with_context(|| format!("cannot read {image}"))?;
+    file.seek(SeekFrom::Start(range.map_or(0, |r| r.start)))
         .with_context(|| format!("cannot read {image}"))?;
     let mut file = file.take(size);
-    ensure!(
-        size > 0 && size % BLOCK as u64 == 0,
-        "{image} is {size} bytes, not a whole number of {BLOCK}-byte blocks: dm-verity can't \
-         cover it (mksquashfs pads to 4096 unless told -nopad)"
-    );
     let mut chunk = vec![0u8; BLOCK * 256];
     let mut blocks = 0u64;
     loop {
@@ -119,6 +122,98 @@ fn for_each_block(
     Ok(blocks)
 }
 
+/// The number of hash blocks of each level of the tree over `data_blocks` blocks, the lowest
+/// level first: each level hashes the one below until one hash block remains (none for one data
+/// block, whose digest is the root hash, as veritysetup does).
+fn level_sizes(data_blocks: u64) -> Vec<u64> {
+    let mut sizes = Vec::new();
+    let mut below = data_blocks;
+    while below > 1 {
+        below = below.div_ceil(PER_BLOCK as u64);
+        sizes.push(below);
+    }
+    sizes
+}
+
+/// The tree computed as the data blocks stream past, holding one hash block in progress per
+/// level (a few KiB whatever the image's size) rather than every digest: each hash block is
+/// handed to `done` (its level, lowest first, its index in the level, its bytes) as soon as it is
+/// complete, and its digest goes up into the level above.
+struct Levels<'s, F: FnMut(usize, u64, &[u8])> {
+    salt: &'s [u8],
+    /// per level: the hash block being filled, and how many of that level are done
+    open: Vec<(Vec<u8>, u64)>,
+    root: Option<[u8; DIGEST]>,
+    done: F,
+}
+
+impl<'s, F: FnMut(usize, u64, &[u8])> Levels<'s, F> {
+    fn new(salt: &'s [u8], levels: usize, done: F) -> Self {
+        let open = (0..levels)
+            .map(|_| (Vec::with_capacity(BLOCK), 0))
+            .collect();
+        Levels {
+            salt,
+            open,
+            root: None,
+            done,
+        }
+    }
+
+    /// Adds a data block.
+    fn data(&mut self, block: &[u8]) {
+        self.digest(0, salted(self.salt, block));
+    }
+
+    /// Adds `digest` to `level` (the root hash, above the top level), closing its hash block
+    /// when full.
+    fn digest(&mut self, level: usize, digest: [u8; DIGEST]) {
+        if level == self.open.len() {
+            self.root = Some(digest);
+            return;
+        }
+        self.open[level].0.extend_from_slice(&digest);
+        if self.open[level].0.len() == BLOCK {
+            self.close(level);
+        }
+    }
+
+    fn close(&mut self, level: usize) {
+        let (block, index) = &mut self.open[level];
+        block.resize(BLOCK, 0);
+        (self.done)(level, *index, block);
+        *index += 1;
+        let up = salted(self.salt, block);
+        block.clear();
+        self.digest(level + 1, up);
+    }
+
+    /// Closes the partial hash blocks, lowest first; the root hash.
+    fn finish(mut self) -> [u8; DIGEST] {
+        for level in 0..self.open.len() {
+            if !self.open[level].0.is_empty() {
+                self.close(level);
+            }
+        }
+        self.root.expect("a root hash once every block is in")
+    }
+}
+
+/// The tree over `image`'s blocks with `salt`, each hash block handed to `done` as it is
+/// complete (see [`Levels`]); the root hash and the number of data blocks. The levels' sizes
+/// come from the image's size, which [`for_each_block`] checks it still has at the end.
+fn stream_tree(
+    image: &Utf8Path,
+    range: Option<&Range<u64>>,
+    salt: &[u8],
+    done: impl FnMut(usize, u64, &[u8]),
+) -> Result<([u8; DIGEST], u64)> {
+    let size = image_size(image, range)?;
+    let mut levels = Levels::new(salt, level_sizes(size / BLOCK as u64).len(), done);
+    let blocks = for_each_block(image, range, |block| levels.data(block))?;
+    Ok((levels.finish(), blocks))
+}
+
 /// The tree over `image`'s blocks with `salt`: its levels from the top one down (each a run of
 /// hash blocks) and the root hash.
 fn levels(
@@ -126,24 +221,15 @@ fn levels(
     range: Option<&Range<u64>>,
     salt: &[u8],
 ) -> Result<(Vec<Vec<u8>>, [u8; DIGEST], u64)> {
-    let mut digests = Vec::new();
-    let blocks = for_each_block(image, range, |block| digests.push(salted(salt, block)))?;
-    // one data block: the root hash is its digest, and there is no level (as veritysetup does)
-    let mut levels = Vec::new();
-    while digests.len() > 1 {
-        let mut level = Vec::with_capacity(digests.len().div_ceil(PER_BLOCK) * BLOCK);
-        for group in digests.chunks(PER_BLOCK) {
-            let start = level.len();
-            for d in group {
-                level.extend_from_slice(d);
-            }
-            level.resize(start + BLOCK, 0);
+    let mut levels: Vec<Vec<u8>> = Vec::new();
+    let (root, blocks) = stream_tree(image, range, salt, |level, _, block| {
+        if levels.len() <= level {
+            levels.resize(level + 1, Vec::new());
         }
-        digests = level.chunks(BLOCK).map(|b| salted(salt, b)).collect();
-        levels.push(level);
-    }
+        levels[level].extend_from_slice(block);
+    })?;
     levels.reverse();
-    Ok((levels, digests[0], blocks))
+    Ok((levels, root, blocks))
 }
 
 /// The superblock veritysetup writes (struct verity_sb, little-endian), padded to a block.
@@ -220,7 +306,8 @@ pub fn verify(image: &Utf8Path, hash_file: &Utf8Path, root_hash: &[u8; DIGEST]) 
 /// [`verify`] of `range` of `image` (a partition) against the hash device in `hash_range` of
 /// `hash_file` (the whole file when `None`), named `name` in messages. The stored tree is read
 /// in pieces and only as far as the image's own tree reaches: what the file claims sizes
-/// nothing, and the memory used is the computed tree's (a 128th of the image).
+/// nothing, and the tree is computed as the image streams past (one hash block per level in
+/// memory, whatever the image's size), each hash block compared with the stored one.
 pub fn verify_at(
     image: &Utf8Path,
     range: Option<&Range<u64>>,
@@ -255,12 +342,12 @@ pub fn verify_at(
         "{name}: block sizes {data_size}/{hash_size} (only {BLOCK} is read here)"
     );
     let salt = sb[88..88 + salt_size].to_vec();
-    let (levels, computed_root, blocks) = levels(image, range, &salt)?;
+    let blocks = image_size(image, range)? / BLOCK as u64;
     ensure!(
         blocks == data_blocks,
         "{image} has {blocks} blocks, its hash tree {name} covers {data_blocks}"
     );
-    let expected: Vec<u8> = levels.concat();
+    let sizes = level_sizes(blocks);
     let stored_len = len - BLOCK as u64;
     let changed = |at: u64| {
         anyhow::anyhow!(
@@ -269,17 +356,36 @@ pub fn verify_at(
         )
     };
     // a hash partition may be larger than its tree (what follows is not read); a file is not
-    let whole = expected.len() as u64;
+    let whole = sizes.iter().sum::<u64>() * BLOCK as u64;
     if stored_len < whole || (hash_range.is_none() && stored_len > whole) {
         return Err(changed(BLOCK as u64 + whole.min(stored_len)));
     }
-    let mut piece = vec![0u8; 1 << 16];
-    for (i, want) in expected.chunks(piece.len()).enumerate() {
-        let got = &mut piece[..want.len()];
-        file.read_exact(got).with_context(read_error)?;
-        if let Some(at) = got.iter().zip(want).position(|(a, b)| a != b) {
-            return Err(changed((BLOCK + i * (1 << 16) + at) as u64));
+    // where each level starts in the hash device: after the superblock, the top level first
+    let starts: Vec<u64> = (0..sizes.len())
+        .map(|level| (1 + sizes[level + 1..].iter().sum::<u64>()) * BLOCK as u64)
+        .collect();
+    // each hash block is compared with the stored one as it is computed; the first difference
+    // in the tree's order is reported, as a comparison of the whole tree would
+    let mut first_difference: Option<u64> = None;
+    let mut read_failed = None;
+    let mut stored = vec![0u8; BLOCK];
+    let (computed_root, _) = stream_tree(image, range, &salt, |level, index, block| {
+        let at = starts[level] + index * BLOCK as u64;
+        let read = file
+            .seek(SeekFrom::Start(start + at))
+            .and_then(|_| file.read_exact(&mut stored));
+        if let Err(e) = read {
+            read_failed.get_or_insert(e);
+        } else if let Some(pos) = stored.iter().zip(block).position(|(a, b)| a != b) {
+            let at = at + pos as u64;
+            first_difference = Some(first_difference.map_or(at, |f| f.min(at)));
         }
+    })?;
+    if let Some(e) = read_failed {
+        return Err(e).with_context(read_error);
+    }
+    if let Some(at) = first_difference {
+        return Err(changed(at));
     }
     ensure!(
         computed_root == *root_hash,

@@ -955,7 +955,7 @@ fn metadata_that_would_unpack_to_gigabytes_is_refused_before_it_is_unpacked() {
         let said = unjudgeable(&raw);
         assert!(
             said.contains("is not a squashfs image check can read")
-                && said.contains("unpack to more than 48 MiB"),
+                && said.contains("unpack to more than 12 MiB"),
             "{name}: {said}"
         );
         assert!(
@@ -1111,4 +1111,123 @@ fn a_signature_is_checked_against_the_certificates_given() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/fleet.crt"));
+}
+
+/// `check` on `image` with its address space limited to 64 MiB (`prlimit --as`, so its memory
+/// can't pass that either): its exit code and what it said on stderr.
+fn check_in_64_mib(image: &Path) -> (Option<i32>, String) {
+    let out = Command::new("prlimit")
+        .arg(format!("--as={}", 64 << 20))
+        .arg(env!("CARGO_BIN_EXE_portable-service"))
+        .arg("check")
+        .arg(image)
+        .output()
+        .expect("prlimit runs (util-linux)");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// mksquashfs of `root` into `out` with `args`.
+fn squash(root: &Path, out: &Path, args: &[&str]) {
+    let ok = Command::new("mksquashfs")
+        .arg(root)
+        .arg(out)
+        .args(["-noappend", "-all-root", "-quiet", "-no-progress"])
+        .args(args)
+        .status()
+        .expect("mksquashfs runs (tests/setup.sh installs it)");
+    assert!(ok.success());
+}
+
+/// A root with `etc/os-release` and a sparse 1 GiB file `big` with `links` more names.
+fn hard_linked(dir: &Path, links: usize) -> PathBuf {
+    let root = dir.join(format!("links-{links}"));
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(root.join("etc/os-release"), "ID=test\n").unwrap();
+    fs::File::create(root.join("big"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    for i in 0..links {
+        fs::hard_link(root.join("big"), root.join(format!("link-{i}"))).unwrap();
+    }
+    root
+}
+
+#[test]
+fn hard_links_to_a_large_sparse_file_are_refused_before_backhand_copies_its_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 KiB blocks: a block list of 262,144 entries, 1 MiB, that backhand copied for each of
+    // 401 names (405 MiB for an image of 8 KiB)
+    let raw = dir.path().join("links_1.raw");
+    squash(&hard_linked(dir.path(), 400), &raw, &["-b", "4096"]);
+    assert!(fs::metadata(&raw).unwrap().len() < 64 << 10);
+    let (code, said) = check_in_64_mib(&raw);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("links_1.raw is not a squashfs image check can read")
+            && said.contains("data blocks of 4096 bytes, each hard link's counted again")
+            && said.contains("check reads at most 1048576"),
+        "{said}"
+    );
+    // three names of it are read (and judged: no unit, so refused by the rules, exit 1)
+    squash(&hard_linked(dir.path(), 2), &raw, &["-b", "4096"]);
+    let (code, said) = check_in_64_mib(&raw);
+    assert_eq!(code, Some(1), "{said}");
+}
+
+#[test]
+fn long_paths_named_by_thousands_of_links_are_refused_within_64_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(root.join("etc/os-release"), "ID=test\n").unwrap();
+    // 15 levels of 249-byte names, then 20,000 names of 200 bytes for one file: 80 MB of paths
+    let mut deep = root.clone();
+    for level in 0..15 {
+        deep.push(format!("{level:02}").repeat(83) + "d");
+    }
+    fs::create_dir_all(&deep).unwrap();
+    fs::write(deep.join("f"), "x").unwrap();
+    for i in 0..20_000 {
+        fs::hard_link(
+            deep.join("f"),
+            deep.join(format!("{i:06}{}", "l".repeat(194))),
+        )
+        .unwrap();
+    }
+    let raw = dir.path().join("paths_1.raw");
+    squash(&root, &raw, &[]);
+    let (code, said) = check_in_64_mib(&raw);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("paths add up to more than 12582912 bytes: check reads at most 12582912"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_directory_deeper_than_1024_levels_is_refused_and_one_of_1000_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    for (levels, refused) in [(1025, true), (1000, false)] {
+        let root = dir.path().join(format!("root-{levels}"));
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("etc/os-release"), "ID=test\n").unwrap();
+        // 2 bytes a level: within PATH_MAX, as a tree on disk must be
+        fs::create_dir_all(root.join(vec!["a"; levels].join("/"))).unwrap();
+        let raw = dir.path().join(format!("deep-{levels}_1.raw"));
+        squash(&root, &raw, &[]);
+        let (code, said) = check_in_64_mib(&raw);
+        if refused {
+            assert_eq!(code, Some(2), "{said}");
+            assert!(
+                said.contains("directories more than 1024 levels deep: check reads at most 1024"),
+                "{said}"
+            );
+        } else {
+            assert_eq!(code, Some(1), "judged (no unit): {said}");
+        }
+    }
 }

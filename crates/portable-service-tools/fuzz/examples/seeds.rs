@@ -103,7 +103,7 @@ fn main() -> Result<()> {
         seed.extend(fs::read(work.join("svc_1.verity"))?);
         fs::write(dir("hash_tree")?.join("naked"), seed)?;
     }
-    // 8 KiB of zeros packs into a zlib block of 29 bytes: tables that unpack to 48 MiB, the
+    // 8 KiB of zeros packs into a zlib block of 29 bytes: tables that unpack to 12 MiB, the
     // most `check` lets backhand unpack, and to one block more, which it refuses
     let zeros = {
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());

@@ -1,9 +1,19 @@
 //! What backhand unpacks into memory when it opens a squashfs file system, counted from the file
-//! system's own headers before backhand is given it. backhand reads the whole inode table, the
-//! whole directory table and the fragment table at once, each a run of metadata blocks of up to
-//! 8 KiB unpacked; a block of zeros packs into 31 bytes, so a file of 1.3 MB asked for 316 MiB
-//! (a hostile image the fuzzer's slow inputs led to). A file system whose metadata exceeds
-//! [`MAX_METADATA_BLOCKS`] is refused here, naming the numbers.
+//! system's own headers before backhand is given it, in two steps.
+//!
+//! First the tables: backhand reads the whole inode table, the whole directory table and the
+//! fragment table at once, each a run of metadata blocks of up to 8 KiB unpacked; a block of
+//! zeros packs into 31 bytes, so a file of 1.3 MB asked for 316 MiB (a hostile image the
+//! fuzzer's slow inputs led to). A file system whose metadata exceeds [`MAX_METADATA_BLOCKS`],
+//! or that claims more than [`MAX_NODES`] inodes, is refused by [`check_metadata`], naming the
+//! numbers.
+//!
+//! Then the tree: from those tables backhand makes one node per directory entry, each with its
+//! full path and a copy of its file's block list, recursing once per directory level. So an
+//! 8 KiB image of a sparse 1 GiB file with 400 hard links asked for 405 MiB, and one of a
+//! directory 30,000 levels deep overflowed the stack. [`check_tree`] walks the tables backhand
+//! has read (without recursion) and counts what that tree would hold: entries, depth, path bytes
+//! and block-list entries, each bounded so that `check` stays under 64 MiB on any input.
 //!
 //! When backhand can't read a file, [`why_unreadable`] says why in a user's words: what the
 //! file is instead (text, nothing, other bytes), or what is wrong with the squashfs file system
@@ -14,9 +24,12 @@ use anyhow::{bail, ensure, Context, Result};
 use camino::Utf8Path;
 use std::io::{Read, Seek, SeekFrom};
 
-/// The most metadata blocks (8 KiB each unpacked) `check` lets backhand unpack: 48 MiB, which
-/// kept `check`'s peak memory under 64 MiB; an image of 51,162 files has 430 (BENCHMARKS.md).
-pub const MAX_METADATA_BLOCKS: u64 = 6144;
+/// The most metadata blocks (8 KiB each unpacked) `check` lets backhand unpack: 12 MiB. backhand
+/// holds the inode table unpacked while it parses it, and a file's block list parsed is as large
+/// as in the table, so this can take twice its size beside the inodes ([`MAX_NODES`]); 48 MiB,
+/// the bound before, let that alone pass 64 MiB. An image of 51,162 files has 430 blocks, one of
+/// 101,000 files with 100-byte paths 720 (BENCHMARKS.md).
+pub const MAX_METADATA_BLOCKS: u64 = 1536;
 
 /// What a metadata block unpacks to at most (squashfs' SQUASHFS_METADATA_SIZE).
 const METADATA_SIZE: u64 = 8192;
@@ -77,6 +90,11 @@ pub fn check_metadata<F: Read + Seek>(file: &mut F, offset: u64) -> Result<()> {
     } else {
         0
     };
+    ensure!(
+        u64::from(inode_count) <= MAX_NODES,
+        "it has {inode_count} inodes: check reads at most {MAX_NODES} (its memory grows with \
+         each)"
+    );
     let mut blocks = frag_blocks;
     for (start, end) in [(inode_table, dir_table), (dir_table, dir_end)] {
         let mut pos = start;
@@ -95,7 +113,7 @@ pub fn check_metadata<F: Read + Seek>(file: &mut F, offset: u64) -> Result<()> {
         "its inode, directory and fragment tables unpack to more than {} MiB (over \
          {MAX_METADATA_BLOCKS} metadata blocks of 8 KiB, {frag_blocks} of them for \
          {frag_count} fragments; {inode_count} inodes): check unpacks at most that much of \
-         them (about 700,000 files)",
+         them (about 175,000 files)",
         (MAX_METADATA_BLOCKS * METADATA_SIZE) >> 20,
     );
     Ok(())
@@ -203,4 +221,176 @@ fn what_it_is(head: &[u8], size: u64) -> String {
         "its first bytes are {}, where squashfs starts with 68 73 71 73 (\"hsqs\")",
         shown.join(" ")
     )
+}
+
+/// The most entries (files, directories, links, each hard link counted again) and the most
+/// inodes `check` lets backhand expand. backhand keeps about 150 bytes for each inode it
+/// parses and 104 bytes for each entry of its tree (`Node`), and [`super::tree::Image`] about
+/// 100 more for its own map, each beside the entry's path: measured, `check` took 64 MiB on an
+/// image of 101,000 files with 100-byte paths before its own copies were cut, and an image at
+/// this bound and [`MAX_PATH_BYTES`] stays under 64 MiB (BENCHMARKS.md). Real images are far
+/// below it: the 200 MB benchmark closure has 50,071 files, a NixOS system's /usr/share 51,162.
+pub const MAX_NODES: u64 = 1 << 17;
+
+/// The deepest directory `check` lets backhand read, in levels below the root. backhand
+/// recurses once per level (under 1 KiB of stack each: 16,384 levels overflowed the main
+/// thread's 8 MiB, 8,192 didn't), so this takes under 1 MiB of stack. A real tree is some 10
+/// to 20 levels deep (/usr/share: 11); 2,048 levels of one-letter names already make
+/// a path longer than PATH_MAX (4,096 bytes), which no program can open whole.
+pub const MAX_DEPTH: u64 = 1024;
+
+/// The most bytes all entries' full paths add up to, which backhand and `check` each keep a
+/// copy of. A deep tree makes this grow with the square of its depth (1,024 levels of
+/// one-letter names: 1 MiB) and long names multiply it; real images are a few MiB (51,144
+/// entries of /usr/share: 2.1 MiB; 101,000 of a Nix-like closure: 10 MiB).
+pub const MAX_PATH_BYTES: u64 = 12 << 20;
+
+/// The most block-list entries (4 bytes each, one per data block of a file) backhand copies
+/// into its tree: a file's whole list once for each of its names, so 400 hard links to a sparse
+/// 1 GiB file of 4 KiB blocks asked for 400 MiB. 2^20 entries (4 MiB) hold the lists of 128 GiB
+/// of files in mksquashfs's default 128 KiB blocks, 1 TiB in our 1 MiB ones, 4 GiB in the
+/// smallest (4 KiB).
+pub const MAX_BLOCK_ENTRIES: u64 = 1 << 20;
+
+/// What backhand's tree of a file system would hold, as [`check_tree`] counts it.
+#[derive(Debug, Default)]
+struct Counted {
+    entries: u64,
+    deepest: u64,
+    path_bytes: u64,
+    block_entries: u64,
+}
+
+/// One entry of a directory listing, as backhand reads it: the inode number it names, its
+/// kind (the listing's own basic type: 1 directory, 2 file, ...) and its name's length.
+struct Entry {
+    inode: u32,
+    kind: u16,
+    name_len: u64,
+}
+
+/// Counts the tree backhand would make of `fs` (its tables read, its tree not yet made:
+/// [`backhand::Squashfs::into_filesystem_reader`]) and refuses it, naming the numbers, if any
+/// count passes its bound. The walk is a loop over a stack of directories, never recursion, and
+/// stops at the first bound passed; each directory is walked once, as backhand refuses a
+/// directory reached twice. Entries backhand would refuse (no such inode, the wrong kind) are
+/// left to it.
+pub fn check_tree(fs: &backhand::Squashfs) -> Result<()> {
+    ensure!(
+        fs.inodes.len() as u64 <= MAX_NODES,
+        "it has {} inodes: check reads at most {MAX_NODES}",
+        fs.inodes.len()
+    );
+    let mut counted = Counted::default();
+    let mut walked = std::collections::HashSet::new();
+    // directories still to walk: (their inode, their depth, their path's length)
+    let mut to_walk = vec![(&fs.root_inode, 0u64, 0u64)];
+    walked.insert(fs.root_inode.header.inode_number);
+    while let Some((dir, depth, path_len)) = to_walk.pop() {
+        for entry in listing(fs, dir) {
+            let Some(inode) = fs.inodes.get(&entry.inode) else {
+                continue;
+            };
+            let path = path_len + 1 + entry.name_len;
+            counted.entries += 1;
+            counted.path_bytes += path;
+            counted.deepest = counted.deepest.max(depth + 1);
+            match &inode.inner {
+                backhand::v4::inode::InodeInner::BasicFile(f) if entry.kind == 2 => {
+                    counted.block_entries += f.block_sizes.len() as u64;
+                }
+                backhand::v4::inode::InodeInner::ExtendedFile(f) if entry.kind == 2 => {
+                    counted.block_entries += f.block_sizes.len() as u64;
+                }
+                _ if entry.kind == 1 && walked.insert(entry.inode) => {
+                    to_walk.push((inode, depth + 1, path));
+                }
+                _ => {}
+            }
+            within_bounds(&counted, fs.superblock.block_size)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses `counted` if it passed a bound, naming it and the bound.
+fn within_bounds(counted: &Counted, block_size: u32) -> Result<()> {
+    ensure!(
+        counted.entries <= MAX_NODES,
+        "it has more than {MAX_NODES} files, directories and links (each hard link counted \
+         again): check reads at most {MAX_NODES}"
+    );
+    ensure!(
+        counted.deepest <= MAX_DEPTH,
+        "it has directories more than {MAX_DEPTH} levels deep: check reads at most \
+         {MAX_DEPTH} (a real tree is some 10 to 20)"
+    );
+    ensure!(
+        counted.path_bytes <= MAX_PATH_BYTES,
+        "its {} entries' paths add up to more than {MAX_PATH_BYTES} bytes: check reads at most \
+         {MAX_PATH_BYTES}",
+        counted.entries
+    );
+    ensure!(
+        counted.block_entries <= MAX_BLOCK_ENTRIES,
+        "its files list more than {MAX_BLOCK_ENTRIES} data blocks of {block_size} bytes, each \
+         hard link's counted again (after {} of its entries): check reads at most \
+         {MAX_BLOCK_ENTRIES}",
+        counted.entries
+    );
+    Ok(())
+}
+
+/// The entries of directory `dir` as backhand reads them from `fs`'s directory table: headers
+/// of up to 257 entries each, read until one doesn't parse (whose entries backhand drops too).
+fn listing(fs: &backhand::Squashfs, dir: &backhand::Inode) -> Vec<Entry> {
+    use backhand::v4::inode::InodeInner;
+    let (block, offset, size) = match &dir.inner {
+        InodeInner::BasicDirectory(d) => (d.block_index, d.block_offset, u32::from(d.file_size)),
+        InodeInner::ExtendedDirectory(d) => (d.block_index, d.block_offset, d.file_size),
+        _ => return Vec::new(),
+    };
+    let (blocks, bytes) = &fs.dir_blocks;
+    let Some(start) = blocks.get(&u64::from(block)) else {
+        return Vec::new();
+    };
+    let from = *start as usize + usize::from(offset);
+    let Some(b) = (size >= 4)
+        .then(|| bytes.get(from..from + size as usize - 3))
+        .flatten()
+    else {
+        return Vec::new();
+    };
+    let mut entries = Vec::new();
+    let mut at = 0;
+    while let Some(header) = b.get(at..at + 12) {
+        let (count, base) = (u32_at(header, 0), u32_at(header, 8));
+        if count > 256 {
+            break;
+        }
+        let mut next = at + 12;
+        let mut these = Vec::new();
+        for _ in 0..=count {
+            let Some(e) = b.get(next..next + 8) else {
+                break;
+            };
+            let (delta, kind, name_size) = (u16_at(e, 2) as i16, u16_at(e, 4), u16_at(e, 6));
+            next += 8 + usize::from(name_size) + 1;
+            if !(1..=14).contains(&kind) || next > b.len() {
+                break;
+            }
+            let inode = base.wrapping_add_signed(i32::from(delta));
+            these.push(Entry {
+                inode,
+                kind: if kind > 7 { kind - 7 } else { kind },
+                name_len: u64::from(name_size) + 1,
+            });
+        }
+        if these.len() as u64 != u64::from(count) + 1 {
+            break;
+        }
+        entries.append(&mut these);
+        at = next;
+    }
+    entries
 }

@@ -110,14 +110,15 @@ impl Image {
         let used = dissected.mounts.clone();
         super::squashfs::check_metadata_of(path, offset)?;
         let file = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
-        let fs = backhand::FilesystemReader::from_reader_with_offset(
-            std::io::BufReader::new(file),
-            offset,
-        )
-        .map_err(|e| anyhow::anyhow!(super::squashfs::why_unreadable(path, offset, &e)))?;
+        let unreadable = |e| anyhow::anyhow!(super::squashfs::why_unreadable(path, offset, &e));
+        let tables =
+            backhand::Squashfs::from_reader_with_offset(std::io::BufReader::new(file), offset)
+                .map_err(unreadable)?;
+        super::squashfs::check_tree(&tables)
+            .with_context(|| format!("{path} is not a squashfs image check can read"))?;
+        let fs = tables.into_filesystem_reader().map_err(unreadable)?;
         let mut nodes = BTreeMap::new();
-        let mut files = BTreeMap::new();
-        for (i, node) in fs.files().enumerate() {
+        for node in fs.files() {
             let rel = node
                 .fullpath
                 .strip_prefix("/")
@@ -125,12 +126,9 @@ impl Image {
                 .to_owned();
             let entry = match &node.inner {
                 backhand::InnerNode::Dir(_) => Node::Dir,
-                backhand::InnerNode::File(_) => {
-                    files.insert(rel.clone(), i);
-                    Node::File {
-                        mode: u32::from(node.header.permissions),
-                    }
-                }
+                backhand::InnerNode::File(_) => Node::File {
+                    mode: u32::from(node.header.permissions),
+                },
                 backhand::InnerNode::Symlink(link) => Node::Symlink(link.link.clone()),
                 _ => Node::Other,
             };
@@ -138,10 +136,12 @@ impl Image {
         }
         let image_path = path.to_owned();
         let contents = move |p: &Path| -> Result<Vec<u8>> {
-            let index = *files
-                .get(p)
+            // found by a walk of backhand's own list rather than a map of our own: a map would
+            // be a third copy of every path, and check reads a few dozen files
+            let node = fs
+                .files()
+                .find(|n| n.fullpath.strip_prefix("/").is_ok_and(|rel| rel == p))
                 .with_context(|| format!("{} is not a file of {image_path}", p.display()))?;
-            let node = fs.files().nth(index).expect("an index of files()");
             let backhand::InnerNode::File(file) = &node.inner else {
                 bail!("{} is not a file", p.display());
             };
