@@ -202,8 +202,55 @@ fn header(lba: u64, other: u64, entries_lba: u64, usable: (u64, u64), entries_cr
     h
 }
 
-/// A generated disk from `seed`: `fs` in its partitions, or `polyglot` at its start.
-pub fn disk(seed: u64, fs: &[u8], polyglot: &[u8]) -> Vec<u8> {
+/// The file systems a generated disk is made of: a squashfs for its partitions, and for its
+/// start a squashfs that leaves room for a table ([`squashfs`]) or an ext4 of 1 MiB.
+pub struct Parts {
+    pub fs: Vec<u8>,
+    pub polyglot: Vec<u8>,
+    pub ext4: Vec<u8>,
+}
+
+impl Parts {
+    pub fn new() -> Parts {
+        Parts {
+            fs: squashfs(false),
+            polyglot: squashfs(true),
+            ext4: ext4(),
+        }
+    }
+}
+
+impl Default for Parts {
+    fn default() -> Self {
+        Parts::new()
+    }
+}
+
+/// An ext4 file system of 1 MiB holding a release file: its first KiB is free for a protective
+/// MBR and a GPT header.
+fn ext4() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+    std::fs::write(root.join("usr/lib/os-release"), "ID=test\n").unwrap();
+    let out = dir.path().join("fs.ext4");
+    std::fs::File::create(&out)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let status = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-d"])
+        .arg(&root)
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(out).unwrap()
+}
+
+/// A generated disk from `seed`, of `parts`.
+pub fn disk(seed: u64, parts: &Parts) -> Vec<u8> {
+    let (fs, polyglot) = (&parts.fs, &parts.polyglot);
     let mut d = Dice(fastrand::Rng::with_seed(seed));
     let mut img = vec![0u8; DISK];
     let sectors = (DISK / SECTOR) as u64;
@@ -294,6 +341,16 @@ pub fn disk(seed: u64, fs: &[u8], polyglot: &[u8]) -> Vec<u8> {
         img[510] = 0x55;
         img[511] = 0xaa;
         img[446 + 4] = 0xee;
+    } else if d.chance(10) {
+        // an ext4 at the start: its superblock lies where entries usually do, so the primary
+        // header names entries near the disk's end
+        let mbr = img[..SECTOR].to_vec();
+        img[..parts.ext4.len()].copy_from_slice(&parts.ext4);
+        img[..SECTOR].copy_from_slice(&mbr);
+        let elba = sectors - 1 - 64;
+        let at = elba as usize * SECTOR;
+        img[at..at + entries.len()].copy_from_slice(&entries);
+        img[SECTOR..2 * SECTOR].copy_from_slice(&header(1, sectors - 1, elba, usable, ecrc));
     }
     img
 }

@@ -2,9 +2,9 @@
 //! and 2.41 (systemd 262's hosts): which file system superblock it finds at an offset, and the
 //! GPT partition table it reads. Facts and their sources: `../shared/notes/dissect-rules.md`.
 //!
-//! Superblocks: the file systems this project meets (squashfs, erofs) and the short magics a
-//! GPT's own bytes can hit by chance (minix's two bytes fall on the first partition's UUID) are
-//! decided as libblkid's probers decide them; any other magic libblkid probes is reported as
+//! Superblocks: the file systems this project meets or that a polyglot is made of (squashfs,
+//! erofs, ext2/3/4) and the short magics a GPT's own bytes can hit by chance (minix's two bytes
+//! fall on the first partition's UUID) are decided as libblkid's probers decide them; any other magic libblkid probes is reported as
 //! [`Found::Unsure`], since whether its prober takes the bytes needs the prober's full checks:
 //! a caller refuses to judge such a file rather than guess.
 
@@ -48,11 +48,10 @@ const fn m(name: &'static str, min_size: u64, at: &'static [(usize, &'static [u8
 }
 
 /// The magics of libblkid 2.38.1's probers that lie in [`PROBE_BYTES`] and that this module
-/// doesn't decide itself (squashfs, erofs, minix are in [`probe_at`]). RAID and LVM members
+/// doesn't decide itself (squashfs, erofs, minix and ext are in [`probe_at`]). RAID and LVM members
 /// make libblkid ignore partition tables.
 #[rustfmt::skip]
 const MAGICS: &[Magic] = &[
-    m("ext4", 0, &[(0x438, b"\x53\xef")]),
     m("xfs", 0, &[(0, b"XFSB")]),
     m("btrfs", 1 << 20, &[(0x10040, b"_BHRfS_M")]),
     m("f2fs", 0, &[(0x400, b"\x10\x20\xf5\xf2")]),
@@ -179,6 +178,52 @@ fn minix(head: &[u8]) -> bool {
         && !has(head, 0x438, b"\x53\xef")
 }
 
+/// The ext file systems libblkid's five ext probers find in `head` (jbd, an external journal,
+/// is no file system systemd mounts): they share the magic and tell ext2, ext3, ext4 and
+/// ext4dev apart by their feature flags; 2.41 (262's hosts) also checks the superblock's
+/// checksum when it has one.
+fn ext(head: &[u8], rules: Rules) -> Vec<&'static str> {
+    let Some(sb) = head.get(0x400..0x800) else {
+        return Vec::new();
+    };
+    if u16_le(sb, 0x38) != 0xef53 {
+        return Vec::new();
+    }
+    let (compat, incompat, ro) = (u32_le(sb, 0x5c), u32_le(sb, 0x60), u32_le(sb, 0x64));
+    const METADATA_CSUM: u32 = 0x400;
+    const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+    if rules == Rules::V262
+        && ro & METADATA_CSUM != 0
+        && !CRC32C.checksum(&sb[..0x3fc]) != u32_le(sb, 0x3fc)
+    {
+        return Vec::new();
+    }
+    // features ext2 and ext3 know (sparse_super, large_file, btree_dir; filetype, meta_bg, and
+    // ext3's recover)
+    let ro_beyond = ro & !0x7 != 0;
+    let beyond_ext2 = incompat & !0x12 != 0;
+    let beyond_ext3 = incompat & !0x16 != 0;
+    let (journal_dev, test_fs, journal) = (
+        incompat & 0x8 != 0,
+        u32_le(sb, 0x160) & 0x4 != 0,
+        compat & 0x4 != 0,
+    );
+    let mut found = Vec::new();
+    if !journal_dev && test_fs {
+        found.push("ext4dev");
+    }
+    if !journal_dev && !test_fs && (ro_beyond || beyond_ext3) {
+        found.push("ext4");
+    }
+    if journal && !ro_beyond && !beyond_ext3 {
+        found.push("ext3");
+    }
+    if !journal && !ro_beyond && !beyond_ext2 {
+        found.push("ext2");
+    }
+    found
+}
+
 /// What libblkid finds in `head`, the first bytes of a device of `size` bytes (a whole file, or
 /// a partition), probing as systemd's `rules` have it probe.
 pub fn probe_at(head: &[u8], size: u64, rules: Rules) -> Found {
@@ -193,6 +238,7 @@ pub fn probe_at(head: &[u8], size: u64, rules: Rules) -> Found {
     if minix(head) && probed("minix") {
         found.push("minix");
     }
+    found.extend(ext(head, rules).into_iter().filter(|t| probed(t)));
     let mut unsure = None;
     for magic in MAGICS {
         let hit = size >= magic.min_size && magic.at.iter().any(|(at, b)| has(head, *at, b));
