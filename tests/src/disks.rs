@@ -68,10 +68,6 @@ pub fn parse_systemd(success: bool, stdout: &[u8], stderr: &[u8]) -> Verdict {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|m| {
-            let d = m["designator"].as_str().unwrap_or("");
-            d.starts_with("root") || d.starts_with("usr")
-        })
         .map(|m| {
             format!(
                 "{} #{} {} {} {} growfs={}",
@@ -166,8 +162,11 @@ fn type_for(d: &mut Dice) -> Uuid {
         Kind::RootVerity,
         Kind::UsrVerity,
     ];
+    let uses = [
+        "generic", "esp", "home", "srv", "var", "tmp", "swap", "xbootldr",
+    ];
     match d.0.u32(..10) {
-        0 => *b"\xaf\x3d\xc6\x0f\x83\x84\x72\x47\x8e\x79\x3d\x69\xd8\x47\x7d\xe4",
+        0 => types::type_of_use(d.pick(&uses)).unwrap(),
         1 => [0x11; 16],
         _ => types::type_of(d.pick(&kinds), d.pick(&archs)).unwrap(),
     }

@@ -516,11 +516,26 @@ fn mounted_as_read(image: &Utf8Path, chosen: &ddi::Chosen) -> Result<()> {
         let mut file = std::fs::File::open(image)?;
         let d = dissect::dissect(&mut file, rules, chosen.arch.name)
             .map_err(|why| anyhow::anyhow!("{image}: by systemd {v}'s rules, {why}"))?;
-        let number = |k: Kind| d.get(k).and_then(|m| m.number);
+        dissect::vouch(&mut file, &d)
+            .map_err(|why| anyhow::anyhow!("{image}: by systemd {v}'s rules, {why}"))?;
+        let is = |k: Kind, p: Option<&ddi::Partition>| match (d.get(k), p) {
+            (Some(m), Some(p)) => {
+                m.number == Some(p.number) && m.range == p.range && m.uuid == Some(p.uuid)
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        // root, hash tree and (when signed already) signature, and nothing else
+        let mounted = d
+            .mounts
+            .iter()
+            .filter(|m| m.designator == m.kind.name())
+            .count();
+        let expected = 2 + usize::from(d.get(Kind::RootVeritySig).is_some());
         let same = !d.whole
-            && d.get(Kind::Usr).is_none()
-            && number(Kind::Root) == Some(chosen.root.number)
-            && number(Kind::RootVerity) == chosen.verity.map(|p| p.number);
+            && is(Kind::Root, Some(chosen.root))
+            && is(Kind::RootVerity, chosen.verity)
+            && mounted == expected;
         ensure!(
             same,
             "{image}: systemd {v} would mount {} on {}, not its root partition {} and its hash \

@@ -8,13 +8,13 @@
 use super::gpt::Entry;
 use super::types::{kind_of, Kind};
 use super::{Mount, Refusal, Rules};
-use crate::feed::compare_versions;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 const READ_ONLY: u64 = 1 << 60;
 const GROWFS: u64 = 1 << 59;
 const NO_AUTO: u64 = 1 << 63;
+const NO_BLOCK_IO: u64 = 1 << 1;
 
 /// How a partition's architecture ranks on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,8 +49,15 @@ fn mount(e: &Entry, kind: Kind, arch: Option<&'static str>) -> Mount {
         Kind::RootVeritySig | Kind::UsrVeritySig => {
             (Some("verity_hash_signature".to_owned()), false)
         }
+        // the ESP is vfat by its type, and neither it nor swap reads the read-only flag
+        Kind::Other("esp") => (Some("vfat".to_owned()), true),
+        Kind::Other("swap") => (None, true),
         _ => (None, e.flags & READ_ONLY == 0),
     };
+    let grows = !matches!(
+        kind,
+        Kind::Other("esp" | "swap") | Kind::RootVerity | Kind::UsrVerity
+    ) && !matches!(kind, Kind::RootVeritySig | Kind::UsrVeritySig);
     Mount {
         kind,
         designator: kind.name().to_owned(),
@@ -58,7 +65,7 @@ fn mount(e: &Entry, kind: Kind, arch: Option<&'static str>) -> Mount {
         arch,
         fstype,
         rw,
-        growfs: matches!(kind, Kind::Root | Kind::Usr | Kind::Generic) && e.flags & GROWFS != 0,
+        growfs: grows && e.flags & GROWFS != 0,
         uuid: Some(e.uuid),
         label: e.label.clone(),
         range: e.range.clone(),
@@ -75,7 +82,68 @@ fn replaces(old: &Mount, new: &Mount) -> bool {
         (None, None) => false,
         (None, Some(_)) => true,
         (Some(_), None) => false,
-        (Some(a), Some(b)) => compare_versions(a, b) == Ordering::Less,
+        (Some(a), Some(b)) => label_order(a, b) == Ordering::Less,
+    }
+}
+
+/// systemd's `strverscmp_improved()` on any text, as it orders partition labels: unlike a
+/// sysupdate version (`crate::feed::compare_versions`), a label may hold `~` (what follows is
+/// older: a pre-release) and `^` (newer: a patch level); other characters than letters,
+/// digits, `~-^.` are passed over.
+fn label_order(a: &str, b: &str) -> Ordering {
+    let version_char = |c: u8| c.is_ascii_alphanumeric() || b"~-^.".contains(&c);
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    let at = |s: &[u8]| s.first().copied().unwrap_or(0);
+    loop {
+        while !a.is_empty() && !version_char(a[0]) {
+            a = &a[1..];
+        }
+        while !b.is_empty() && !version_char(b[0]) {
+            b = &b[1..];
+        }
+        for sep in [b'~', 0, b'-', b'^', b'.'] {
+            if sep == 0 {
+                if a.is_empty() || b.is_empty() {
+                    return at(a).cmp(&at(b));
+                }
+                continue;
+            }
+            if at(a) == sep || at(b) == sep {
+                let order = (at(a) != sep).cmp(&(at(b) != sep));
+                if order != Ordering::Equal {
+                    return order;
+                }
+                (a, b) = (&a[1..], &b[1..]);
+            }
+        }
+        let digits = at(a).is_ascii_digit() || at(b).is_ascii_digit();
+        let run = |s: &[u8]| {
+            s.iter()
+                .position(|c| {
+                    if digits {
+                        !c.is_ascii_digit()
+                    } else {
+                        !c.is_ascii_alphabetic()
+                    }
+                })
+                .unwrap_or(s.len())
+        };
+        let (ra, rb) = (run(a), run(b));
+        let order = if digits {
+            let zeros = |s: &[u8], r: usize| s[..r].iter().take_while(|c| **c == b'0').count();
+            let (x, y) = (&a[zeros(a, ra)..ra], &b[zeros(b, rb)..rb]);
+            (ra != 0)
+                .cmp(&(rb != 0))
+                .then(x.len().cmp(&y.len()))
+                .then_with(|| x.cmp(y))
+        } else {
+            let n = ra.min(rb);
+            a[..n].cmp(&b[..n]).then(ra.cmp(&rb))
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+        (a, b) = (&a[ra..], &b[rb..]);
     }
 }
 
@@ -88,7 +156,12 @@ fn slots(entries: &[Entry], rules: Rules, host: &str) -> (Slots, Vec<Mount>) {
         let Some((kind, arch)) = kind_of(&e.type_uuid) else {
             continue;
         };
-        if e.flags & NO_AUTO != 0 && !matches!(kind, Kind::Other("esp")) {
+        // the ESP's own flag for "not for me" is bit 1 (UEFI's no-block-IO), not no-auto
+        let skip = match kind {
+            Kind::Other("esp") => e.flags & NO_BLOCK_IO != 0,
+            _ => e.flags & NO_AUTO != 0,
+        };
+        if skip {
             continue;
         }
         if rules == Rules::V262 && e.label.as_deref() == Some("_empty") {
@@ -96,8 +169,12 @@ fn slots(entries: &[Entry], rules: Rules, host: &str) -> (Slots, Vec<Mount>) {
         }
         let m = mount(e, kind, arch);
         let Some(arch) = arch else {
-            if kind == Kind::Generic {
-                generic.push(m);
+            match kind {
+                Kind::Generic => generic.push(m),
+                // other uses (home, srv, var, tmp, ESP, ...): the first of each wins
+                _ => {
+                    slots.entry((kind, Rank::Native)).or_insert(m);
+                }
             }
             continue;
         };
@@ -228,11 +305,12 @@ pub fn choose(entries: &[Entry], rules: Rules, host: &str) -> Result<Vec<Mount>,
                 ))
             }
             [one] => {
-                return Ok(vec![Mount {
+                let root = Mount {
                     kind: Kind::Root,
                     designator: "root".into(),
                     ..one.clone()
-                }])
+                };
+                return Ok(std::iter::once(root).chain(listed(slots)).collect());
             }
             [..] => {
                 return Err(refused(
@@ -241,13 +319,15 @@ pub fn choose(entries: &[Entry], rules: Rules, host: &str) -> Result<Vec<Mount>,
             }
         }
     }
-    Ok(slots
-        .into_iter()
-        .map(|((kind, rank), mut m)| {
-            m.designator = designator(kind, rank);
-            m
-        })
-        .collect())
+    Ok(listed(slots).collect())
+}
+
+/// The slots' partitions, each under systemd-dissect's name for its slot.
+fn listed(slots: Slots) -> impl Iterator<Item = Mount> {
+    slots.into_iter().map(|((kind, rank), mut m)| {
+        m.designator = designator(kind, rank);
+        m
+    })
 }
 
 /// systemd-dissect's name of a slot: a partition left in a secondary or other slot is listed
@@ -262,5 +342,50 @@ fn designator(kind: Kind, rank: Rank) -> String {
     match name.split_once('-') {
         Some((data, rest)) => format!("{data}-{suffix}-{rest}"),
         None => format!("{name}-{suffix}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_order;
+    use std::cmp::Ordering::{Equal, Greater, Less};
+
+    /// Orders from systemd's own test of strverscmp_improved (test-string-util.c, 252).
+    #[test]
+    fn labels_order_as_systemd_orders_them() {
+        let ascending = [
+            "~1",
+            "",
+            "ab",
+            "abb",
+            "abc",
+            "0001",
+            "002",
+            "12",
+            "122",
+            "122.9",
+            "123~rc1",
+            "123",
+            "123-a",
+            "123-a.1",
+            "123-a1",
+            "123-a1.1",
+            "123-3",
+            "123-3.1",
+            "123^patch1",
+            "123^1",
+            "123.a-1",
+            "123.1-1",
+            "123a-1",
+            "124",
+        ];
+        for (i, a) in ascending.iter().enumerate() {
+            assert_eq!(label_order(a, a), Equal, "{a}");
+            for b in &ascending[i + 1..] {
+                assert_eq!(label_order(a, b), Less, "{a} < {b}");
+                assert_eq!(label_order(b, a), Greater, "{b} > {a}");
+            }
+        }
+        assert_eq!(label_order("root-x86-64_1~rc1", "root-x86-64_1"), Less);
     }
 }

@@ -151,3 +151,34 @@ pub fn read(file: &mut (impl Read + Seek), size: u64) -> Table {
         None => Table::Damaged,
     }
 }
+
+/// The byte ranges of a disk's partition tables (the MBR's entries and signature, both headers
+/// and both entry arrays), if libblkid reads its primary header, the backup at the last LBA says
+/// the same and each names the other: then the kernel, which makes the partition devices
+/// systemd may take, reads the same table by its own rules. Otherwise why not.
+pub fn agreeing(file: &mut (impl Read + Seek), size: u64) -> Result<Vec<Range<u64>>, String> {
+    let last = (size / SECTOR).saturating_sub(1);
+    let (Some((p, pe)), Some((b, be))) = (header(file, 1, last), header(file, last, last)) else {
+        return Err("one of its GPT headers fails libblkid's checks".into());
+    };
+    let same = pe == be
+        && p[40..56] == b[40..56]
+        && p[56..72] == b[56..72]
+        && u64_at(&p, 32) == last
+        && u64_at(&b, 32) == 1;
+    if !same {
+        return Err("its primary and backup GPT headers say different things".into());
+    }
+    let array = |h: &[u8], entries: &[u8]| {
+        let at = u64_at(h, 72) * SECTOR;
+        at..at + entries.len() as u64
+    };
+    let header_len = u64::from(u32_at(&p, 12));
+    Ok(vec![
+        446..512,
+        SECTOR..SECTOR + header_len,
+        array(&p, &pe),
+        array(&b, &be),
+        last * SECTOR..last * SECTOR + header_len,
+    ])
+}

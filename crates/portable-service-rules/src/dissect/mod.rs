@@ -100,6 +100,44 @@ impl Dissected {
     }
 }
 
+/// The kernel's limit on partition numbers (its `DISK_MAX_PARTS`): systemd 252 adds every
+/// partition libblkid lists with BLKPG, and one numbered past it fails the image (measured).
+const MAX_PARTITIONS: u32 = 256;
+
+/// Signatures libblkid looks for at offsets past the first bytes: LUKS2's second header at each
+/// of its places (then the whole file is an encrypted volume), and VMFS's volume header (a RAID
+/// member: no partition table).
+const FAR: [(u64, &[u8], &str); 9] = [
+    (0x8000, b"SKUL\xba\xbe", "crypto_LUKS"),
+    (0x10000, b"SKUL\xba\xbe", "crypto_LUKS"),
+    (0x20000, b"SKUL\xba\xbe", "crypto_LUKS"),
+    (0x40000, b"SKUL\xba\xbe", "crypto_LUKS"),
+    (0x80000, b"SKUL\xba\xbe", "crypto_LUKS"),
+    (0x100000, b"SKUL\xba\xbe", "crypto_LUKS"),
+    (0x200000, b"SKUL\xba\xbe", "crypto_LUKS"),
+    (0x400000, b"SKUL\xba\xbe", "crypto_LUKS"),
+    (0x100000, b"\x0d\xd0\x01\xc0", "VMFS_volume_member"),
+];
+
+/// A far signature of `file` (`size` bytes), if one is there.
+fn far_signature(
+    file: &mut (impl Read + Seek),
+    size: u64,
+) -> std::io::Result<Option<&'static str>> {
+    for (at, magic, name) in FAR {
+        if at + magic.len() as u64 > size {
+            continue;
+        }
+        let mut buf = vec![0u8; magic.len()];
+        file.seek(SeekFrom::Start(at))?;
+        file.read_exact(&mut buf)?;
+        if buf == magic {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
 /// Partition tables libblkid looks for before GPT, each of which systemd refuses.
 const OTHER_TABLES: [(usize, &[u8], &str); 3] = [
     (0, b"\x0b\xe5\xa9\x41", "SGI"),
@@ -128,6 +166,12 @@ pub fn dissect(
         }
         blkid::Found::Nothing => {}
     }
+    if let Some(t) = far_signature(file, size).map_err(io)? {
+        return Err(Refusal::Unsure(format!(
+            "it holds a {t} signature where libblkid looks for one; were it one, systemd would \
+             not read its partitions"
+        )));
+    }
     if let Some((_, _, name)) = OTHER_TABLES
         .iter()
         .find(|(at, m, _)| blkid::has(&head, *at, m))
@@ -152,6 +196,14 @@ pub fn dissect(
         }
         gpt::Table::Broken(why) => return Err(Refusal::Systemd(why)),
     };
+    if let Some(e) = entries.iter().find(|e| e.number >= MAX_PARTITIONS) {
+        return Err(Refusal::Systemd(format!(
+            "it lists partition {}: the kernel makes no device past partition {}, and systemd \
+             adds one for every partition",
+            e.number,
+            MAX_PARTITIONS - 1
+        )));
+    }
     overlaps(&entries)?;
     let mut mounts = choose::choose(&entries, rules, host)?;
     for m in &mut mounts {
@@ -217,4 +269,61 @@ fn overlaps(entries: &[gpt::Entry]) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// What check and sign ask of a disk beyond systemd's rules, so that what they judge is all
+/// libblkid and the kernel can find in it: its two GPTs agree (the kernel, whose partition
+/// devices systemd may take, reads a table by other rules than libblkid), and every byte
+/// outside the tables and the partitions systemd mounts is zero, as portableService writes
+/// them: signatures libblkid finds anywhere in a file (a FAT boot sector in the MBR, nilfs2's
+/// backup superblock at the end, zfs's labels) would make systemd mount the whole file instead,
+/// and only some are modelled here. A naked file system needs neither.
+pub fn vouch(file: &mut (impl Read + Seek), d: &Dissected) -> Result<(), Refusal> {
+    if d.whole {
+        return Ok(());
+    }
+    let io = |e: std::io::Error| Refusal::Unsure(format!("it can't be read: {e}"));
+    let size = file.seek(SeekFrom::End(0)).map_err(io)?;
+    let unsure = |why: String| Refusal::Unsure(why);
+    let mut kept = gpt::agreeing(file, size).map_err(unsure)?;
+    kept.extend(
+        d.mounts
+            .iter()
+            .filter(|m| m.designator == m.kind.name())
+            .map(|m| m.range.clone()),
+    );
+    kept.sort_by_key(|r| r.start);
+    let mut at = 0;
+    for r in kept.iter().chain(std::iter::once(&(size..size))) {
+        if r.start > at {
+            if let Some(x) = first_non_zero(file, at..r.start).map_err(io)? {
+                return Err(Refusal::Unsure(format!(
+                    "byte {x} lies outside its partition tables and the partitions systemd \
+                     mounts and is not zero: libblkid may find a file system signature there \
+                     (then systemd mounts the whole file as one), which check can't rule out"
+                )));
+            }
+        }
+        at = at.max(r.end);
+    }
+    Ok(())
+}
+
+/// The offset of the first byte in `range` of `file` that isn't zero.
+fn first_non_zero(
+    file: &mut (impl Read + Seek),
+    range: Range<u64>,
+) -> std::io::Result<Option<u64>> {
+    let mut buf = vec![0u8; 64 << 10];
+    file.seek(SeekFrom::Start(range.start))?;
+    let mut at = range.start;
+    while at < range.end {
+        let n = (range.end - at).min(buf.len() as u64) as usize;
+        file.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().position(|b| *b != 0) {
+            return Ok(Some(at + i as u64));
+        }
+        at += n as u64;
+    }
+    Ok(None)
 }

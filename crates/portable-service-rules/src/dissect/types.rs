@@ -121,6 +121,14 @@ pub fn type_of(kind: Kind, arch: &str) -> Option<Uuid> {
     Some(parse(types[i]))
 }
 
+/// The type of another use (`esp`, `home`, `srv`, `var`, `tmp`, ...), if systemd has one.
+pub fn type_of_use(name: &str) -> Option<Uuid> {
+    OTHERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| parse(t))
+}
+
 /// Every architecture systemd has partition types for.
 pub fn architectures() -> impl Iterator<Item = &'static str> {
     ARCHITECTURES.iter().map(|(a, _)| *a)

@@ -103,6 +103,8 @@ impl Image {
             (0, None)
         } else {
             let root = root_of(path, &dissected)?;
+            dissect::vouch(&mut file, &dissected)
+                .map_err(|why| anyhow::anyhow!("{path}: {why}"))?;
             let table = ddi::read_table(path)?;
             root_fits(&mut file, path, root)?;
             (root.range.start, Some(table))
@@ -181,6 +183,21 @@ impl Image {
 /// usr partition beside it (portableService makes none; one would be mounted over the root's
 /// /usr, unread here).
 fn root_of<'d>(path: &Utf8Path, dissected: &'d dissect::Dissected) -> Result<&'d dissect::Mount> {
+    if let Some(other) = dissected
+        .mounts
+        .iter()
+        .find(|m| matches!(m.kind, Kind::Other(_) | Kind::Usr) && m.designator == m.kind.name())
+    {
+        if other.kind != Kind::Usr {
+            bail!(
+                "{path}: systemd also mounts its {} partition {} into the service's tree, \
+                 unprotected by the root's hash tree or signature: check judges disks that hold \
+                 the root, its hash tree and signature only, as portableService builds them",
+                other.designator,
+                other.number.unwrap_or(0)
+            );
+        }
+    }
     if let Some(usr) = dissected.get(Kind::Usr) {
         bail!(
             "{path}: systemd mounts its usr partition {} over the root's /usr: check reads \
