@@ -13,6 +13,7 @@ pub mod policy;
 pub mod report;
 pub mod squashfs;
 pub mod tree;
+mod verity;
 mod versions;
 
 pub use versions::{
@@ -25,14 +26,13 @@ use versions::{
     READS_SCOPE_AND_ARCHITECTURE,
 };
 
-use crate::signing::{Cert, Disk};
+use crate::signing::Disk;
 use portable_service_rules::ddi;
 use portable_service_rules::extension::ExtensionKind as Kind;
 use portable_service_rules::mount_points::{self, HIDDEN_BELOW, MOUNT_POINT_FILES};
 use portable_service_rules::names::{is_image_name, unit_matches, UNIT_SUFFIXES};
 use portable_service_rules::os_release;
 use portable_service_rules::unit_file;
-use portable_service_rules::verity::{self, sidecars};
 use report::{ExtensionReport, Finding, Report, SkippedUnit, Unit};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -507,7 +507,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
     for image in std::iter::once(base).chain(extensions) {
         match &image.disk {
             Some(table) => check_disk(&mut r, image, table, options),
-            None => check_verity(&mut r, &image.path, options),
+            None => verity::check_verity(&mut r, &image.path, options),
         }
     }
     let images: Vec<&Image> = std::iter::once(base).chain(extensions).collect();
@@ -515,99 +515,6 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
 
     r.units = units.into_iter().map(|(u, _)| u).collect();
     Ok(r)
-}
-
-/// The dm-verity files beside an image, if it has any: the hash tree must match the image and
-/// the root hash, as the kernel will check them block by block, and the root hash's signature
-/// must be one the hosts trust (when `options.certs` says which).
-fn check_verity(r: &mut Report, image: &camino::Utf8Path, options: &Options) {
-    let [tree_file, root_file, p7s] = sidecars(image);
-    let verity_error = |r: &mut Report, message: String| {
-        r.error(Finding {
-            stage: "verity",
-            message,
-        })
-    };
-    if !tree_file.exists() && !root_file.exists() && !p7s.exists() {
-        // what --cert says is what the hosts trust, not that every image must be signed:
-        // systemd runs a plain image beside /etc/verity.d (measured), so this is no refusal
-        if !options.certs.is_empty() {
-            r.verity.push(format!(
-                "{image}: no hash tree ({tree_file}): not signed, and systemd runs it without \
-                 dm-verity (build it with `verity = true` and sign it to have it checked)"
-            ));
-        }
-        return;
-    }
-    let verified = verity::read_sidecar_text(&root_file)
-        .and_then(|text| verity::parse_root_hash(&text))
-        .and_then(|root| verity::verify(image, &tree_file, &root));
-    match verified {
-        Ok(tree) => r.verity.push(format!(
-            "{image}: the hash tree {tree_file} matches the image and the root hash {}",
-            tree.root_hash_hex()
-        )),
-        Err(e) => return verity_error(r, format!("{e:#}")),
-    }
-    if rules_of(options.systemd) < READS_HASH_TREE_BESIDE {
-        r.advice(&format!(
-            "{image}: systemd {} reads no hash tree beside an image (from \
-             {READS_HASH_TREE_BESIDE} on it does), nor a signature: it runs the image without \
-             dm-verity, unchecked, so neither is any protection there",
-            options.systemd
-        ));
-        return;
-    }
-    let kernel_only = rules_of(options.systemd) < CHECKS_SIGNATURES;
-    if kernel_only && (p7s.exists() || options.signed_later) {
-        return verity_error(
-            r,
-            format!(
-                "{image}: {}systemd {} hands a root hash signature to the kernel, which checks \
-                 it against the kernel's keyring only (/etc/verity.d/ is read from systemd 250 \
-                 on): with the certificate in /etc/verity.d/ its services fail with \
-                 226/NAMESPACE. For these hosts leave the image unsigned (its hash tree still \
-                 runs) or put the certificate into the kernel's keyring",
-                if p7s.exists() {
-                    "signed: "
-                } else {
-                    "to be signed: "
-                },
-                options.systemd
-            ),
-        );
-    }
-    match (p7s.exists(), options.certs.is_empty()) {
-        (true, false) => check_signer(r, image, options, |certs| {
-            crate::signing::verify(image, &p7s, certs).cloned()
-        }),
-        (true, true) => r.verity.push(format!(
-            "{p7s}: signed; by whom is not checked (give the hosts' certificates with --cert). \
-             A host without the signer's certificate in /etc/verity.d/ refuses to start its \
-             services (226/NAMESPACE)"
-        )),
-        (false, false) => verity_error(
-            r,
-            format!("{image} is not signed (there is no {p7s}), and certificates were given"),
-        ),
-        (false, true) => match unsigned_verity(options.systemd) {
-            UnsignedVerity::Refused(what) if options.signed_later => r.verity.push(format!(
-                "not signed yet (--signed-later): until it is, systemd {} {what}",
-                options.systemd
-            )),
-            UnsignedVerity::Runs => r.verity.push(format!(
-                "not signed: systemd {} uses the hash tree without a signature",
-                options.systemd
-            )),
-            UnsignedVerity::Refused(what) => verity_error(
-                r,
-                format!(
-                    "{image} has a hash tree but no signature ({p7s}): systemd {} {what}",
-                    options.systemd
-                ),
-            ),
-        },
-    }
 }
 
 /// A Discoverable Disk Image's partitions, as systemd's dissect code takes them: their types
@@ -745,7 +652,7 @@ fn check_disk(r: &mut Report, image: &Image, table: &ddi::Table, options: &Optio
         }
     }
     match (signature.is_some(), options.certs.is_empty()) {
-        (true, false) => check_signer(r, path, options, |certs| {
+        (true, false) => verity::check_signer(r, path, options, |certs| {
             crate::signing::verify_disk(path, &disk, certs).cloned()
         }),
         (true, true) => r.verity.push(format!(
@@ -814,40 +721,6 @@ fn unsigned_disk(systemd: u32) -> &'static str {
     }
 }
 
-/// Which of the hosts' certificates signed an image: `verify` tells with a set of them. One
-/// that verifies only with a certificate given in DER form is refused, since systemd reads
-/// /etc/verity.d/*.crt as PEM only (measured: tests/tests/acceptance/integrity.rs).
-fn check_signer(
-    r: &mut Report,
-    image: &camino::Utf8Path,
-    options: &Options,
-    verify: impl Fn(&[Cert]) -> anyhow::Result<Cert>,
-) {
-    let (pem, der): (Vec<Cert>, Vec<Cert>) = options.certs.iter().cloned().partition(|c| c.pem);
-    match verify(&pem) {
-        Ok(cert) => {
-            r.signed_by_hosts.push(image.to_string());
-            r.verity
-                .push(format!("signed by {} (with {})", cert.subject(), cert.path))
-        }
-        Err(e) => r.error(Finding {
-            stage: "verity",
-            message: match verify(&der) {
-                Ok(cert) => format!(
-                    "it is signed by {}, whose certificate {} is DER: systemd reads \
-                     /etc/verity.d/*.crt as PEM only and refuses the image with it \
-                     (226/NAMESPACE); install it as PEM: openssl x509 -in {} -out \
-                     /etc/verity.d/NAME.crt",
-                    cert.subject(),
-                    cert.path,
-                    cert.path
-                ),
-                Err(_) => format!("{e:#}"),
-            },
-        }),
-    }
-}
-
 /// An empty unit file `name`, which systemd takes for a masked unit: before
 /// [`PASSES_OVER_EMPTY_UNITS`] portabled attaches it all the same, from then on it is passed
 /// over. Whether it is attached.
@@ -883,26 +756,6 @@ fn only_masked_units(r: &mut Report, systemd: u32) {
          passes over it and refuses the image); give the unit its settings",
         masked.join(", ")
     )));
-}
-
-/// What a systemd version does with an image whose hash tree is not signed.
-enum UnsignedVerity {
-    Runs,
-    Refused(&'static str),
-}
-
-/// Measured in the VMs (tests/tests/acceptance/integrity.rs): 247, 252, 254 and 257 use an
-/// unsigned hash tree; 262's image policy for portable services requires a signed one. (249
-/// is taken for 247 here, unmeasured; before 247 see [`READS_HASH_TREE_BESIDE`].)
-fn unsigned_verity(systemd: u32) -> UnsignedVerity {
-    match rules_of(systemd) {
-        ..262 => UnsignedVerity::Runs,
-        _ => UnsignedVerity::Refused(
-            "refuses to start its services: its image policy requires a signed hash tree \
-             (226/NAMESPACE, \"Operation not possible due to RF-kill\"); sign it \
-             (portable-service sign)",
-        ),
-    }
 }
 
 /// What a unit of `from` sees: a unit of the base the base alone; a unit of an extension every
