@@ -111,7 +111,7 @@ fn used_of(image: &Image, verified: bool, options: &Options) -> Option<Used> {
     let Some(table) = &image.disk else {
         return Some(Used::Naked(naked_root(image, verified, options)));
     };
-    let chosen = super::chosen_of(image, table).ok()?;
+    let chosen = super::disk::chosen_of(image, table).ok()?;
     let (protection, why) = disk_protection(&chosen, verified, options);
     let state = |p: &ddi::Partition, protection| State {
         protection,
