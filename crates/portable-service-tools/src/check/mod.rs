@@ -10,6 +10,7 @@
 //! policy (`--image-policy`); [`report`] says the result.
 
 mod disk;
+mod extensions;
 pub mod policy;
 pub mod report;
 pub mod squashfs;
@@ -22,17 +23,15 @@ pub use versions::{
     PROFILES_SERVICES_ONLY, SYSTEMD_VERSIONS, WAITS_FOR_UDEV,
 };
 use versions::{
-    CHECKS_SIGNATURES, FINDS_NAMES_IN_THE_IMAGE, FOLLOWS_ABSOLUTE_UNIT_LINKS, FORBIDS_OS_RELEASE,
-    MATCHES_ID_LIKE, PASSES_OVER_EMPTY_UNITS, READS_HASH_TREE_BESIDE, READS_PORTABLE_PREFIXES,
-    READS_SCOPE_AND_ARCHITECTURE,
+    FINDS_NAMES_IN_THE_IMAGE, FOLLOWS_ABSOLUTE_UNIT_LINKS, PASSES_OVER_EMPTY_UNITS,
+    READS_PORTABLE_PREFIXES,
 };
 
-use portable_service_rules::extension::ExtensionKind as Kind;
 use portable_service_rules::mount_points::{self, HIDDEN_BELOW, MOUNT_POINT_FILES};
 use portable_service_rules::names::{is_image_name, unit_matches, UNIT_SUFFIXES};
 use portable_service_rules::os_release;
 use portable_service_rules::unit_file;
-use report::{ExtensionReport, Finding, Report, SkippedUnit, Unit};
+use report::{Finding, Report, SkippedUnit, Unit};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tree::{Image, Node, Resolved, View};
@@ -227,30 +226,11 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
         )));
     }
 
-    // extensions
-    if !extensions.is_empty() && rules_of(options.systemd) < ATTACHES_EXTENSIONS {
-        r.error(Finding::refused(format!(
-            "systemd {}'s portablectl has no --extension (\"unrecognized option\"): \
-             extensions came in systemd {ATTACHES_EXTENSIONS}; attach the \
-             base alone, or build one image with everything",
-            options.systemd
-        )));
-    }
+    let (layers, ext_prefixes) =
+        extensions::check_extensions(&mut r, base, extensions, &fields, options)?;
     let mut valid_prefixes = image_prefixes.clone().filter(|_| reads_prefixes);
-    // the extensions systemd takes, in order, with their kind
-    let mut layered = Vec::new();
-    for ext in extensions {
-        let (report, kind, prefixes) = check_extension(ext, &fields, options)?;
-        if let Some(kind) = kind {
-            layered.push((ext, kind));
-        }
-        if let Some(p) = prefixes.filter(|_| reads_prefixes) {
-            valid_prefixes.get_or_insert_with(Vec::new).extend(p);
-        }
-        for f in &report.problems {
-            r.error(Finding::refused(f.clone()));
-        }
-        r.extensions.push(report);
+    if let Some(p) = ext_prefixes.filter(|_| reads_prefixes) {
+        valid_prefixes.get_or_insert_with(Vec::new).extend(p);
     }
 
     // portablectl's own default: the image name, whatever PORTABLE_PREFIXES says (measured on
@@ -297,7 +277,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
     let mut units: Vec<(Unit, &Image)> = Vec::new();
     // empty unit files portabled attaches all the same (before 252), masked
     let mut masked_attached = 0;
-    for image in std::iter::once(base).chain(layered.iter().map(|(ext, _)| *ext)) {
+    for image in layers.images() {
         for dir in unit_dirs(options.systemd) {
             let Some(names) = children(image, dir) else {
                 continue;
@@ -365,7 +345,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
                         continue;
                     }
                 }
-                let content = unit_view(base, image, &layered).read(&Path::new(dir).join(&name));
+                let content = layers.seen_from(image).read(&Path::new(dir).join(&name));
                 match content {
                     Ok(c) if c.iter().all(u8::is_ascii_whitespace) => {
                         masked_attached += usize::from(empty_unit(&mut r, &name, from, options));
@@ -445,7 +425,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
         }
     }
     for (unit, image) in &units {
-        let uview = unit_view(base, image, &layered);
+        let uview = layers.seen_from(image);
         for dir in mount_points::unit_directories(unit.content.as_bytes()) {
             if !matches!(
                 uview.resolve(dir.as_std_path()),
@@ -471,8 +451,8 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
     }
 
     // closure holes: symlinks into the store at store paths that aren't there
-    let whole = view_of(base, &layered);
-    for image in std::iter::once(base).chain(layered.iter().map(|(ext, _)| *ext)) {
+    let whole = layers.whole();
+    for image in layers.images() {
         for (path, node) in &image.nodes {
             let Node::Symlink(target) = node else {
                 continue;
@@ -553,25 +533,6 @@ fn only_masked_units(r: &mut Report, systemd: u32) {
     )));
 }
 
-/// What a unit of `from` sees: a unit of the base the base alone; a unit of an extension every
-/// extension too (portabled writes `ExtensionImages=` only into those units' drop-ins).
-fn unit_view<'a>(base: &'a Image, from: &Image, layered: &[(&'a Image, Kind)]) -> View<'a> {
-    if std::ptr::eq(from, base) {
-        View::new(base)
-    } else {
-        view_of(base, layered)
-    }
-}
-
-/// The base with every extension overlaid.
-fn view_of<'a>(base: &'a Image, layered: &[(&'a Image, Kind)]) -> View<'a> {
-    let mut v = View::new(base);
-    for (ext, kind) in layered {
-        v.overlay(ext, kind.overlaid_on());
-    }
-    v
-}
-
 /// A suffix that reads like a unit type portabled skips (`.mount`, `.slice`, ...).
 fn looks_like_unit(suffix: &str) -> bool {
     [
@@ -623,185 +584,6 @@ fn store_path_of(path: &Path, store_dir: &Path) -> Option<PathBuf> {
         Some(store_dir.join(first))
     });
     found
-}
-
-/// The extension's report, its kind (if systemd takes it) and its `PORTABLE_PREFIXES`.
-fn check_extension(
-    ext: &Image,
-    base: &BTreeMap<String, String>,
-    options: &Options,
-) -> anyhow::Result<(ExtensionReport, Option<Kind>, Option<Vec<String>>)> {
-    let systemd = options.systemd;
-    let mut report = ExtensionReport {
-        path: ext.path.to_string(),
-        name: ext.name.clone(),
-        ..ExtensionReport::default()
-    };
-    let found_by = |version: u32| -> Option<(Kind, PathBuf)> {
-        release_candidates(ext, version).into_iter().find(|(_, p)| {
-            matches!(
-                View::new(ext).resolve(p),
-                Resolved::Found(_, Node::File { .. })
-            )
-        })
-    };
-    for version in SYSTEMD_VERSIONS {
-        let verdict = match found_by(version) {
-            _ if version < ATTACHES_EXTENSIONS => "refused: no --extension".to_owned(),
-            Some(_) => "accepted".to_owned(),
-            None => format!("refused: Image '{}' lacks extension-release data", ext.path),
-        };
-        report.by_systemd.insert(version, verdict);
-    }
-    let Some((kind, release_path)) = found_by(systemd) else {
-        report.problems.push(format!(
-            "Image '{}' lacks extension-release data, refusing. (systemd {systemd} looks for {})",
-            ext.path,
-            release_candidates(ext, systemd)
-                .iter()
-                .map(|(_, p)| format!("/{}", p.display()))
-                .collect::<Vec<_>>()
-                .join(" or ")
-        ));
-        return Ok((report, None, None));
-    };
-    report.kind = Some(kind.name().to_owned());
-    report.release_file = Some(format!("/{}", release_path.display()));
-    let fields = match View::new(ext).read(&release_path) {
-        Ok(d) => os_release::parse(&String::from_utf8_lossy(&d)),
-        Err(e) => {
-            unjudgeable(e)?;
-            BTreeMap::new()
-        }
-    };
-    report.dissect_extension = fields
-        .get(kind.scope_and_level().0)
-        .is_none_or(|s| s.split_whitespace().any(|w| w == "portable"));
-    // from 254 on, an extension that would hide the base's os-release is refused
-    if rules_of(systemd) >= FORBIDS_OS_RELEASE
-        && matches!(
-            View::new(ext).resolve(Path::new("usr/lib/os-release")),
-            Resolved::Found(..)
-        )
-    {
-        report.problems.push(format!(
-            "Image {} contains /usr/lib/os-release, which systemd {systemd} refuses in an \
-             extension (it would hide the base's)",
-            ext.path
-        ));
-    }
-    if let Some(why) = release_mismatch(&fields, base, kind, systemd, &options.architecture) {
-        report.matches_base = false;
-        report.problems.push(format!(
-            "Image {} extension-release metadata does not match the root's: {why}",
-            ext.path
-        ));
-    } else {
-        report.matches_base = true;
-    }
-    let prefixes = fields
-        .get("PORTABLE_PREFIXES")
-        .map(|p| p.split_whitespace().map(str::to_owned).collect());
-    report.release = fields;
-    Ok((report, Some(kind), prefixes))
-}
-
-/// The extension-release files a systemd version looks for in `ext`, in its order (measured in
-/// VMs): 252 the one named after the whole file name, below /usr only; 254 also the one named
-/// without the version (`app_1.0.raw` -> `extension-release.app`); 257 and later also
-/// configuration extensions' below /etc (254's portabled refuses them, though its
-/// systemd-dissect lists them).
-fn release_candidates(ext: &Image, version: u32) -> Vec<(Kind, PathBuf)> {
-    let mut names = vec![ext.name.as_str()];
-    if version >= 254 && ext.name.contains('_') {
-        names.push(prefix_of(&ext.name));
-    }
-    let kinds: &[Kind] = if version >= 257 {
-        &[Kind::Sysext, Kind::Confext]
-    } else {
-        &[Kind::Sysext]
-    };
-    kinds
-        .iter()
-        .flat_map(|k| {
-            names.iter().map(move |n| {
-                let file = Path::new(k.release_dir()).join(format!("extension-release.{n}"));
-                (*k, file)
-            })
-        })
-        .collect()
-}
-
-/// Why an extension-release file doesn't match the base's os-release, the way systemd compares
-/// them (`extension_release_validate()`): from 252 on the scope must include `portable` and
-/// `ARCHITECTURE=`, unless `_any`, be the host's; ID the base's (or from 252 on `_any`, or from
-/// 257 on one of its `ID_LIKE=`);
-/// then, if the base says a level or a VERSION_ID, the level if both say one, else the
-/// VERSION_ID, which the extension must then have.
-fn release_mismatch(
-    ext: &BTreeMap<String, String>,
-    base: &BTreeMap<String, String>,
-    kind: Kind,
-    systemd: u32,
-    architecture: &str,
-) -> Option<String> {
-    let get = |m: &BTreeMap<String, String>, k: &str| m.get(k).filter(|v| !v.is_empty()).cloned();
-    let (scope_key, level_key) = kind.scope_and_level();
-    let reads_scope = rules_of(systemd) >= READS_SCOPE_AND_ARCHITECTURE;
-    if let Some(scope) = ext.get(scope_key).filter(|_| reads_scope) {
-        if !scope.split_whitespace().any(|w| w == "portable") {
-            return Some(format!("{scope_key}={scope} does not include `portable`"));
-        }
-    }
-    if let Some(arch) = get(ext, "ARCHITECTURE").filter(|_| reads_scope) {
-        if arch != "_any" && arch != architecture {
-            return Some(format!(
-                "ARCHITECTURE={arch}, the host's is {architecture} (check --architecture)"
-            ));
-        }
-    }
-    let Some(id) = get(ext, "ID") else {
-        return Some(if reads_scope {
-            "no ID= (give the base's, or `_any`)".to_owned()
-        } else {
-            "no ID= (give the base's)".to_owned()
-        });
-    };
-    if id == "_any" && reads_scope {
-        return None;
-    }
-    let base_id = base.get("ID").map(String::as_str).unwrap_or("");
-    let like = base.get("ID_LIKE").map(String::as_str).unwrap_or("");
-    let in_like = like.split_whitespace().any(|l| l == id);
-    if id != base_id && !in_like {
-        let literal = if id == "_any" {
-            format!(
-                " (systemd {systemd} takes `_any` for an ID like any other; from \
-                 {READS_SCOPE_AND_ARCHITECTURE} on it matches any)"
-            )
-        } else {
-            String::new()
-        };
-        return Some(format!("ID={id}, the base's ID={base_id}{literal}"));
-    }
-    if id != base_id && rules_of(systemd) < MATCHES_ID_LIKE {
-        return Some(format!(
-            "ID={id} is only in the base's ID_LIKE={like}, which systemd {systemd} does not \
-             match (from {MATCHES_ID_LIKE} on it does); the base's ID={base_id}"
-        ));
-    }
-    let (base_version, base_level) = (get(base, "VERSION_ID"), get(base, level_key));
-    if base_version.is_none() && base_level.is_none() {
-        return None;
-    }
-    if let (Some(b), Some(e)) = (&base_level, get(ext, level_key)) {
-        return (b != &e).then(|| format!("{level_key}={e}, the base's {level_key}={b}"));
-    }
-    match (&base_version, get(ext, "VERSION_ID")) {
-        (Some(b), Some(e)) if b != &e => Some(format!("VERSION_ID={e}, the base's VERSION_ID={b}")),
-        (Some(b), None) => Some(format!("no VERSION_ID=, the base's VERSION_ID={b}")),
-        _ => None,
-    }
 }
 
 /// Why `program` (of an `Exec*=` setting) can't run from the image, or `None` when it can: a

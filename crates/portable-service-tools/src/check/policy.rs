@@ -9,7 +9,8 @@
 
 use super::report::{Finding, PolicyImage, PolicyPartition, PolicyReport, Report};
 use super::tree::Image;
-use super::{rules_of, Options, CHECKS_SIGNATURES, READS_HASH_TREE_BESIDE};
+use super::versions::{rules_of, CHECKS_SIGNATURES, READS_HASH_TREE_BESIDE};
+use super::Options;
 use portable_service_rules::ddi;
 use portable_service_rules::image_policy::{
     judge_disk, judge_naked, Designator, ImagePolicy, Protection, State,
