@@ -15,6 +15,7 @@ pub mod policy;
 pub mod report;
 pub mod squashfs;
 pub mod tree;
+mod units;
 mod verity;
 mod versions;
 
@@ -22,39 +23,16 @@ pub use versions::{
     rules_of, ATTACHES_EXTENSIONS, NAMES_USES, NEWEST, OLDEST, PRIVATE_DEVICES_IN_THE_IMAGE,
     PROFILES_SERVICES_ONLY, SYSTEMD_VERSIONS, WAITS_FOR_UDEV,
 };
-use versions::{
-    FINDS_NAMES_IN_THE_IMAGE, FOLLOWS_ABSOLUTE_UNIT_LINKS, PASSES_OVER_EMPTY_UNITS,
-    READS_PORTABLE_PREFIXES,
-};
+use versions::{FINDS_NAMES_IN_THE_IMAGE, READS_PORTABLE_PREFIXES};
 
 use portable_service_rules::mount_points::{self, HIDDEN_BELOW, MOUNT_POINT_FILES};
-use portable_service_rules::names::{is_image_name, unit_matches, UNIT_SUFFIXES};
+use portable_service_rules::names::is_image_name;
 use portable_service_rules::os_release;
 use portable_service_rules::unit_file;
-use report::{Finding, Report, SkippedUnit, Unit};
+use report::{Finding, Report, Unit};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tree::{Image, Node, Resolved, View};
-
-/// Where portabled looks for unit files in an image, in its order (the first of a name wins).
-/// Debian built 252 and 254 with `/lib` as systemd's own unit directory, which comes before
-/// `/usr/lib` then (measured: of one name in both, those two attach `/lib`'s, 257 and 262
-/// `/usr/lib`'s; tests/tests/acceptance/differential.rs); so do Ubuntu's 245 and 249 (built
-/// split as Debian's), while RHEL 8 builds 239 for `/usr`, which comes first.
-fn unit_dirs(systemd: u32) -> [&'static str; 5] {
-    let (first, second) = if (245..257).contains(&rules_of(systemd)) {
-        ("lib/systemd/system", "usr/lib/systemd/system")
-    } else {
-        ("usr/lib/systemd/system", "lib/systemd/system")
-    };
-    [
-        "etc/systemd/system",
-        "run/systemd/system",
-        "usr/local/lib/systemd/system",
-        first,
-        second,
-    ]
-}
 
 /// The settings of a service whose first word is a program systemd runs.
 const EXEC_SETTINGS: [&str; 7] = [
@@ -273,133 +251,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
         }
     }
 
-    // units: the base's first, then each extension's; the first of a name wins
-    let mut units: Vec<(Unit, &Image)> = Vec::new();
-    // empty unit files portabled attaches all the same (before 252), masked
-    let mut masked_attached = 0;
-    for image in layers.images() {
-        for dir in unit_dirs(options.systemd) {
-            let Some(names) = children(image, dir) else {
-                continue;
-            };
-            for (name, node) in names {
-                let from = format!("{}:/{dir}/{name}", image.name);
-                if !matches!(node, Node::File { .. } | Node::Symlink(_)) || name.ends_with(".d") {
-                    continue;
-                }
-                let Some(dot) = name.rfind('.') else { continue };
-                // one systemd passes over doesn't take its name: a later directory's unit of
-                // that name is attached instead (measured)
-                if units.iter().any(|(u, _)| u.name == name)
-                    || r.skipped_units
-                        .iter()
-                        .any(|s| s.name == name && !s.passed_over)
-                {
-                    continue;
-                }
-                let suffix = &name[dot..];
-                if !UNIT_SUFFIXES.contains(&suffix) {
-                    if looks_like_unit(suffix) {
-                        r.skipped_units.push(SkippedUnit {
-                            name: name.clone(),
-                            from,
-                            why: format!("portabled never attaches a {suffix} unit"),
-                            passed_over: false,
-                        });
-                    }
-                    continue;
-                }
-                if !matches.iter().any(|m| unit_matches(m, &name)) {
-                    r.skipped_units.push(SkippedUnit {
-                        name: name.clone(),
-                        from,
-                        why: format!("no match: the matches are {}", matches.join(", ")),
-                        passed_over: false,
-                    });
-                    continue;
-                }
-                if let Node::Symlink(target) = node {
-                    if target == Path::new("/dev/null") {
-                        r.skipped_units.push(SkippedUnit {
-                            name: name.clone(),
-                            from,
-                            why: "masked (a link to /dev/null)".into(),
-                            passed_over: true,
-                        });
-                        continue;
-                    }
-                    if target.is_absolute()
-                        && rules_of(options.systemd) < FOLLOWS_ABSOLUTE_UNIT_LINKS
-                    {
-                        r.skipped_units.push(SkippedUnit {
-                            name: name.clone(),
-                            from,
-                            why: format!(
-                                "a link to {}: systemd {} follows no absolute link to a unit \
-                                 (from {FOLLOWS_ABSOLUTE_UNIT_LINKS} on it does); make it relative",
-                                target.display(),
-                                options.systemd
-                            ),
-                            passed_over: true,
-                        });
-                        continue;
-                    }
-                }
-                let content = layers.seen_from(image).read(&Path::new(dir).join(&name));
-                match content {
-                    Ok(c) if c.iter().all(u8::is_ascii_whitespace) => {
-                        masked_attached += usize::from(empty_unit(&mut r, &name, from, options));
-                    }
-                    Ok(c) => units.push((
-                        Unit {
-                            name: name.clone(),
-                            from,
-                            content: String::from_utf8_lossy(&c).into_owned(),
-                        },
-                        image,
-                    )),
-                    Err(e) => r.skipped_units.push(SkippedUnit {
-                        name: name.clone(),
-                        from,
-                        why: format!("can't be read: {:#}", unjudgeable(e)?),
-                        passed_over: false,
-                    }),
-                }
-            }
-        }
-    }
-    if units.is_empty() && masked_attached == 0 {
-        r.error(Finding::refused(format!(
-            "Couldn't find any matching unit files in image '{}', refusing.",
-            base.path
-        )));
-    } else if units.is_empty() {
-        only_masked_units(&mut r, options.systemd);
-    }
-    if rules_of(options.systemd) < PROFILES_SERVICES_ONLY {
-        // a masked unit (empty, or a link to /dev/null) is looked up too (measured: a socket
-        // linked to /dev/null failed 239's attach)
-        let attached = units.iter().map(|(u, _)| &u.name).chain(
-            r.skipped_units
-                .iter()
-                .filter(|s| s.why.starts_with("empty: attached") || s.why.starts_with("masked"))
-                .map(|s| &s.name),
-        );
-        let others: Vec<String> = attached
-            .filter(|n| !n.ends_with(".service"))
-            .cloned()
-            .collect();
-        if !others.is_empty() {
-            r.error(Finding::refused(format!(
-                "Failed to attach image: No such file or directory. (systemd {} looks for a \
-                 profile drop-in for every unit it attaches, and the profiles have one for \
-                 services only: it refuses {}, and the units it copied before stay behind; \
-                 from {PROFILES_SERVICES_ONLY} on a unit whose type has none gets none)",
-                options.systemd,
-                others.join(", ")
-            )));
-        }
-    }
+    let units = units::attached_units(&mut r, &layers, &matches, options)?;
     if rules_of(options.systemd) < WAITS_FOR_UDEV && base.disk.is_none() {
         r.advice(&format!(
             "systemd {} mounts an image of one file system through /dev/block/MAJ:MIN before \
@@ -494,74 +346,6 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
 
     r.units = units.into_iter().map(|(u, _)| u).collect();
     Ok(r)
-}
-
-/// An empty unit file `name`, which systemd takes for a masked unit: before
-/// [`PASSES_OVER_EMPTY_UNITS`] portabled attaches it all the same, from then on it is passed
-/// over. Whether it is attached.
-fn empty_unit(r: &mut Report, name: &str, from: String, options: &Options) -> bool {
-    let attached = rules_of(options.systemd) < PASSES_OVER_EMPTY_UNITS;
-    r.skipped_units.push(SkippedUnit {
-        name: name.to_owned(),
-        from,
-        why: if attached {
-            "empty: attached, and systemd takes an empty unit file for a masked unit"
-        } else {
-            "empty: systemd takes an empty unit file for a masked unit"
-        }
-        .into(),
-        passed_over: !attached,
-    });
-    attached
-}
-
-/// An image whose units are all empty files: before [`PASSES_OVER_EMPTY_UNITS`] portabled
-/// attaches them, masked, and none can start; an empty unit beside others is masked on purpose,
-/// as a link to /dev/null is (the differential tests count neither).
-fn only_masked_units(r: &mut Report, systemd: u32) {
-    let masked: Vec<String> = r
-        .skipped_units
-        .iter()
-        .filter(|s| s.why.starts_with("empty: attached"))
-        .map(|s| s.name.clone())
-        .collect();
-    r.error(Finding::runs(format!(
-        "{} empty: systemd {systemd} attaches an empty unit file as a masked unit, which can't \
-         start, and the image has no other unit (from {PASSES_OVER_EMPTY_UNITS} on portabled \
-         passes over it and refuses the image); give the unit its settings",
-        masked.join(", ")
-    )));
-}
-
-/// A suffix that reads like a unit type portabled skips (`.mount`, `.slice`, ...).
-fn looks_like_unit(suffix: &str) -> bool {
-    [
-        ".mount",
-        ".automount",
-        ".swap",
-        ".slice",
-        ".scope",
-        ".device",
-    ]
-    .contains(&suffix)
-}
-
-/// The entries directly inside `dir` of `image` (no symlink followed), if it is a directory.
-fn children<'a>(image: &'a Image, dir: &str) -> Option<Vec<(String, &'a Node)>> {
-    let dir = Path::new(dir);
-    if !matches!(image.nodes.get(dir), Some(Node::Dir)) {
-        return None;
-    }
-    Some(
-        image
-            .nodes
-            .range(dir.to_path_buf()..)
-            .skip(1)
-            .take_while(|(p, _)| p.starts_with(dir))
-            .filter(|(p, _)| p.parent() == Some(dir))
-            .map(|(p, n)| (p.file_name().unwrap().to_string_lossy().into_owned(), n))
-            .collect(),
-    )
 }
 
 /// `/nix/store/<name>` of a path below the store directory (or below `/usr/nix/store`, where a
