@@ -12,6 +12,7 @@
 mod disk;
 mod extensions;
 pub mod policy;
+mod programs;
 pub mod report;
 pub mod squashfs;
 pub mod tree;
@@ -19,41 +20,19 @@ mod units;
 mod verity;
 mod versions;
 
+use versions::READS_PORTABLE_PREFIXES;
 pub use versions::{
     rules_of, ATTACHES_EXTENSIONS, NAMES_USES, NEWEST, OLDEST, PRIVATE_DEVICES_IN_THE_IMAGE,
     PROFILES_SERVICES_ONLY, SYSTEMD_VERSIONS, WAITS_FOR_UDEV,
 };
-use versions::{FINDS_NAMES_IN_THE_IMAGE, READS_PORTABLE_PREFIXES};
 
 use portable_service_rules::mount_points::{self, HIDDEN_BELOW, MOUNT_POINT_FILES};
 use portable_service_rules::names::is_image_name;
 use portable_service_rules::os_release;
-use portable_service_rules::unit_file;
-use report::{Finding, Report, Unit};
+use report::{Finding, Report};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tree::{Image, Node, Resolved, View};
-
-/// The settings of a service whose first word is a program systemd runs.
-const EXEC_SETTINGS: [&str; 7] = [
-    "ExecCondition",
-    "ExecStartPre",
-    "ExecStart",
-    "ExecStartPost",
-    "ExecReload",
-    "ExecStop",
-    "ExecStopPost",
-];
-
-/// Where systemd looks for a program named without a path (its default PATH, split /usr).
-const SEARCH_PATH: [&str; 6] = [
-    "usr/local/sbin",
-    "usr/local/bin",
-    "usr/sbin",
-    "usr/bin",
-    "sbin",
-    "bin",
-];
 
 /// What to check.
 pub struct Options {
@@ -264,6 +243,7 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
         ));
     }
 
+    programs::check_programs(&mut r, &layers, &units, options);
     // mount points a read-only image needs
     for dir in HIDDEN_BELOW {
         match View::new(base).resolve(Path::new(dir)) {
@@ -287,14 +267,6 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
                     .push(format!("/{dir} (for {})", unit.name));
             }
         }
-        let root = if rules_of(options.systemd) < PRIVATE_DEVICES_IN_THE_IMAGE
-            && private_devices(unit, &options.profile)
-        {
-            ProgramsFrom::HostRoot
-        } else {
-            ProgramsFrom::Image
-        };
-        check_programs(&mut r, unit, &uview, options.systemd, root);
     }
     for m in r.missing_mount_points.clone() {
         r.error(Finding::runs(format!(
@@ -368,152 +340,4 @@ fn store_path_of(path: &Path, store_dir: &Path) -> Option<PathBuf> {
         Some(store_dir.join(first))
     });
     found
-}
-
-/// Why `program` (of an `Exec*=` setting) can't run from the image, or `None` when it can: a
-/// path must be an executable file there; a name is looked for in systemd's default PATH.
-fn why_it_cannot_run(view: &View, program: &str) -> Option<String> {
-    let candidates: Vec<PathBuf> = if program.starts_with('/') {
-        vec![PathBuf::from(program)]
-    } else {
-        SEARCH_PATH
-            .iter()
-            .map(|d| Path::new(d).join(program))
-            .collect()
-    };
-    let found = candidates
-        .iter()
-        .map(|c| view.resolve(c))
-        .find(|res| matches!(res, Resolved::Found(..)));
-    Some(match found {
-        Some(Resolved::Found(_, Node::File { mode })) if mode & 0o111 != 0 => return None,
-        Some(Resolved::Found(p, Node::File { .. })) => {
-            format!("/{} is not executable", p.display())
-        }
-        Some(Resolved::Found(p, _)) => format!("/{} is not a file", p.display()),
-        _ if program.starts_with('/') => match view.resolve(Path::new(program)) {
-            Resolved::Missing(m) => format!("the image lacks /{}", m.display()),
-            _ => "a symlink loop".to_owned(),
-        },
-        _ => format!(
-            "not found in {} of the image",
-            SEARCH_PATH.map(|d| format!("/{d}")).join(":")
-        ),
-    })
-}
-
-/// What systemd before [`FINDS_NAMES_IN_THE_IMAGE`] does with a program named without a path.
-fn looked_up_on_the_host(systemd: u32, program: &str) -> String {
-    format!(
-        "systemd {systemd} looks `{program}` up on the host as it loads the unit (from \
-         {FINDS_NAMES_IN_THE_IMAGE} on, in the image as it runs it): the unit is \"bad-setting\" \
-         unless the host has it, and runs only if the image has it where the host does; name it \
-         by its path in the image"
-    )
-}
-
-fn run_from_the_host_root(systemd: u32) -> String {
-    format!(
-        "systemd {systemd} runs a service with PrivateDevices=yes (the unit's own, or that of \
-         every profile but `trusted`) from the host's root, not the image's (measured; from \
-         {PRIVATE_DEVICES_IN_THE_IMAGE} on, from the image): it fails unless the host has the \
-         program, and then runs the host's; attach with `--profile trusted`"
-    )
-}
-
-/// Where a service's programs come from.
-#[derive(Clone, Copy, PartialEq)]
-enum ProgramsFrom {
-    Image,
-    /// The host's root, in place of the image's (239 with `PrivateDevices=yes`).
-    HostRoot,
-}
-
-/// Whether a service runs with `PrivateDevices=yes`: every profile systemd ships but `trusted`
-/// sets it in its drop-in, which overrides the unit's own setting; under `trusted` the unit's
-/// own decides.
-fn private_devices(unit: &Unit, profile: &str) -> bool {
-    if !unit.name.ends_with(".service") {
-        return false;
-    }
-    if profile != "trusted" {
-        return true;
-    }
-    unit_file::settings(&unit.content)
-        .into_iter()
-        .rfind(|s| s.section == "Service" && s.key == "PrivateDevices")
-        .is_some_and(|s| matches!(s.value.trim(), "yes" | "true" | "on" | "1"))
-}
-
-/// Programs the unit's `Exec*=` settings run that the image lacks or can't run.
-fn check_programs(r: &mut Report, unit: &Unit, view: &View, systemd: u32, root: ProgramsFrom) {
-    if unit.name.ends_with(".socket") {
-        for setting in unit_file::host_programs(&unit.content) {
-            r.error(Finding::runs(format!(
-                "{}: {}={}: systemd runs a socket's programs from the host's file system, \
-                 not the image's (portabled makes only services run in the image), so this \
-                 fails unless the host has it; run it from the service instead",
-                unit.name, setting.key, setting.value
-            )));
-        }
-    }
-    for setting in unit_file::settings(&unit.content) {
-        let key = setting.key.as_str();
-        if setting.section != "Service" || !EXEC_SETTINGS.contains(&key) {
-            continue;
-        }
-        let value = setting
-            .value
-            .trim_start_matches(['@', '-', ':', '+', '!', '|']);
-        // `-`: systemd records the failure (203/EXEC too) and goes on (measured)
-        let ignored = setting.value[..setting.value.len() - value.len()].contains('-');
-        let program = match value.strip_prefix('"') {
-            Some(rest) => rest.split('"').next().unwrap_or(""),
-            None => value.split_whitespace().next().unwrap_or(""),
-        };
-        if program.is_empty() || program.contains('%') || program.contains('$') {
-            continue;
-        }
-        let (problem, outcome) =
-            if !program.starts_with('/') && rules_of(systemd) < FINDS_NAMES_IN_THE_IMAGE {
-                (looked_up_on_the_host(systemd, program), "")
-            } else if root == ProgramsFrom::HostRoot {
-                if ignored {
-                    r.advice(&format!(
-                        "{}: {key}={}: {}, and `-` makes systemd ignore a failure",
-                        unit.name,
-                        setting.value,
-                        run_from_the_host_root(systemd)
-                    ));
-                    continue;
-                }
-                (
-                    run_from_the_host_root(systemd),
-                    " (203/EXEC where the host hasn't it)",
-                )
-            } else {
-                let Some(problem) = why_it_cannot_run(view, program) else {
-                    continue;
-                };
-                if ignored {
-                    r.advice(&format!(
-                        "{}: {key}={}: the program can't run from the image, and `-` makes \
-                         systemd ignore that",
-                        unit.name, setting.value
-                    ));
-                    continue;
-                }
-                (problem, " (the unit fails with 203/EXEC)")
-            };
-        r.missing_programs.push(report::Program {
-            unit: unit.name.clone(),
-            setting: key.to_owned(),
-            program: program.to_owned(),
-            why: problem.clone(),
-        });
-        r.error(Finding::runs(format!(
-            "{}: {key}={program}: {problem}{outcome}",
-            unit.name
-        )));
-    }
 }
