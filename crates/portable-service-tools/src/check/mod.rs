@@ -11,10 +11,12 @@
 
 mod disk;
 mod extensions;
+mod mount_points;
 pub mod policy;
 mod programs;
 pub mod report;
 pub mod squashfs;
+mod store_holes;
 pub mod tree;
 mod units;
 mod verity;
@@ -26,13 +28,12 @@ pub use versions::{
     PROFILES_SERVICES_ONLY, SYSTEMD_VERSIONS, WAITS_FOR_UDEV,
 };
 
-use portable_service_rules::mount_points::{self, HIDDEN_BELOW, MOUNT_POINT_FILES};
 use portable_service_rules::names::is_image_name;
 use portable_service_rules::os_release;
 use report::{Finding, Report};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tree::{Image, Node, Resolved, View};
+use tree::{Image, View};
 
 /// What to check.
 pub struct Options {
@@ -244,68 +245,9 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
     }
 
     programs::check_programs(&mut r, &layers, &units, options);
-    // mount points a read-only image needs
-    for dir in HIDDEN_BELOW {
-        match View::new(base).resolve(Path::new(dir)) {
-            Resolved::Found(_, Node::Dir) => {}
-            _ => r.missing_mount_points.push(format!("/{dir}")),
-        }
-    }
-    for file in MOUNT_POINT_FILES {
-        if View::new(base).node(Path::new(file)).is_none() {
-            r.missing_mount_points.push(format!("/{file}"));
-        }
-    }
-    for (unit, image) in &units {
-        let uview = layers.seen_from(image);
-        for dir in mount_points::unit_directories(unit.content.as_bytes()) {
-            if !matches!(
-                uview.resolve(dir.as_std_path()),
-                Resolved::Found(_, Node::Dir)
-            ) {
-                r.missing_mount_points
-                    .push(format!("/{dir} (for {})", unit.name));
-            }
-        }
-    }
-    for m in r.missing_mount_points.clone() {
-        r.error(Finding::runs(format!(
-            "mount point {m} is missing: on a read-only image the unit fails with 226/NAMESPACE"
-        )));
-    }
+    mount_points::check_mount_points(&mut r, &layers, &units);
 
-    // closure holes: symlinks into the store at store paths that aren't there
-    let whole = layers.whole();
-    for image in layers.images() {
-        for (path, node) in &image.nodes {
-            let Node::Symlink(target) = node else {
-                continue;
-            };
-            let absolute = if target.is_absolute() {
-                target.clone()
-            } else {
-                Path::new("/")
-                    .join(path.parent().unwrap_or(Path::new("")))
-                    .join(target)
-            };
-            let Some(store_path) = store_path_of(&absolute, &options.store_dir) else {
-                continue;
-            };
-            if let Resolved::Missing(_) = whole.resolve(&store_path) {
-                r.store_holes.push(report::Hole {
-                    symlink: format!("{}:/{}", image.name, path.display()),
-                    target: target.display().to_string(),
-                    missing: store_path.display().to_string(),
-                });
-            }
-        }
-    }
-    for h in r.store_holes.clone() {
-        r.error(Finding::runs(format!(
-            "{} points to {}, but the image lacks the store path {}",
-            h.symlink, h.target, h.missing
-        )));
-    }
+    store_holes::check_store_holes(&mut r, &layers, &options.store_dir);
 
     for image in std::iter::once(base).chain(extensions) {
         match &image.disk {
@@ -318,26 +260,4 @@ pub fn check(base: &Image, extensions: &[Image], options: &Options) -> anyhow::R
 
     r.units = units.into_iter().map(|(u, _)| u).collect();
     Ok(r)
-}
-
-/// `/nix/store/<name>` of a path below the store directory (or below `/usr/nix/store`, where a
-/// Nix image keeps it with `/nix` a symlink to `usr/nix`).
-fn store_path_of(path: &Path, store_dir: &Path) -> Option<PathBuf> {
-    let mut normal = PathBuf::from("/");
-    for c in path.components() {
-        match c {
-            std::path::Component::Normal(n) => normal.push(n),
-            std::path::Component::ParentDir => {
-                normal.pop();
-            }
-            _ => {}
-        }
-    }
-    // the store where a Nix image keeps it too: below /usr, with /nix a symlink to it
-    let in_usr = Path::new("/usr").join(store_dir.strip_prefix("/").unwrap_or(store_dir));
-    let found = [store_dir, in_usr.as_path()].into_iter().find_map(|dir| {
-        let first = normal.strip_prefix(dir).ok()?.components().next()?;
-        Some(store_dir.join(first))
-    });
-    found
 }
