@@ -2,13 +2,14 @@
 //! finds in one, whether it matches the base's os-release as systemd compares them, and how the
 //! extensions systemd takes overlay the base ([`Layers`]).
 
+use super::matches::prefix_of;
 use super::report::{ExtensionReport, Finding, Report};
 use super::tree::{Image, Node, Resolved, View};
 use super::versions::{
     rules_of, ATTACHES_EXTENSIONS, FORBIDS_OS_RELEASE, MATCHES_ID_LIKE,
     READS_SCOPE_AND_ARCHITECTURE, SYSTEMD_VERSIONS,
 };
-use super::{prefix_of, unjudgeable, Options};
+use super::{unjudgeable, Options};
 use portable_service_rules::extension::ExtensionKind as Kind;
 use portable_service_rules::os_release;
 use std::collections::BTreeMap;
