@@ -8,6 +8,11 @@
 //! mount points, state directories) are the build's own, from `portable_service_rules`, which
 //! also reads the release files. [`tree`] reads images; [`policy`] judges them by an image
 //! policy (`--image-policy`); [`report`] says the result.
+//!
+//! This file owns what is checked ([`Options`]) and [`check`], the order of the steps, each in a
+//! file named for it: `os_release` (the base's), `matches`, `extensions`, `units`, `programs`,
+//! `mount_points`, `store_holes`, and `verity` or `disk` for each image's dm-verity. What each
+//! systemd version does differently is in `versions`, as constants the steps compare with.
 
 mod disk;
 mod extensions;
