@@ -9,7 +9,8 @@
 
 use super::report::{Finding, PolicyImage, PolicyPartition, PolicyReport, Report};
 use super::tree::Image;
-use super::{rules_of, Options, CHECKS_SIGNATURES, READS_HASH_TREE_BESIDE};
+use super::versions::{rules_of, CHECKS_SIGNATURES, READS_HASH_TREE_BESIDE};
+use super::Options;
 use portable_service_rules::ddi;
 use portable_service_rules::image_policy::{
     judge_disk, judge_naked, Designator, ImagePolicy, Protection, State,
@@ -111,7 +112,7 @@ fn used_of(image: &Image, verified: bool, options: &Options) -> Option<Used> {
     let Some(table) = &image.disk else {
         return Some(Used::Naked(naked_root(image, verified, options)));
     };
-    let chosen = super::chosen_of(image, table).ok()?;
+    let chosen = super::disk::chosen_of(image, table).ok()?;
     let (protection, why) = disk_protection(&chosen, verified, options);
     let state = |p: &ddi::Partition, protection| State {
         protection,
