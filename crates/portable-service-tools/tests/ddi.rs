@@ -640,8 +640,8 @@ fn what_else_a_signed_disk_holds_is_refused() {
     let unsigned = fs::read(d.image()).unwrap();
     assert!(sign(&fleet, &d.image(), &[]).status.success());
     let signed = fs::read(d.image()).unwrap();
-    let size = signed.len();
-    let edits: [(&str, Box<dyn Fn(&mut Vec<u8>)>, &str); 3] = [
+    type Edit = Box<dyn Fn(&mut Vec<u8>)>;
+    let edits: [(&str, Edit, &str); 3] = [
         (
             "a FAT boot sector's jump in the MBR",
             Box::new(|b| b[0] = 0xeb),

@@ -225,9 +225,20 @@ pub(super) fn chosen_of<'t>(
         else {
             return Ok(None);
         };
-        let p = table.partitions.iter().find(|p| Some(p.number) == m.number);
-        p.map(Some)
-            .with_context(|| format!("partition {:?} differs between its GPT headers", m.number))
+        // the same partition in both readings: number, place, type and UUID
+        let p = table.partitions.iter().find(|p| {
+            Some(p.number) == m.number
+                && p.range == m.range
+                && m.uuid == Some(p.uuid)
+                && portable_service_rules::dissect::types::kind_of(&p.type_uuid)
+                    .is_some_and(|(k, _)| k == kind)
+        });
+        p.map(Some).with_context(|| {
+            format!(
+                "partition {} reads differently by libblkid's rules and by the GPT's own",
+                m.number.unwrap_or(0)
+            )
+        })
     };
     let root = find(Kind::Root)?.context("systemd finds no root partition in it")?;
     let (_, arch) = root
