@@ -707,3 +707,48 @@ fn what_else_a_signed_disk_holds_is_refused() {
         said(&out)
     );
 }
+
+/// A usr partition beside the signed root (systemd mounts it over the root's /usr, or with a
+/// verity-protected root refuses the disk) and a root partition cut shorter than its squashfs
+/// (the file system fails to mount): neither is judged signed.
+#[test]
+fn a_usr_partition_or_a_root_too_short_is_refused() {
+    let d = disk_with("x86_64-linux", 0);
+    let fleet = key(&d, "fleet");
+    assert!(sign(&fleet, &d.image(), &[]).status.success());
+    let signed = fs::read(d.image()).unwrap();
+    let table = ddi::read_table(&d.image()).unwrap();
+    let end = table.partitions.iter().map(|p| p.range.end).max().unwrap();
+
+    let mut bytes = signed.clone();
+    bytes[end as usize..end as usize + 4].copy_from_slice(b"hsqs");
+    fs::write(d.image(), &bytes).unwrap();
+    let usr = portable_service_rules::dissect::types::type_of(
+        portable_service_rules::dissect::Kind::Usr,
+        "x86-64",
+    )
+    .unwrap();
+    edit_entries(&d.image(), |e| {
+        let mut p = e[0].clone();
+        p.partition_type_guid = ddi::to_disk(&usr);
+        p.unique_partition_guid[0] ^= 0x55;
+        p.starting_lba = end / 512;
+        p.ending_lba = end / 512 + 15;
+        p.partition_name = "usr-x86-64".into();
+        e[3] = p;
+    });
+    let out = tool(&["check", d.image().as_str(), "--cert", fleet.1.as_str()]);
+    assert_eq!(out.status.code(), Some(2), "usr: {}", said(&out));
+    assert!(said(&out).contains("usr partition"), "usr: {}", said(&out));
+
+    fs::write(d.image(), &signed).unwrap();
+    edit_entries(&d.image(), |e| e[0].ending_lba -= 8);
+    let out = tool(&["check", d.image().as_str(), "--cert", fleet.1.as_str()]);
+    assert_eq!(out.status.code(), Some(2), "short root: {}", said(&out));
+    assert!(
+        said(&out).contains("systemd fails to mount it")
+            || said(&out).contains("lies outside its partition tables"),
+        "short root: {}",
+        said(&out)
+    );
+}
