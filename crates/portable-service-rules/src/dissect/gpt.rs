@@ -182,3 +182,18 @@ pub fn agreeing(file: &mut (impl Read + Seek), size: u64) -> Result<Vec<Range<u6
         last * SECTOR..last * SECTOR + header_len,
     ])
 }
+
+/// The sector size other than 512 bytes whose LBA 1 holds a GPT header naming itself, as
+/// systemd 262's `probe_sector_size()` looks for one in a file's first 8 KiB (252 reads
+/// 512-byte sectors only).
+pub fn larger_sector(head: &[u8]) -> Option<u64> {
+    [1024u64, 2048, 4096].into_iter().find(|sz| {
+        let at = *sz as usize;
+        head.get(at..at + 92).is_some_and(|h| {
+            &h[0..8] == b"EFI PART"
+                && u32_at(h, 8) == 0x0001_0000
+                && (92..=4096).contains(&u32_at(h, 12))
+                && u64_at(h, 24) == 1
+        })
+    })
+}

@@ -181,6 +181,14 @@ pub fn dissect(
             if *name == "AIX" { "n" } else { "" }
         )));
     }
+    if rules == Rules::V262 {
+        if let Some(sector) = gpt::larger_sector(&head) {
+            return Err(Refusal::Unsure(format!(
+                "its GPT is one of {sector}-byte sectors, which systemd 262 reads (it probes the \
+                 sector size) and which isn't modelled here"
+            )));
+        }
+    }
     let entries = match gpt::read(file, size) {
         gpt::Table::Gpt { entries, .. } => entries,
         gpt::Table::NotGpt { mbr: true } => {
