@@ -58,6 +58,11 @@ cells!(a_failing_version_rolls_itself_back:
 cells!(a_power_cut_anywhere_in_a_switch_leaves_a_whole_version:
     systemd_252 = V252; more: systemd_newest = Newest);
 
+// two images on one host, from one feed, each updated and rolled back on its own (in
+// tests/updates.sh: the test command's time is spent)
+cells!(two_images_update_each_on_its_own:
+    ; more: systemd_newest = Newest, systemd_252 = V252);
+
 const SIGNER: &str = "portable-service-tests";
 const URL: &str = "http://127.0.0.1:8080/";
 /// The agent as `cp -r result/. /etc/` installs it.
@@ -1185,4 +1190,55 @@ fn agent_update_resident_kib(c: &Host) -> (u64, Duration) {
         .parse()
         .unwrap();
     (kib, took)
+}
+
+/// A second image beside the demo: `other`, one service that says its version.
+fn other_expr(version: &str) -> String {
+    let expr = r#"t.portableService {
+      pname = "other";
+      version = "VERSION";
+      units = [ (t.writeText "other.service" ''
+        [Service]
+        ExecStart=${t.busybox}/bin/busybox sh -c 'echo "other VERSION started"; exec ${t.busybox}/bin/busybox sleep 2147483647'
+      '') ];
+    }"#;
+    expr.replace("VERSION", version)
+}
+
+/// Two images on one host, served by one feed: each image's update unit takes only its own
+/// versions, and an update or a rollback of one leaves the other running as it was (the same
+/// process, never restarted).
+fn two_images_update_each_on_its_own(systemd: Systemd) {
+    let c = Host::open(systemd);
+    let other = |v: &str| raw_file(&build(&other_expr(v)));
+    let feed = Feed::new(&c);
+    feed.publish(&c, &[&plain_demo(&c, "1.0", ""), &other("1.0")]);
+    install_host_side(&c, &demo_expr(&c, "1.0", ""), HEALTH);
+    install_host_side(&c, &other_expr("1.0"), HEALTH);
+    run_unit(&c, "demo-update.service");
+    run_unit(&c, "other-update.service");
+    c.wait_for_journal(&["-u", "demo.service"], "demo 1.0 started");
+    c.wait_for_journal(&["-u", "other.service"], "other 1.0 started");
+    assert_eq!(attached(&c), ["demo_1.0", "other_1.0"]);
+    let demo_pid = || c.ok(&["systemctl", "show", "-P", "MainPID", "demo.service"]);
+    let pid = demo_pid();
+
+    // other 2.0: demo's update finds nothing of its own, other's takes it
+    feed.publish(&c, &[&other("2.0")]);
+    run_unit(&c, "demo-update.service");
+    run_unit(&c, "other-update.service");
+    c.wait_for_journal(&["-u", "other.service"], "other 2.0 started");
+    assert_eq!(attached(&c), ["demo_1.0", "other_2.0"]);
+    assert_eq!(demo_pid(), pid, "demo was restarted by other's update");
+
+    // other rolled back: demo still as it was
+    run_unit(&c, "other-rollback.service");
+    assert_eq!(attached(&c), ["demo_1.0", "other_1.0"]);
+    c.assert_active("other.service");
+    c.assert_active("demo.service");
+    assert_eq!(demo_pid(), pid, "demo was restarted by other's rollback");
+    let said = status(&c, "demo");
+    assert_eq!(said["RUNNING"], "demo_1.0.raw", "{said:?}");
+    let said = status(&c, "other");
+    assert_eq!(said["RUNNING"], "other_1.0.raw", "{said:?}");
 }
