@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every VM cell of the host agent's scenarios (tests/tests/acceptance/sysupdate.rs) that the
 # test command leaves out for its time: the failing versions on 252 and 257, the extension's
-# refusal on 252, the signed image on 252, the power cut on the newest, the agent's memory in
-# an update of a 200 MB image; with PORTABLE_SERVICE_TESTS_POWER_CUTS=all, the power cut at
+# refusal on 252, the signed image on 252, the power cut on the newest, two images on one host
+# (252 and the newest), the agent's memory in an update of a 200 MB image; with PORTABLE_SERVICE_TESTS_POWER_CUTS=all, the power cut at
 # every point of the sweep. Not part of tests/run.sh; numbers in BENCHMARKS.md.
 #
 #   tests/updates.sh [FILTER...]
