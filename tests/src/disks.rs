@@ -105,8 +105,9 @@ pub fn we_say(path: &Path, rules: Rules) -> Option<Verdict> {
                 })
                 .collect();
             mounts.sort();
-            let data = d.get(Kind::Root).or(d.get(Kind::Usr));
-            if data.is_some_and(|m| m.fstype.is_none()) {
+            // systemd mounts the root and the usr partition: either without a file system fails
+            let data = [d.get(Kind::Root), d.get(Kind::Usr)];
+            if data.iter().flatten().any(|m| m.fstype.is_none()) {
                 return Some(Ok(vec![UNMOUNTABLE.to_owned()]));
             }
             Some(Ok(mounts))
