@@ -43,7 +43,7 @@ fn rank(arch: &str, host: &str) -> Rank {
     }
 }
 
-fn mount(e: &Entry, kind: Kind, arch: Option<&'static str>) -> Mount {
+fn mount(e: &Entry, kind: Kind, arch: Option<&'static str>, rules: Rules) -> Mount {
     let (fstype, rw) = match kind {
         Kind::RootVerity | Kind::UsrVerity => (Some("DM_verity_hash".to_owned()), false),
         Kind::RootVeritySig | Kind::UsrVeritySig => {
@@ -52,6 +52,10 @@ fn mount(e: &Entry, kind: Kind, arch: Option<&'static str>) -> Mount {
         // the ESP is vfat by its type, and neither it nor swap reads the read-only flag
         Kind::Other("esp") => (Some("vfat".to_owned()), true),
         Kind::Other("swap") => (None, true),
+        // 262 takes XBOOTLDR for vfat by its type too (measured in the 262 guest); 252 probes it
+        Kind::Other("xbootldr") if rules == Rules::V262 => {
+            (Some("vfat".to_owned()), e.flags & READ_ONLY == 0)
+        }
         _ => (None, e.flags & READ_ONLY == 0),
     };
     let grows = !matches!(
@@ -167,7 +171,7 @@ fn slots(entries: &[Entry], rules: Rules, host: &str) -> (Slots, Vec<Mount>) {
         if rules == Rules::V262 && e.label.as_deref() == Some("_empty") {
             continue;
         }
-        let m = mount(e, kind, arch);
+        let m = mount(e, kind, arch, rules);
         let Some(arch) = arch else {
             match kind {
                 Kind::Generic => generic.push(m),
