@@ -25,9 +25,13 @@ cargo clippy --quiet --locked --all-targets -- -D warnings
 cargo test --locked -p portable-service-builder --test image -- --test-threads "$(nproc)" \
   a_file_of_several_gib_comes_out_whole a_full_disk_fails_the_build_and_leaves_nothing \
   a_store_file_that_cannot_be_read_is_named
-# and the two it skips for want of an interactive bash and of GNU's cp behind `sh`
+# and those it skips for want of an interactive bash, of GNU's cp behind `sh` and of prlimit
 cargo test --locked -p portable-service-tools --test command_line bash_loads_the_completions
 cargo test --locked -p portable-service-tools --test messages the_copy_a_store_refusal_names_signs
+cargo test --locked -p portable-service-tools --test check -- \
+  a_directory_deeper_than_1024_levels_is_refused_and_one_of_1000_is_read \
+  long_paths_named_by_thousands_of_links_are_refused_within_64_mib \
+  hard_links_to_a_large_sparse_file_are_refused_before_backhand_copies_its_blocks
 # The host agent's tests (the simulator's sweeps, the feed over loopback HTTP, gpg's
 # signatures, the real host's files), with the static release build tests/setup.sh made for
 # the VMs, whose compiled crates they reuse (the agent package's check phase runs the same
