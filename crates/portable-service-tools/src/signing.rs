@@ -621,6 +621,11 @@ impl Disk {
         );
         let bytes = ddi::read_range(image, &p.range)?;
         let json = bytes.split(|b| *b == 0).next().unwrap_or_default();
+        // systemd 252 refuses anything but NUL after the JSON ("embedded NUL byte")
+        ensure!(
+            bytes[json.len()..].iter().all(|b| *b == 0),
+            "{image}'s signature partition holds bytes after its JSON: systemd refuses it"
+        );
         let sig: DiskSignature = serde_json::from_slice(json).with_context(|| {
             format!("{image}'s signature partition is not the JSON systemd reads")
         })?;

@@ -152,11 +152,19 @@ pub fn read(file: &mut (impl Read + Seek), size: u64) -> Table {
     }
 }
 
-/// The byte ranges of a disk's partition tables (the MBR's entries and signature, both headers
-/// and both entry arrays), if libblkid reads its primary header, the backup at the last LBA says
-/// the same and each names the other: then the kernel, which makes the partition devices
-/// systemd may take, reads the same table by its own rules. Otherwise why not.
-pub fn agreeing(file: &mut (impl Read + Seek), size: u64) -> Result<Vec<Range<u64>>, String> {
+/// Where a disk's two tables lie, when they agree (see [`agreeing`]).
+pub struct Agreed {
+    /// The entry arrays' byte offsets, the primary's then the backup's.
+    pub arrays: [u64; 2],
+    /// The backup header's byte offset.
+    pub backup_header: u64,
+}
+
+/// The byte offsets of a disk's tables, if libblkid reads its primary header, the backup at the
+/// last LBA says the same, each names the other and both are 92 bytes (what every tool
+/// writes): then the kernel, which makes the partition devices systemd may take, reads the
+/// same table by its own rules. Otherwise why not.
+pub fn agreeing(file: &mut (impl Read + Seek), size: u64) -> Result<Agreed, String> {
     let last = (size / SECTOR).saturating_sub(1);
     let (Some((p, pe)), Some((b, be))) = (header(file, 1, last), header(file, last, last)) else {
         return Err("one of its GPT headers fails libblkid's checks".into());
@@ -165,22 +173,28 @@ pub fn agreeing(file: &mut (impl Read + Seek), size: u64) -> Result<Vec<Range<u6
         && p[40..56] == b[40..56]
         && p[56..72] == b[56..72]
         && u64_at(&p, 32) == last
-        && u64_at(&b, 32) == 1;
+        && u64_at(&b, 32) == 1
+        && u32_at(&p, 12) == 92
+        && u32_at(&b, 12) == 92;
     if !same {
         return Err("its primary and backup GPT headers say different things".into());
     }
-    let array = |h: &[u8], entries: &[u8]| {
-        let at = u64_at(h, 72) * SECTOR;
-        at..at + entries.len() as u64
-    };
-    let header_len = u64::from(u32_at(&p, 12));
-    Ok(vec![
-        446..512,
-        SECTOR..SECTOR + header_len,
-        array(&p, &pe),
-        array(&b, &be),
-        last * SECTOR..last * SECTOR + header_len,
-    ])
+    Ok(Agreed {
+        arrays: [u64_at(&p, 72) * SECTOR, u64_at(&b, 72) * SECTOR],
+        backup_header: last * SECTOR,
+    })
+}
+
+/// Whether a GPT entry's name (its 72 bytes) is plain: printable ASCII up to its first NUL,
+/// then zeros. A name is not covered by any signature, and other text could spell a magic
+/// libblkid probes for at that offset.
+pub fn plain_name(raw: &[u8]) -> bool {
+    let units: Vec<u16> = raw
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let len = units.iter().position(|u| *u == 0).unwrap_or(units.len());
+    units[..len].iter().all(|u| (0x20..0x7f).contains(u)) && units[len..].iter().all(|u| *u == 0)
 }
 
 /// The sector size other than 512 bytes whose LBA 1 holds a GPT header naming itself, as

@@ -100,6 +100,9 @@ impl Dissected {
     }
 }
 
+/// The sector libblkid reads a GPT in (252; see [`gpt::larger_sector`] for 262).
+const SECTOR: u64 = 512;
+
 /// The kernel's limit on partition numbers (its `DISK_MAX_PARTS`): systemd 252 adds every
 /// partition libblkid lists with BLKPG, and one numbered past it fails the image (measured).
 const MAX_PARTITIONS: u32 = 256;
@@ -293,13 +296,34 @@ pub fn vouch(file: &mut (impl Read + Seek), d: &Dissected) -> Result<(), Refusal
     let io = |e: std::io::Error| Refusal::Unsure(format!("it can't be read: {e}"));
     let size = file.seek(SeekFrom::End(0)).map_err(io)?;
     let unsure = |why: String| Refusal::Unsure(why);
-    let mut kept = gpt::agreeing(file, size).map_err(unsure)?;
-    kept.extend(
-        d.mounts
-            .iter()
-            .filter(|m| m.designator == m.kind.name())
-            .map(|m| m.range.clone()),
-    );
+    let agreed = gpt::agreeing(file, size).map_err(unsure)?;
+    let mounted: Vec<&Mount> = d
+        .mounts
+        .iter()
+        .filter(|m| m.designator == m.kind.name())
+        .collect();
+    // the protective MBR's first entry and its signature, both 92-byte headers, and in each
+    // entry array the entries of the partitions systemd mounts: every other byte must be zero
+    let mut kept = vec![446..462, 510..512, SECTOR..SECTOR + 92];
+    kept.push(agreed.backup_header..agreed.backup_header + 92);
+    for m in &mounted {
+        let n = u64::from(m.number.unwrap_or(1) - 1);
+        for array in agreed.arrays {
+            let at = array + n * 128;
+            kept.push(at..at + 128);
+            let mut entry = [0u8; 128];
+            file.seek(SeekFrom::Start(at)).map_err(io)?;
+            file.read_exact(&mut entry).map_err(io)?;
+            if !gpt::plain_name(&entry[56..]) {
+                return Err(Refusal::Unsure(format!(
+                    "partition {}'s name is not plain ASCII: a name is signed by nothing, and \
+                     other text can spell a file system signature libblkid probes for",
+                    n + 1
+                )));
+            }
+        }
+        kept.push(m.range.clone());
+    }
     kept.sort_by_key(|r| r.start);
     let mut at = 0;
     for r in kept.iter().chain(std::iter::once(&(size..size))) {
@@ -318,7 +342,7 @@ pub fn vouch(file: &mut (impl Read + Seek), d: &Dissected) -> Result<(), Refusal
 }
 
 /// The offset of the first byte in `range` of `file` that isn't zero.
-fn first_non_zero(
+pub fn first_non_zero(
     file: &mut (impl Read + Seek),
     range: Range<u64>,
 ) -> std::io::Result<Option<u64>> {

@@ -233,7 +233,21 @@ fn root_fits(file: &mut std::fs::File, path: &Utf8Path, root: &dissect::Mount) -
              partition {room}: systemd fails to mount it",
             root.number.unwrap_or(0)
         ),
-        _ => Ok(()),
+        // what follows the file system in its partition is padding, zeros as mksquashfs and
+        // portableService write it: a hash tree need not cover a partial last block, and
+        // bytes there could hold what libblkid finds
+        Some(len) => {
+            let tail = root.range.start + len..root.range.end;
+            if let Some(x) = dissect::first_non_zero(file, tail)? {
+                bail!(
+                    "{path}: byte {x}, after the squashfs file system in root partition {}, is \
+                     not zero: check judges partitions whose padding is zeros",
+                    root.number.unwrap_or(0)
+                );
+            }
+            Ok(())
+        }
+        None => Ok(()),
     }
 }
 
