@@ -13,6 +13,7 @@
 //! on is crates/portable-service-rules.
 
 pub mod attrs;
+pub mod merge;
 pub mod mksquashfs;
 pub mod os_release;
 pub mod plan;
