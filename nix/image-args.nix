@@ -255,6 +255,44 @@ let
           s
       ) (length contents);
 
+  # `parts`: groups of roots, each group's closure (less the groups' before it) compressed once
+  # in a derivation of its own; each group is a list of store paths (a lone one stands for
+  # itself)
+  checkedParts =
+    let
+      ps = args.parts or [ ];
+      one =
+        attr: c:
+        let
+          s = if isDerivation c || isPath c || isString c then toStore c else null;
+        in
+        if s == null || !isStorePathString s then
+          fail attr c "must be a derivation, a path or a store path (or a list of them)"
+        else
+          storePathOf s;
+      group =
+        i:
+        let
+          g = elemAt ps i;
+          attr = "parts[${toString i}]";
+        in
+        if isList g then
+          if g == [ ] then
+            fail attr g "is an empty list: a part holds the closure of one or more packages"
+          else
+            genList (j: one "${attr}[${toString j}]" (elemAt g j)) (length g)
+        else
+          [ (one attr g) ];
+    in
+    if !isList ps then
+      fail "parts" ps
+        "must be a list of packages (or lists of packages) whose closures are compressed apart, such as [ pkgs.python3 [ pkgs.glibcLocales pkgs.tzdata ] ]"
+    else if ps != [ ] && extension == "confext" then
+      fail "parts" ps
+        "can't be given for a configuration extension: it holds no store paths (it is overlaid on /etc only)"
+    else
+      genList group (length ps);
+
   checkedCompression =
     let
       words = filter (w: isString w && w != "") (builtins.split "[ \t]+" squash-compression);
@@ -373,6 +411,7 @@ in
   kind = checkedKind;
   compression = checkedCompression;
   blockSize = checkedBlockSize;
+  parts = checkedParts;
   verity = checkedVerity;
   format = checkedFormat;
   # `squashfs-tools` is the name nixpkgs moved to in 2026; both override the default.

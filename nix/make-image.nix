@@ -89,6 +89,35 @@ let
     else
       given;
 
+  # `parts`: each group's closure, less the groups' before it, compressed once in a derivation
+  # of its own (the builder's part mode, crates/portable-service-builder/src/parts.rs) that
+  # depends on the compression and on those closures alone, so that it is built once and
+  # reused by every rebuild (and every image) that has them.
+  partDrvs = builtins.genList (
+    i:
+    let
+      roots = builtins.elemAt a.parts i;
+      first = builtins.unsafeDiscardStringContext (baseNameOf (builtins.head roots));
+      name = builtins.substring 33 (stringLength first) first;
+      before = builtins.concatLists (builtins.genList (builtins.elemAt a.parts) i);
+    in
+    derivation {
+      name = "${name}-squashfs-part";
+      inherit system;
+      builder = "${tools.portable-service-builder}/bin/portable-service-builder";
+      __structuredAttrs = true;
+      part = true;
+      storeDir = builtins.storeDir;
+      mksquashfs = "${mksquashfsPackage}/bin/mksquashfs";
+      squash-compression = a.compression;
+      squash-block-size = a.blockSize;
+      exportReferencesGraph = {
+        closure = roots;
+      }
+      // (if before == [ ] then { } else { exclude = before; });
+    }
+  ) (builtins.length a.parts);
+
   drv = derivation {
     name = "${a.pname}-${if extension == null then "img" else extension}-${a.version}";
     inherit system;
@@ -124,6 +153,7 @@ let
     mksquashfs = "${mksquashfsPackage}/bin/mksquashfs";
     squash-compression = a.compression;
     squash-block-size = a.blockSize;
+    parts = map (p: "${p}/part.raw") partDrvs;
     verity = a.verity;
     format = a.format;
     inherit hostSystem;
@@ -568,6 +598,8 @@ builtins.seq imageNeeds (builtins.seq profile (builtins.seq imagePolicy drv))
     else
       closureInfo { rootPaths = a.roots; };
   verity = verityFiles;
+  # the derivations of `parts`, to build or copy to a cache ahead of the image
+  parts = partDrvs;
   # What an extension needs to know of this image (see `base`).
   portableService = {
     inherit extension image;

@@ -44,6 +44,10 @@ let
       squashfs-tools ? null,
       squash-compression ? "xz -Xdict-size 100%",
       squash-block-size ? "1M",
+      # packages (or lists of them) whose closures are compressed apart, each in a
+      # derivation of its own, and merged into the image: a rebuild compresses only what
+      # changed (README: "Faster rebuilds")
+      parts ? [ ],
       verity ? false,
       format ? "squashfs",
       # the oldest systemd the image's hosts run (README: "Old hosts"); null: not said

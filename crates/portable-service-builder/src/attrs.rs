@@ -94,6 +94,10 @@ pub struct Attrs {
     pub extension: Option<Extension>,
     #[serde(default)]
     pub base_closure: Vec<ClosureEntry>,
+    /// Parts (`<part output>/part.raw`) holding some of the image's store paths, compressed
+    /// already ([`crate::parts`]).
+    #[serde(default)]
+    pub parts: Vec<Utf8PathBuf>,
 }
 
 /// What `$out/NAME.raw` is.

@@ -16,6 +16,7 @@ pub mod attrs;
 pub mod merge;
 pub mod mksquashfs;
 pub mod os_release;
+pub mod parts;
 pub mod plan;
 pub mod store_path;
 pub mod tar_stream;
@@ -57,19 +58,18 @@ pub fn build_image(attrs: &Attrs, processors: Option<u32>) -> Result<Utf8PathBuf
         attrs.units.len(),
         plan.store_paths.len()
     );
-    let built =
-        mksquashfs::build(&attrs.mksquashfs, &options, &plan, &partial[0]).and_then(|stats| {
-            if let Some(arch) = disk {
-                write_ddi(&partial[0], &partial[1], arch)?;
-            } else if attrs.verity {
-                write_verity(&partial[0], &partial[1], &partial[2])?;
-            }
-            for (from, to) in partial.iter().zip(&files).rev() {
-                std::fs::rename(from, to)
-                    .with_context(|| format!("cannot rename {from} to {to}"))?;
-            }
-            Ok(stats)
-        });
+    let rest = partial_name(&out.join(format!(".{}.rest", attrs.image_file_name())));
+    let built = squash(attrs, options, plan, &partial[0], &rest).and_then(|stats| {
+        if let Some(arch) = disk {
+            write_ddi(&partial[0], &partial[1], arch)?;
+        } else if attrs.verity {
+            write_verity(&partial[0], &partial[1], &partial[2])?;
+        }
+        for (from, to) in partial.iter().zip(&files).rev() {
+            std::fs::rename(from, to).with_context(|| format!("cannot rename {from} to {to}"))?;
+        }
+        Ok(stats)
+    });
     match built {
         Ok(stats) => {
             let size = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
@@ -86,7 +86,7 @@ pub fn build_image(attrs: &Attrs, processors: Option<u32>) -> Result<Utf8PathBuf
             Ok(image)
         }
         Err(e) => {
-            for file in partial.iter().chain(&files) {
+            for file in partial.iter().chain(&files).chain([&rest]) {
                 let _ = std::fs::remove_file(file);
             }
             if created_out {
@@ -95,6 +95,42 @@ pub fn build_image(attrs: &Attrs, processors: Option<u32>) -> Result<Utf8PathBuf
             Err(e)
         }
     }
+}
+
+/// Writes the file system of `plan` to `image`: by mksquashfs alone, or, with `parts`, by
+/// mksquashfs for what the parts don't hold (into `rest`) and then the merge of the parts and it.
+fn squash(
+    attrs: &Attrs,
+    mut options: mksquashfs::Options,
+    mut plan: Plan,
+    image: &Utf8Path,
+    rest: &Utf8Path,
+) -> Result<tar_stream::Stats> {
+    if attrs.parts.is_empty() {
+        return mksquashfs::build(&attrs.mksquashfs, &options, &plan, image);
+    }
+    parts::take_parts(&mut plan, &attrs.store_dir, &attrs.parts)?;
+    let offset = options.offset.take().unwrap_or(0);
+    options.for_parts = true;
+    let stats = mksquashfs::build(&attrs.mksquashfs, &options, &plan, rest)?;
+    let started = std::time::Instant::now();
+    let all: Vec<&Utf8Path> = attrs
+        .parts
+        .iter()
+        .map(|p| p.as_path())
+        .chain([rest])
+        .collect();
+    let merged = merge::merge(&all, image, offset)?;
+    std::fs::remove_file(rest).with_context(|| format!("cannot remove {rest}"))?;
+    tracing::info!(
+        "merged {} parts and the rest ({} store paths) into {} inodes, {} bytes, in {:.2} s",
+        attrs.parts.len(),
+        plan.store_paths.len(),
+        merged.inodes,
+        merged.bytes,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(stats)
 }
 
 /// Where `file` is written until it is whole.

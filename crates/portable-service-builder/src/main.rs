@@ -6,9 +6,10 @@
 //! crate: what users run by hand (`check`, `sign`) is the `portable-service` program of
 //! crates/portable-service-tools, so that a change there never changes an image's derivation.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use portable_service_builder::attrs::{self, Attrs};
+use portable_service_builder::parts;
 use std::process::ExitCode;
 
 const HELP: &str = "\
@@ -88,12 +89,20 @@ fn build(attrs: Option<Utf8PathBuf>) -> Result<()> {
             |p: &Utf8Path| p.is_file(),
         )?,
     };
-    let attrs = Attrs::read(&path)?;
     // Nix's `cores` setting (`--cores`, 0 = all); the image is the same whatever it is.
     let cores = std::env::var("NIX_BUILD_CORES")
         .ok()
         .and_then(|n| n.parse::<u32>().ok())
         .filter(|n| *n > 0);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the structured attrs file {path}"))?;
+    if parts::is_part(&text) {
+        let attrs: parts::PartAttrs = serde_json::from_str(&text)
+            .with_context(|| format!("invalid structured attrs file {path} (of a part)"))?;
+        parts::build_part(&attrs, cores)?;
+        return Ok(());
+    }
+    let attrs = Attrs::read(&path)?;
     portable_service_builder::build_image(&attrs, cores)?;
     Ok(())
 }

@@ -42,6 +42,9 @@ pub struct Options {
     pub processors: Option<u32>,
     /// Where in the output file the file system starts (`-offset`): a DDI's root partition.
     pub offset: Option<u64>,
+    /// Writes the inode, directory and id tables uncompressed (`-noI`), as [`crate::merge`]
+    /// reads them: for a part, and for the rest of an image built from parts.
+    pub for_parts: bool,
 }
 
 impl Options {
@@ -74,6 +77,7 @@ impl Options {
             block_size: block_size.to_owned(),
             processors: None,
             offset: None,
+            for_parts: false,
         })
     }
 
@@ -105,6 +109,9 @@ impl Options {
         args.extend(self.compression.iter().cloned());
         if let Some(offset) = self.offset {
             args.extend(["-offset".to_owned(), offset.to_string()]);
+        }
+        if self.for_parts {
+            args.push("-noI".to_owned());
         }
         if let Some(n) = self.processors {
             args.extend(["-processors".to_owned(), n.to_string()]);

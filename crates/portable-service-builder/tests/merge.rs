@@ -22,7 +22,14 @@ fn run(cmd: &mut Command) -> String {
 
 /// Pseudo-random text of `len` bytes, so that blocks compress like files do.
 fn text(seed: usize, len: usize) -> Vec<u8> {
-    let words = ["nix ", "store ", "squashfs ", "portable ", "service ", "unit\n"];
+    let words = [
+        "nix ",
+        "store ",
+        "squashfs ",
+        "portable ",
+        "service ",
+        "unit\n",
+    ];
     let mut x = seed as u64 * 2_654_435_761 + 1;
     let mut out = Vec::with_capacity(len + 16);
     while out.len() < len {
@@ -41,7 +48,10 @@ fn store_path(root: &Path, name: &str, seed: usize) {
     let p = root.join("usr/nix/store").join(name);
     fs::create_dir_all(p.join("lib/deep/er")).unwrap();
     fs::create_dir_all(p.join("empty")).unwrap();
-    for (i, len) in [0, 1, 100, 8191, 8192, 8193, 9000, 20_000, 70_001].iter().enumerate() {
+    for (i, len) in [0, 1, 100, 8191, 8192, 8193, 9000, 20_000, 70_001]
+        .iter()
+        .enumerate()
+    {
         fs::write(p.join(format!("lib/f{i}")), text(seed * 100 + i, *len)).unwrap();
     }
     fs::write(p.join("lib/deep/er/same"), text(seed * 100 + 6, 9000)).unwrap();
@@ -56,8 +66,19 @@ fn store_path(root: &Path, name: &str, seed: usize) {
 fn mksquashfs(dir: &Path, out: &Utf8Path, comp: &[&str], parts: bool) {
     let mut cmd = Command::new("mksquashfs");
     cmd.arg(dir).arg(out.as_str()).args([
-        "-noappend", "-quiet", "-no-progress", "-all-root", "-no-xattrs", "-no-exports",
-        "-mkfs-time", "1", "-all-time", "1", "-b", "8K", "-comp",
+        "-noappend",
+        "-quiet",
+        "-no-progress",
+        "-all-root",
+        "-no-xattrs",
+        "-no-exports",
+        "-mkfs-time",
+        "1",
+        "-all-time",
+        "1",
+        "-b",
+        "8K",
+        "-comp",
     ]);
     cmd.args(comp);
     if parts {
@@ -148,9 +169,12 @@ fn assert_same_tree(pair: &Pair) {
 
 fn compressors() -> Vec<Vec<&'static str>> {
     let help = Command::new("mksquashfs").arg("-help").output().unwrap();
-    let help = String::from_utf8_lossy(&help.stderr).into_owned()
-        + &String::from_utf8_lossy(&help.stdout);
-    let mut all = vec![vec!["xz", "-Xdict-size", "100%"], vec!["xz", "-Xbcj", "x86"]];
+    let help =
+        String::from_utf8_lossy(&help.stderr).into_owned() + &String::from_utf8_lossy(&help.stdout);
+    let mut all = vec![
+        vec!["xz", "-Xdict-size", "100%"],
+        vec!["xz", "-Xbcj", "x86"],
+    ];
     for c in ["gzip", "lz4", "zstd", "lzma"] {
         if help.contains(&format!("\t{c}")) {
             all.push(vec![c]);
@@ -225,7 +249,10 @@ fn a_path_in_two_parts_and_a_part_with_compressed_inodes_are_refused() {
     let out = pair.merged.with_extension("twice");
     let twice = [pair.parts[0].as_path(), pair.parts[0].as_path()];
     let e = format!("{:#}", merge::merge(&twice, &out, 0).unwrap_err());
-    assert!(e.contains("/usr/nix/store/aaaa-a/") && e.contains("is in two parts"), "{e}");
+    assert!(
+        e.contains("/usr/nix/store/aaaa-a/") && e.contains("is in two parts"),
+        "{e}"
+    );
     let e = format!("{:#}", merge::merge(&[&pair.whole], &out, 0).unwrap_err());
     assert!(e.contains("not written with mksquashfs -noI"), "{e}");
 }

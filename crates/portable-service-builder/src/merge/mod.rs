@@ -5,13 +5,14 @@
 //! Every data and fragment block of every part is copied as it is; what is written anew is what
 //! points at them: the inode, directory, fragment and id tables and the superblock. Parts are
 //! written with uncompressed inode and directory tables (`mksquashfs -noI`), so reading them
-//! needs no decompressor but for the fragment table, and the merged image keeps its tables
-//! uncompressed too (the kernel reads both kinds; BENCHMARKS.md has what it costs in size).
+//! needs no decompressor but for the fragment table; the merged image's tables are compressed
+//! again with the image's compressor ([`codec`]).
 //!
 //! [`read`] reads a part into a [`Dir`] tree; [`write`] lays out the merged tree's tables. The
 //! trees are joined here: directories present in several parts (`/`, `/usr`, the store) are one,
 //! and must agree on owner, mode and time; anything else present twice is an error.
 
+mod codec;
 mod read;
 mod write;
 
@@ -102,7 +103,14 @@ impl Superblock {
             b.extend(v.to_le_bytes());
         }
         b.extend(self.fragment_count.to_le_bytes());
-        for v in [self.compression, self.block_log, self.flags, self.id_count, 4, 0] {
+        for v in [
+            self.compression,
+            self.block_log,
+            self.flags,
+            self.id_count,
+            4,
+            0,
+        ] {
             b.extend(v.to_le_bytes());
         }
         for v in [
@@ -147,9 +155,14 @@ pub enum Leaf {
     File(FileData),
     Symlink(Vec<u8>),
     /// `kind`: 4 block, 5 character device.
-    Device { kind: u16, rdev: u32 },
+    Device {
+        kind: u16,
+        rdev: u32,
+    },
     /// `kind`: 6 fifo, 7 socket.
-    Ipc { kind: u16 },
+    Ipc {
+        kind: u16,
+    },
 }
 
 /// A regular file: where its blocks are, and its tail's fragment (index, offset).
@@ -175,16 +188,27 @@ pub struct Merged {
 /// system starting at `offset` in it. The store paths of each part are its own; a path present
 /// in two parts is refused.
 pub fn merge(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged> {
-    let read: Vec<Part> = parts
-        .iter()
-        .map(|p| Part::read(p))
-        .collect::<Result<_>>()?;
+    let read: Vec<Part> = parts.iter().map(|p| Part::read(p)).collect::<Result<_>>()?;
     let first = read.first().context("no parts to merge")?;
+    ensure!(
+        codec::supported(first.sb.compression),
+        "parts can't be merged with compressor {} (lzo): choose another `squash-compression`",
+        first.sb.compression
+    );
     for (part, path) in read.iter().zip(parts) {
         let (a, b) = (&part.sb, &first.sb);
         ensure!(
-            (a.compression, a.block_size, a.mkfs_time, &part.compressor_options)
-                == (b.compression, b.block_size, b.mkfs_time, &first.compressor_options),
+            (
+                a.compression,
+                a.block_size,
+                a.mkfs_time,
+                &part.compressor_options
+            ) == (
+                b.compression,
+                b.block_size,
+                b.mkfs_time,
+                &first.compressor_options
+            ),
             "the part {path} was made with other mksquashfs options (compressor {}, block size \
              {}, time {}) than {} ({}, {}, {})",
             a.compression,
@@ -223,11 +247,11 @@ pub fn merge(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged>
         });
     }
     let root = root.expect("one part at least");
-    let tables = write::tables(&root, &fragments, at)?;
+    let tables = write::tables(&root, &fragments, at, first_sb.compression)?;
     file.write_all(&tables.bytes)?;
     let end = at + tables.bytes.len() as u64;
-    let mut flags = first_sb.flags | FLAG_UNCOMPRESSED_INODES | FLAG_UNCOMPRESSED_IDS;
-    flags &= !FLAG_EXPORTABLE;
+    let flags =
+        first_sb.flags & !(FLAG_UNCOMPRESSED_INODES | FLAG_UNCOMPRESSED_IDS | FLAG_EXPORTABLE);
     let sb = Superblock {
         inode_count: tables.inodes,
         fragment_count: fragments.len() as u32,
@@ -255,6 +279,22 @@ pub fn merge(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged>
     })
 }
 
+/// The names in the directory `dir` (relative to the root) of the part `part`.
+pub fn names_below(part: &Utf8Path, dir: &Utf8Path) -> Result<Vec<String>> {
+    let read = Part::read(part)?;
+    let mut at = &read.root;
+    for name in dir.components() {
+        match at.children.get(name.as_str().as_bytes()) {
+            Some(Node::Dir(d)) => at = d,
+            _ => bail!("the part {part} has no directory /{dir}"),
+        }
+    }
+    at.children
+        .keys()
+        .map(|n| String::from_utf8(n.clone()).context("a name that is not UTF-8"))
+        .collect()
+}
+
 /// Copies the bytes `range` of the file `from` to `to`'s position (the kernel's
 /// copy_file_range where it can).
 fn copy_range(from: &Utf8Path, range: &std::ops::Range<u64>, to: &mut File) -> Result<()> {
@@ -262,7 +302,10 @@ fn copy_range(from: &Utf8Path, range: &std::ops::Range<u64>, to: &mut File) -> R
     source.seek(SeekFrom::Start(range.start))?;
     let mut limited = std::io::Read::take(source, range.end - range.start);
     let copied = std::io::copy(&mut limited, to)?;
-    ensure!(copied == range.end - range.start, "the part is shorter than its tables say");
+    ensure!(
+        copied == range.end - range.start,
+        "the part is shorter than its tables say"
+    );
     Ok(())
 }
 
@@ -307,7 +350,10 @@ impl Moved {
                         self.position(f.start, len)?
                     };
                     if let Some((index, _)) = &mut f.fragment {
-                        ensure!(*index < self.fragment_count, "fragment {index} past the table");
+                        ensure!(
+                            *index < self.fragment_count,
+                            "fragment {index} past the table"
+                        );
                         *index += self.fragment_base;
                     }
                 }
@@ -348,26 +394,4 @@ fn shown(path: &[Vec<u8>]) -> String {
         .map(|n| String::from_utf8_lossy(n).into_owned())
         .collect::<Vec<_>>()
         .join("/")
-}
-
-/// A metadata block of the part's compressor, decompressed: squashfs ids 1 gzip (zlib), 2 lzma,
-/// 4 xz, 5 lz4, 6 zstd.
-pub(crate) fn decompress(compression: u16, block: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(METADATA_SIZE);
-    match compression {
-        1 => {
-            out = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(block, METADATA_SIZE)
-                .map_err(|e| anyhow::anyhow!("zlib: {e:?}"))?
-        }
-        2 => lzma_rs::lzma_decompress(&mut &block[..], &mut out)?,
-        4 => lzma_rs::xz_decompress(&mut &block[..], &mut out)?,
-        5 => out = lz4_flex::block::decompress(block, METADATA_SIZE)?,
-        6 => {
-            let mut decoder = ruzstd::decoding::StreamingDecoder::new(block)?;
-            std::io::Read::read_to_end(&mut decoder, &mut out)?;
-        }
-        other => bail!("parts can't be read with compressor {other} (lzo): choose another"),
-    }
-    ensure!(out.len() <= METADATA_SIZE, "a metadata block of {} bytes", out.len());
-    Ok(out)
 }

@@ -2,9 +2,10 @@
 //! id tables (`-noI`), into a tree whose files still point at the part's compressed blocks.
 //!
 //! The data and fragment blocks are never decompressed: only the fragment table is, one small
-//! metadata table (mksquashfs compresses it whatever `-noI` says), by [`super::decompress`].
+//! metadata table (mksquashfs compresses it whatever `-noI` says), by [`super::codec`].
 
-use super::{decompress, Dir, FileData, Leaf, Meta, Node, Superblock, NO_FRAGMENT};
+use super::codec::decompress;
+use super::{Dir, FileData, Leaf, Meta, Node, Superblock, NO_FRAGMENT};
 use anyhow::{bail, ensure, Context, Result};
 use camino::Utf8Path;
 use std::collections::BTreeMap;
@@ -39,7 +40,10 @@ impl Table {
             .with_context(|| format!("cannot read the {what} table"))?;
         let (mut bytes, mut blocks, mut at) = (Vec::new(), BTreeMap::new(), 0usize);
         while at < raw.len() {
-            ensure!(at + 2 <= raw.len(), "the {what} table ends inside a block header");
+            ensure!(
+                at + 2 <= raw.len(),
+                "the {what} table ends inside a block header"
+            );
             let header = u16::from_le_bytes([raw[at], raw[at + 1]]);
             ensure!(
                 header & 0x8000 != 0,
@@ -116,14 +120,23 @@ impl Part {
             file.read_exact(&mut compressor_options[2..])?;
         }
         let blocks = 96 + compressor_options.len() as u64..sb.inode_table;
-        ensure!(blocks.start <= blocks.end, "the inode table starts inside the header");
+        ensure!(
+            blocks.start <= blocks.end,
+            "the inode table starts inside the header"
+        );
         let ids = read_index(file, &sb, sb.id_table, usize::from(sb.id_count), 4, "id")?;
         let ids: Vec<u32> = ids
             .chunks(4)
             .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect();
-        let fragment_bytes =
-            read_index(file, &sb, sb.fragment_table, sb.fragment_count as usize, 16, "fragment")?;
+        let fragment_bytes = read_index(
+            file,
+            &sb,
+            sb.fragment_table,
+            sb.fragment_count as usize,
+            16,
+            "fragment",
+        )?;
         let fragments = fragment_bytes
             .chunks(16)
             .map(|c| {
@@ -134,7 +147,12 @@ impl Part {
         // The directory table ends where the first table after it starts.
         let dir_end = [sb.fragment_table, sb.id_table]
             .into_iter()
-            .chain(first_block(file, &sb, sb.fragment_table, sb.fragment_count)?)
+            .chain(first_block(
+                file,
+                &sb,
+                sb.fragment_table,
+                sb.fragment_count,
+            )?)
             .chain(first_block(file, &sb, sb.id_table, u32::from(sb.id_count))?)
             .filter(|&at| at >= sb.directory_table)
             .min()
@@ -202,7 +220,10 @@ fn read_index(
         }
         out.extend_from_slice(&block);
     }
-    ensure!(out.len() >= want, "the {what} table is shorter than its count");
+    ensure!(
+        out.len() >= want,
+        "the {what} table is shorter than its count"
+    );
     out.truncate(want);
     Ok(out)
 }
@@ -238,22 +259,48 @@ impl Reader<'_> {
             1 | 8 => return Ok(Node::Dir(self.dir(kind, meta, &mut f, depth)?)),
             2 => {
                 let (start, fragment, offset, size) = (f.u32()?, f.u32()?, f.u32()?, f.u32()?);
-                file(&mut f, self.block_size, start.into(), size.into(), 0, fragment, offset, 1, false)?
+                file(
+                    &mut f,
+                    self.block_size,
+                    start.into(),
+                    size.into(),
+                    0,
+                    fragment,
+                    offset,
+                    1,
+                    false,
+                )?
             }
             9 => {
                 let (start, size, sparse, nlink) = (f.u64()?, f.u64()?, f.u64()?, f.u32()?);
                 let (fragment, offset, _xattr) = (f.u32()?, f.u32()?, f.u32()?);
-                file(&mut f, self.block_size, start, size, sparse, fragment, offset, nlink, true)?
+                file(
+                    &mut f,
+                    self.block_size,
+                    start,
+                    size,
+                    sparse,
+                    fragment,
+                    offset,
+                    nlink,
+                    true,
+                )?
             }
             3 | 10 => {
                 let nlink = f.u32()?;
                 let len = f.u32()? as usize;
-                ensure!(nlink == 1, "a symlink with {nlink} links (parts have no hard links)");
+                ensure!(
+                    nlink == 1,
+                    "a symlink with {nlink} links (parts have no hard links)"
+                );
                 Leaf::Symlink(f.bytes(len)?)
             }
             4 | 5 | 11 | 12 => {
                 let nlink = f.u32()?;
-                ensure!(nlink == 1, "a device with {nlink} links (parts have no hard links)");
+                ensure!(
+                    nlink == 1,
+                    "a device with {nlink} links (parts have no hard links)"
+                );
                 Leaf::Device {
                     kind: (kind - 1) % 7 + 1,
                     rdev: f.u32()?,
@@ -317,10 +364,13 @@ fn file(
     nlink: u32,
     extended: bool,
 ) -> Result<Leaf> {
-    ensure!(nlink == 1, "a file with {nlink} links (parts have no hard links)");
+    ensure!(
+        nlink == 1,
+        "a file with {nlink} links (parts have no hard links)"
+    );
     let fragment = (fragment != NO_FRAGMENT).then_some((fragment, offset));
     let whole = size / u64::from(block_size);
-    let count = if fragment.is_some() || size % u64::from(block_size) == 0 {
+    let count = if fragment.is_some() || size.is_multiple_of(u64::from(block_size)) {
         whole
     } else {
         whole + 1

@@ -1,10 +1,11 @@
-//! The merged image's tables: inodes, directory listings, fragments and ids, as uncompressed
-//! metadata blocks, laid out from a given position.
+//! The merged image's tables: inodes, directory listings, fragments and ids, as metadata blocks
+//! of the image's compressor, laid out from a given position.
 //!
 //! Inodes are numbered in pre-order (a directory before what it holds, children by name) and
 //! written in post-order (a directory's listing names its children's inodes, so they come
 //! first). Both orders follow the tree alone, so the same tree gives the same bytes.
 
+use super::codec;
 use super::{Dir, FileData, Leaf, Meta, Node, METADATA_SIZE, NO_FRAGMENT};
 use anyhow::{ensure, Result};
 use std::collections::BTreeMap;
@@ -20,22 +21,27 @@ pub struct Tables {
     pub id_table: u64,
 }
 
-pub fn tables(root: &Dir, fragments: &[(u64, u32)], at: u64) -> Result<Tables> {
+pub fn tables(root: &Dir, fragments: &[(u64, u32)], at: u64, compression: u16) -> Result<Tables> {
     let total = count_dir(root);
     ensure!(total < u32::MAX as u64, "{total} inodes");
-    let mut w = Writer::default();
+    let mut w = Writer {
+        inodes: Blocks::new(compression),
+        dirs: Blocks::new(compression),
+        ids: Vec::new(),
+        id_index: BTreeMap::new(),
+    };
     let (root_ref, _) = w.dir(root, 1, total as u32 + 1)?;
-    let mut bytes = blocks(&w.inodes);
+    let mut bytes = w.inodes.finish();
     let directory_table = at + bytes.len() as u64;
-    bytes.extend(blocks(&w.dirs));
+    bytes.extend(w.dirs.finish());
     let fragment_entries: Vec<u8> = fragments
         .iter()
         .flat_map(|&(start, size)| [start.to_le_bytes(), (u64::from(size)).to_le_bytes()])
         .flatten()
         .collect();
-    let fragment_table = indexed(&mut bytes, at, &fragment_entries);
+    let fragment_table = indexed(&mut bytes, at, &fragment_entries, compression);
     let ids: Vec<u8> = w.ids.iter().flat_map(|id| id.to_le_bytes()).collect();
-    let id_table = indexed(&mut bytes, at, &ids);
+    let id_table = indexed(&mut bytes, at, &ids, compression);
     Ok(Tables {
         bytes,
         inodes: total as u32,
@@ -59,39 +65,68 @@ fn count_dir(dir: &Dir) -> u64 {
     1 + dir.children.values().map(count).sum::<u64>()
 }
 
-/// Bytes as uncompressed metadata blocks.
-fn blocks(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / METADATA_SIZE * 2 + 2);
-    for chunk in bytes.chunks(METADATA_SIZE) {
-        out.extend((0x8000 | chunk.len() as u16).to_le_bytes());
-        out.extend_from_slice(chunk);
-    }
-    out
-}
-
 /// Appends `entries` as metadata blocks and then their index (each block's position); returns
 /// the index's position.
-fn indexed(bytes: &mut Vec<u8>, at: u64, entries: &[u8]) -> u64 {
+fn indexed(bytes: &mut Vec<u8>, at: u64, entries: &[u8], compression: u16) -> u64 {
     let mut index = Vec::new();
     for chunk in entries.chunks(METADATA_SIZE) {
         index.extend((at + bytes.len() as u64).to_le_bytes());
-        bytes.extend(blocks(chunk));
+        bytes.extend(codec::block(compression, chunk));
     }
     let position = at + bytes.len() as u64;
     bytes.extend(index);
     position
 }
 
-/// A metadata reference to `position` of a table written as full uncompressed blocks.
-fn reference(position: usize) -> u64 {
-    let block = (position / METADATA_SIZE * (METADATA_SIZE + 2)) as u64;
-    block << 16 | (position % METADATA_SIZE) as u64
+/// A metadata table written as it grows: each 8 KiB compressed as it fills, so that the
+/// reference of what starts now (the compressed block's start, the offset in it) is known now.
+struct Blocks {
+    compression: u16,
+    done: Vec<u8>,
+    block: Vec<u8>,
 }
 
-#[derive(Default)]
+impl Blocks {
+    fn new(compression: u16) -> Blocks {
+        Blocks {
+            compression,
+            done: Vec::new(),
+            block: Vec::with_capacity(METADATA_SIZE),
+        }
+    }
+
+    fn reference(&self) -> u64 {
+        (self.done.len() as u64) << 16 | self.block.len() as u64
+    }
+
+    fn extend(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let n = bytes.len().min(METADATA_SIZE - self.block.len());
+            self.block.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.block.len() == METADATA_SIZE {
+                self.flush();
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.block.is_empty() {
+            self.done
+                .extend(codec::block(self.compression, &self.block));
+            self.block.clear();
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.flush();
+        self.done
+    }
+}
+
 struct Writer {
-    inodes: Vec<u8>,
-    dirs: Vec<u8>,
+    inodes: Blocks,
+    dirs: Blocks,
     ids: Vec<u32>,
     id_index: BTreeMap<u32, u16>,
 }
@@ -116,19 +151,19 @@ impl Writer {
 
     /// Starts an inode: returns its reference.
     fn header(&mut self, kind: u16, meta: &Meta, number: u32) -> Result<u64> {
-        let reference = reference(self.inodes.len());
+        let reference = self.inodes.reference();
         let (uid, gid) = (self.id(meta.uid)?, self.id(meta.gid)?);
         for v in [kind, meta.mode, uid, gid] {
-            self.inodes.extend(v.to_le_bytes());
+            self.inodes.extend(&v.to_le_bytes());
         }
-        self.inodes.extend(meta.mtime.to_le_bytes());
-        self.inodes.extend(number.to_le_bytes());
+        self.inodes.extend(&meta.mtime.to_le_bytes());
+        self.inodes.extend(&number.to_le_bytes());
         Ok(reference)
     }
 
     fn put(&mut self, values: &[u32]) {
         for v in values {
-            self.inodes.extend(v.to_le_bytes());
+            self.inodes.extend(&v.to_le_bytes());
         }
     }
 
@@ -156,31 +191,32 @@ impl Writer {
                 },
             ));
         }
-        let listing_at = self.dirs.len();
-        self.listing(&written);
-        let size = self.dirs.len() - listing_at + 3;
-        let (block, offset) = (reference(listing_at) >> 16, listing_at % METADATA_SIZE);
+        let listing_at = self.dirs.reference();
+        let size = self.listing(&written) + 3;
+        let (block, offset) = (listing_at >> 16, listing_at & 0xffff);
         let nlink = 2 + subdirs;
         if let Ok(size) = u16::try_from(size) {
             let reference = self.header(1, &dir.meta, number)?;
             self.put(&[block as u32, nlink]);
-            self.inodes.extend(size.to_le_bytes());
-            self.inodes.extend((offset as u16).to_le_bytes());
+            self.inodes.extend(&size.to_le_bytes());
+            self.inodes.extend(&(offset as u16).to_le_bytes());
             self.put(&[parent]);
             Ok((reference, 1))
         } else {
             let reference = self.header(8, &dir.meta, number)?;
             self.put(&[nlink, u32::try_from(size)?, block as u32, parent]);
-            self.inodes.extend(0u16.to_le_bytes());
-            self.inodes.extend((offset as u16).to_le_bytes());
+            self.inodes.extend(&0u16.to_le_bytes());
+            self.inodes.extend(&(offset as u16).to_le_bytes());
             self.put(&[u32::MAX]);
             Ok((reference, 1))
         }
     }
 
     /// A listing: runs of at most 256 entries whose inodes share a metadata block and lie
-    /// within ±32767 of the run's first inode number, each run behind a header.
-    fn listing(&mut self, entries: &[(&Vec<u8>, Written)]) {
+    /// within ±32767 of the run's first inode number, each run behind a header. Returns its
+    /// length.
+    fn listing(&mut self, entries: &[(&Vec<u8>, Written)]) -> usize {
+        let mut out = Vec::new();
         let mut rest = entries;
         while let Some((_, first)) = rest.first() {
             let block = first.reference >> 16;
@@ -193,19 +229,20 @@ impl Writer {
                 })
                 .count();
             for v in [run as u32 - 1, block as u32, first.number] {
-                self.dirs.extend(v.to_le_bytes());
+                out.extend(v.to_le_bytes());
             }
             for (name, w) in &rest[..run] {
                 let delta = (i64::from(w.number) - i64::from(first.number)) as i16;
-                self.dirs
-                    .extend((w.reference as u16).to_le_bytes());
-                self.dirs.extend(delta.to_le_bytes());
-                self.dirs.extend(w.kind.to_le_bytes());
-                self.dirs.extend((name.len() as u16 - 1).to_le_bytes());
-                self.dirs.extend_from_slice(name);
+                out.extend((w.reference as u16).to_le_bytes());
+                out.extend(delta.to_le_bytes());
+                out.extend(w.kind.to_le_bytes());
+                out.extend((name.len() as u16 - 1).to_le_bytes());
+                out.extend_from_slice(name);
             }
             rest = &rest[run..];
         }
+        self.dirs.extend(&out);
+        out.len()
     }
 
     fn leaf(&mut self, meta: &Meta, leaf: &Leaf, number: u32) -> Result<u64> {
@@ -214,7 +251,7 @@ impl Writer {
             Leaf::Symlink(target) => {
                 let reference = self.header(3, meta, number)?;
                 self.put(&[1, u32::try_from(target.len())?]);
-                self.inodes.extend_from_slice(target);
+                self.inodes.extend(target);
                 Ok(reference)
             }
             Leaf::Device { kind, rdev } => {
@@ -242,7 +279,7 @@ impl Writer {
             _ => {
                 let reference = self.header(9, meta, number)?;
                 for v in [f.start, f.size, f.sparse] {
-                    self.inodes.extend(v.to_le_bytes());
+                    self.inodes.extend(&v.to_le_bytes());
                 }
                 self.put(&[1, fragment, offset, u32::MAX]);
                 reference

@@ -145,7 +145,13 @@ impl Plan {
         Ok(plan)
     }
 
-    fn insert(&mut self, path: impl Into<Utf8PathBuf>, mode: u32, source: Source, what: &str) {
+    pub(crate) fn insert(
+        &mut self,
+        path: impl Into<Utf8PathBuf>,
+        mode: u32,
+        source: Source,
+        what: &str,
+    ) {
         self.entries.insert(
             path.into(),
             Entry {
@@ -164,7 +170,7 @@ impl Plan {
         self.insert(path, mode, source, what);
     }
 
-    fn add_dir_with_parents(&mut self, dir: &Utf8Path, what: &str) {
+    pub(crate) fn add_dir_with_parents(&mut self, dir: &Utf8Path, what: &str) {
         for dir in dir.ancestors().filter(|d| !d.as_str().is_empty()) {
             if !self.entries.contains_key(dir) {
                 self.insert(dir, DIR_MODE, Source::Directory, what);
