@@ -290,6 +290,9 @@ let
     else if ps != [ ] && extension == "confext" then
       fail "parts" ps
         "can't be given for a configuration extension: it holds no store paths (it is overlaid on /etc only)"
+    else if ps != [ ] && head (builtins.split "[ \t]+" (toString squash-compression)) == "lzo" then
+      fail "parts" ps
+        "can't be merged into an lzo image (squash-compression = ${show squash-compression}): the merge writes the image's tables with its compressor, and has no lzo; choose xz, zstd, gzip or lz4"
     else
       genList group (length ps);
 
