@@ -284,9 +284,16 @@ let
         else
           [ (one attr g) ];
     in
-    if !isList ps then
+    if ps == "auto" && extension == "confext" then
+      [ ]
+    else if ps == "auto" && head (builtins.split "[ \t]+" (toString squash-compression)) == "lzo" then
       fail "parts" ps
-        "must be a list of packages (or lists of packages) whose closures are compressed apart, such as [ pkgs.python3 [ pkgs.glibcLocales pkgs.tzdata ] ]"
+        "can't be merged into an lzo image (squash-compression = ${show squash-compression}): the merge writes the image's tables with its compressor, and has no lzo; choose xz, zstd, gzip or lz4"
+    else if ps == "auto" then
+      ps
+    else if !isList ps then
+      fail "parts" ps
+        "must be \"auto\" or a list of packages (or lists of packages) whose closures are compressed apart, such as [ pkgs.python3 [ pkgs.glibcLocales pkgs.tzdata ] ]"
     else if ps != [ ] && extension == "confext" then
       fail "parts" ps
         "can't be given for a configuration extension: it holds no store paths (it is overlaid on /etc only)"

@@ -93,7 +93,68 @@ let
   # of its own (the builder's part mode, crates/portable-service-builder/src/parts.rs) that
   # depends on the compression and on those closures alone, so that it is built once and
   # reused by every rebuild (and every image) that has them.
-  partDrvs = builtins.genList (
+  partDrvs = if a.parts == "auto" then autoParts else namedParts;
+
+  # `parts = "auto"`: the image's store paths and their sizes, listed by the builder (a build
+  # at evaluation time: import from derivation) ...
+  # (each path gets its context back below, one by one)
+  listed = builtins.fromJSON (
+    builtins.unsafeDiscardStringContext (
+      builtins.readFile (derivation {
+      name = "${a.pname}-store-paths";
+      inherit system;
+      builder = "${tools.portable-service-builder}/bin/portable-service-builder";
+      __structuredAttrs = true;
+      listClosure = true;
+      exportReferencesGraph = {
+        closure = a.roots;
+      }
+      // (if base == null then { } else { baseClosure = base.roots; });
+      })
+    )
+  );
+  # ... each of at least 4 MiB a part of its own, the smaller ones grouped by the first letter
+  # of their hash (at most 32 parts: a changed small path rebuilds the one or two groups it
+  # leaves and joins). Each part depends on its store paths alone. Below 64 MiB in all, no
+  # parts: the derivations would cost more than they save.
+  autoParts =
+    let
+      large = 4 * 1024 * 1024;
+      total = builtins.foldl' (n: e: n + e.narSize) 0 listed;
+      # the path, as a dependency of the derivation that reads it
+      withContext =
+        p:
+        builtins.appendContext (builtins.unsafeDiscardStringContext p) {
+          ${p} = {
+            path = true;
+          };
+        };
+      nameOf = p: builtins.substring 33 (stringLength (baseNameOf p)) (baseNameOf p);
+      letter = p: builtins.substring 0 1 (baseNameOf p);
+      small = builtins.filter (e: e.narSize < large) listed;
+      groups = builtins.groupBy (e: letter e.path) small;
+      part =
+        name: entries:
+        derivation {
+          name = "${name}-squashfs-part";
+          inherit system;
+          builder = "${tools.portable-service-builder}/bin/portable-service-builder";
+          __structuredAttrs = true;
+          part = true;
+          storeDir = builtins.storeDir;
+          mksquashfs = "${mksquashfsPackage}/bin/mksquashfs";
+          squash-compression = a.compression;
+          squash-block-size = a.blockSize;
+          paths = map (e: withContext e.path) entries;
+        };
+    in
+    if total < 64 * 1024 * 1024 then
+      [ ]
+    else
+      map (e: part (nameOf e.path) [ e ]) (builtins.filter (e: e.narSize >= large) listed)
+      ++ map (l: part "small-paths-${l}" groups.${l}) (builtins.attrNames groups);
+
+  namedParts = builtins.genList (
     i:
     let
       roots = builtins.elemAt a.parts i;

@@ -170,3 +170,45 @@ fn a_part_outside_the_closure_fails_the_build_naming_it() {
         "{log}"
     );
 }
+
+/// `parts = "auto"`: a closure below 64 MiB is built whole; above, each path of 4 MiB or more
+/// is a part and the small ones are grouped, and the image is the one built whole.
+#[test]
+fn auto_parts_split_a_large_closure_and_leave_a_small_one_whole() {
+    let small =
+        eval("toString (builtins.length (demo { extra = { parts = \"auto\"; }; }).parts)").unwrap();
+    assert_eq!(small, "0");
+    // 72 MiB that zstd can't shrink, quick to compress
+    let big = "(t.runBusyboxWith \"big\" { } \"busybox mkdir -p $out; busybox head -c 75497472 /dev/urandom > $out/blob\")";
+    let image = |parts: &str| {
+        format!(
+            "demo {{ version = \"auto\"; extra = {{ contents = [ t.busybox {big} ]; parts = {parts}; squash-compression = \"zstd -Xcompression-level 1\"; }}; }}"
+        )
+    };
+    let names = eval(&format!(
+        "builtins.concatStringsSep \" \" (map (p: p.name) ({}).parts)",
+        image("\"auto\"")
+    ))
+    .unwrap();
+    assert!(
+        names.starts_with("big-squashfs-part small-paths-"),
+        "{names}"
+    );
+    let whole = raw_file(&build(&image("[ ]")));
+    let parted = raw_file(&build(&image("\"auto\"")));
+    assert_eq!(full_listing(&whole), full_listing(&parted));
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("whole"), dir.path().join("parted"));
+    extract(&whole, &a);
+    extract(&parted, &b);
+    let diff = Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .args([&a, &b])
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+}

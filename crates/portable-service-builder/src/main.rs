@@ -96,11 +96,20 @@ fn build(attrs: Option<Utf8PathBuf>) -> Result<()> {
         .filter(|n| *n > 0);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the structured attrs file {path}"))?;
-    if parts::is_part(&text) {
-        let attrs: parts::PartAttrs = serde_json::from_str(&text)
-            .with_context(|| format!("invalid structured attrs file {path} (of a part)"))?;
-        parts::build_part(&attrs, cores)?;
-        return Ok(());
+    match parts::job(&text) {
+        parts::Job::Part => {
+            let attrs: parts::PartAttrs = serde_json::from_str(&text)
+                .with_context(|| format!("invalid structured attrs file {path} (of a part)"))?;
+            parts::build_part(&attrs, cores)?;
+            return Ok(());
+        }
+        parts::Job::ListClosure => {
+            let attrs: parts::ListAttrs = serde_json::from_str(&text).with_context(|| {
+                format!("invalid structured attrs file {path} (of a closure list)")
+            })?;
+            return parts::list_closure(&attrs);
+        }
+        parts::Job::Image => {}
     }
     let attrs = Attrs::read(&path)?;
     portable_service_builder::build_image(&attrs, cores)?;

@@ -3,9 +3,11 @@
 //! rest of its root ([`crate::merge`]), so a rebuild compresses only what is not in an
 //! unchanged part.
 //!
-//! This file owns both ends: [`build_part`], the builder of a part's derivation, and
-//! [`take_parts`], which takes the parts' store paths out of an image's plan and checks that
-//! they are the image's own.
+//! This file owns every end: [`build_part`], the builder of a part's derivation;
+//! [`list_closure`], the builder of the small derivation `parts = "auto"` reads at evaluation
+//! time (the image's store paths and their sizes, from which the Nix side makes one part per
+//! large path and one per group of small ones); and [`take_parts`], which takes the parts'
+//! store paths out of an image's plan and checks that they are the image's own.
 
 use crate::attrs::ClosureEntry;
 use crate::mksquashfs::{self, Options};
@@ -30,8 +32,12 @@ pub struct PartAttrs {
     pub squash_compression: String,
     #[serde(rename = "squash-block-size")]
     pub squash_block_size: String,
-    /// The closure of the part's roots.
+    /// The closure of the part's roots (`parts` of packages).
+    #[serde(default)]
     pub closure: Vec<ClosureEntry>,
+    /// The store paths themselves, without their closure (`parts = "auto"`).
+    #[serde(default)]
+    pub paths: Vec<Utf8PathBuf>,
     /// The closure of the parts before it, whose store paths they hold.
     #[serde(default)]
     pub exclude: Vec<ClosureEntry>,
@@ -39,14 +45,73 @@ pub struct PartAttrs {
     pub part: bool,
 }
 
-/// Whether the attrs JSON is a part's.
-pub fn is_part(text: &str) -> bool {
+/// What a derivation's attrs ask the builder for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Image,
+    Part,
+    ListClosure,
+}
+
+/// The job of an attrs JSON: a part's and a closure list's carry a marker.
+pub fn job(text: &str) -> Job {
     #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
     struct Marker {
         #[serde(default)]
         part: bool,
+        #[serde(default)]
+        list_closure: bool,
     }
-    serde_json::from_str::<Marker>(text).is_ok_and(|m| m.part)
+    match serde_json::from_str::<Marker>(text) {
+        Ok(m) if m.part => Job::Part,
+        Ok(m) if m.list_closure => Job::ListClosure,
+        _ => Job::Image,
+    }
+}
+
+/// The attributes of the closure list's derivation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListAttrs {
+    pub outputs: BTreeMap<String, Utf8PathBuf>,
+    pub closure: Vec<SizedEntry>,
+    /// An extension's base's closure, whose paths the extension doesn't hold.
+    #[serde(default)]
+    pub base_closure: Vec<SizedEntry>,
+}
+
+/// A closure entry with the size `exportReferencesGraph` gives it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SizedEntry {
+    pub path: Utf8PathBuf,
+    #[serde(default)]
+    pub nar_size: u64,
+}
+
+/// Writes `$out`, a JSON list of the image's store paths and their sizes, sorted by path.
+pub fn list_closure(attrs: &ListAttrs) -> Result<()> {
+    let base: BTreeSet<&Utf8Path> = attrs
+        .base_closure
+        .iter()
+        .map(|e| e.path.as_path())
+        .collect();
+    let mut own: Vec<&SizedEntry> = attrs
+        .closure
+        .iter()
+        .filter(|e| !base.contains(e.path.as_path()))
+        .collect();
+    own.sort_by(|a, b| a.path.cmp(&b.path));
+    own.dedup_by(|a, b| a.path == b.path);
+    let out = attrs
+        .outputs
+        .get("out")
+        .context("attribute `outputs.out` is missing")?;
+    std::fs::write(out, serde_json::to_vec(&own)?)
+        .with_context(|| format!("cannot write {out}"))?;
+    tracing::info!("listed {} store paths", own.len());
+    Ok(())
 }
 
 /// Where the image keeps the store: below `/usr` (see plan::layout).
@@ -63,13 +128,16 @@ pub fn build_part(attrs: &PartAttrs, processors: Option<u32>) -> Result<Utf8Path
     options.for_parts = true;
     mksquashfs::check_version(&attrs.mksquashfs)?;
     let excluded: BTreeSet<&Utf8Path> = attrs.exclude.iter().map(|e| e.path.as_path()).collect();
+    let given = attrs.closure.iter().map(|e| (&e.path, "closure"));
     let mut paths = Vec::new();
-    for (i, entry) in attrs.closure.iter().enumerate() {
-        store_path::parse_store_path(&attrs.store_dir, entry.path.as_str()).map_err(|why| {
-            anyhow::anyhow!("attribute `closure[{i}].path` = {:?}: {why}", entry.path)
-        })?;
-        if !excluded.contains(entry.path.as_path()) {
-            paths.push(entry.path.clone());
+    for (i, (path, attr)) in given
+        .chain(attrs.paths.iter().map(|p| (p, "paths")))
+        .enumerate()
+    {
+        store_path::parse_store_path(&attrs.store_dir, path.as_str())
+            .map_err(|why| anyhow::anyhow!("attribute `{attr}`: {path:?} (entry {i}): {why}"))?;
+        if !excluded.contains(path.as_path()) {
+            paths.push(path.clone());
         }
     }
     paths.sort();
