@@ -135,7 +135,7 @@ fn bad_parts_fail_at_evaluation_naming_attribute_and_value() {
     for (parts, says) in [
         (
             "\"busybox\"",
-            "`parts` = \"busybox\" must be a list of packages",
+            "`parts` = \"busybox\" must be \"auto\" or a list of packages",
         ),
         ("[ [ ] ]", "`parts[0]` = [] is an empty list"),
         (
