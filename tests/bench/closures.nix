@@ -117,6 +117,11 @@ in
       seed = 4242;
     })
   ];
+  # 1,000 store paths of 10 files of 8 KiB, none referencing another (tests/bench/parts.py)
+  many-small = split "many-small" 1000 {
+    files = 10;
+    size = 8192;
+  };
   # (c) 300 store paths, each referencing the one before
   deep = [ (chain 299) ];
   # scaling: 10,000 / 50,000 / 100,000 files of 2 KiB

@@ -1,22 +1,25 @@
 #!/usr/bin/env python3
-"""Benchmark: an image built from `parts` against the same image built whole, and both against
-mksquashfs alone (the floor), on a realistic closure (issue 41).
+"""Benchmark: images built from `parts` against the same image built whole, and both against
+mksquashfs alone (the floor), on two closures (issue 41).
 
-The closure: this machine's Python 3.11 standard library and dist-packages, its locales
-(/usr/share/locale, /usr/share/i18n), its time zones and Perl's libraries, each added to the store
-as a path of its own (`nix-store --add-fixed --recursive`: about 310 MB), and a small service
-package that references them all and changes at every build (its version). The image's one unit
-runs the service. With `parts`, each of the six large paths is a part.
+  realistic   this machine's Python 3.11 standard library and dist-packages, its locales
+              (/usr/share/locale, /usr/share/i18n), its time zones and Perl's libraries, each
+              added to the store as a path of its own (`nix-store --add-fixed --recursive`:
+              about 290 MiB); named parts: one per path.
+  many-small  1,000 generated store paths of 10 files of 8 KiB (tests/bench/closures.nix);
+              named parts: one per path (1,000 derivations: what a part per store path costs).
+Each gets a small service package that references every path and changes at every build (its
+version), and a unit that runs it.
 
-Measured, each the median of --runs, in one run of the script:
+For each closure, in one run of the script, medians of --runs:
   floor          mksquashfs alone over the staged closure, with the builder's options;
-  whole first    `nix build` of the image without parts, from nothing but the closure;
-  whole rebuild  the same after the service changed (nothing to reuse: the same work again);
-  parts first    `nix build` of the image with parts, its parts deleted from the store first;
-  parts rebuild  the same after the service changed, the parts already built.
-and the image sizes with and without parts, the parts' count and store space.
+  <way> first    `nix build` of the image, from nothing but the closure (the way's parts
+                 deleted from the store first);
+  <way> rebuild  the same after the service changed, its parts already built;
+for the ways whole (`parts = [ ]`), named (`parts` = the paths) and auto (`parts = "auto"`),
+and the image sizes, the parts' count and their store space.
 
-  tests/setup.sh && python3 tests/bench/parts.py [--runs 3] [--out FILE]
+  tests/setup.sh && python3 tests/bench/parts.py [--runs 3] [--cases realistic,many-small] [--out FILE]
 Needs root (Nix's local store) and what tests/setup.sh installs.
 """
 
@@ -49,12 +52,17 @@ def add_sources():
     return [run("nix-store", "--add-fixed", "--recursive", "sha256", s).strip() for s in SOURCES]
 
 
-def expr(deps, version, parts):
-    paths = " ".join(f'(builtins.storePath "{d}")' for d in deps)
+def expr(case, deps, version, parts):
+    if case == "realistic":
+        paths = " ".join(f'(builtins.storePath "{d}")' for d in deps)
+        deps_nix = f"[ {paths} ]"
+    else:
+        deps_nix = f"(import {REPO}/tests/bench/closures.nix).{case}"
+    parts_nix = {"whole": "[ ]", "named": "deps", "auto": '"auto"'}[parts]
     return f"""
       let
         t = import {REPO}/tests/nix/offline.nix {{ }};
-        deps = [ {paths} ];
+        deps = {deps_nix};
         service = t.runBusyboxWith "svc-{version}" {{ }} ''
           busybox mkdir -p $out/bin
           echo '#!${{t.busybox}}/bin/sh' > $out/bin/svc
@@ -65,30 +73,38 @@ def expr(deps, version, parts):
         pname = "svc";
         version = "{version}";
         units = [ (t.writeText "svc.service" "[Service]\\nExecStart=${{service}}/bin/svc\\n") ];
-        parts = {"deps" if parts else "[ ]"};
+        parts = {parts_nix};
       }}
     """
 
 
-def build(deps, version, parts):
-    e = expr(deps, version, parts)
+def build(case, deps, version, parts):
+    e = expr(case, deps, version, parts)
     started = time.monotonic()
     out = json.loads(run("nix", "build", "--no-link", "--json", "--impure", "--expr", e))
     took = time.monotonic() - started
     return took, Path(out[0]["outputs"]["out"])
 
 
-def part_outputs(deps, version):
-    e = expr(deps, version, True)
-    drvs = json.loads(run("nix", "eval", "--impure", "--json", "--expr",
+def part_outputs(case, deps, version, parts):
+    e = expr(case, deps, version, parts)
+    return json.loads(run("nix", "eval", "--impure", "--json", "--expr",
                           f"map (p: p.outPath) ({e}).parts"))
-    return drvs
 
 
 def delete(paths):
     existing = [p for p in paths if Path(p).exists()]
     if existing:
         run("nix-store", "--delete", *existing)
+
+
+def closure_paths(case):
+    if case == "realistic":
+        return [run("nix-store", "--add-fixed", "--recursive", "sha256", s).strip()
+                for s in SOURCES]
+    out = json.loads(run("nix", "build", "--no-link", "--json", "--impure", "--expr",
+                         f"(import {REPO}/tests/bench/closures.nix).{case}"))
+    return [o["outputs"]["out"] for o in out]
 
 
 def floor(deps, work):
@@ -107,61 +123,58 @@ def floor(deps, work):
     return took, size
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--out")
-    args = ap.parse_args()
-    deps = add_sources()
-    stamp = str(int(time.time()))
-    times = {k: [] for k in ["floor", "whole first", "whole rebuild", "parts first",
-                             "parts rebuild"]}
-    sizes = {}
+def bench(case, runs):
+    deps = closure_paths(case)
+    stamp = f"{int(time.time())}"
+    times, sizes, counts = {"floor": []}, {}, {}
     n = 0
-
-    def version():
-        nonlocal n
-        n += 1
-        return f"{stamp}.{n}"
-
     with tempfile.TemporaryDirectory(dir=REPO / "target") as work:
-        for _ in range(args.runs):
+        for _ in range(runs):
             took, sizes["floor"] = floor(deps, work)
             times["floor"].append(took)
-            # whole: the first build of a version is all the work, and so is the rebuild
-            took, out = build(deps, version(), False)
-            times["whole first"].append(took)
-            took, out = build(deps, version(), False)
-            times["whole rebuild"].append(took)
-            sizes["whole"] = next(out.glob("*.raw")).stat().st_size
-            v = version()
-            delete(part_outputs(deps, v))
-            took, out = build(deps, v, True)
-            times["parts first"].append(took)
-            took, out = build(deps, version(), True)
-            times["parts rebuild"].append(took)
-            sizes["parts"] = next(out.glob("*.raw")).stat().st_size
-        parts = part_outputs(deps, v)
-        part_bytes = sum(sum(f.stat().st_size for f in Path(p).iterdir()) for p in parts)
+            for way in ["whole", "named", "auto"]:
+                n += 1
+                first = f"{stamp}.{n}"
+                parts = part_outputs(case, deps, first, way)
+                delete(parts)
+                took, _ = build(case, deps, first, way)
+                times.setdefault(f"{way} first", []).append(took)
+                n += 1
+                took, out = build(case, deps, f"{stamp}.{n}", way)
+                times.setdefault(f"{way} rebuild", []).append(took)
+                sizes[way] = next(out.glob("*.raw")).stat().st_size
+                parts = part_outputs(case, deps, f"{stamp}.{n}", way)
+                counts[way] = (len(parts), sum(
+                    sum(f.stat().st_size for f in Path(p).iterdir()) for p in parts))
     med = {k: statistics.median(v) for k, v in times.items()}
     mib = sum(int(run("du", "-sb", d).split()[0]) for d in deps) / 2**20
     lines = [
-        f"Closure: {len(deps)} large store paths ({mib:.0f} MiB) and a service, xz "
-        f"(`{' '.join(COMPRESSION)}`), block size 1M. Median of {args.runs} runs.",
+        f"**{case}**: {len(deps)} store paths ({mib:.0f} MiB) and a service; xz "
+        f"(`{' '.join(COMPRESSION)}`), block size 1M; median of {runs} runs.",
         "",
-        "| way | wall s | / floor |",
-        "|---|---|---|",
+        "| way | parts | parts' store MiB | first build s | / floor | rebuild s | / floor | image bytes | vs whole |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| floor (mksquashfs alone) | | | {med['floor']:.2f} | 1.00 | | | {sizes['floor']} | |",
     ]
-    for k, v in med.items():
-        lines.append(f"| {k} | {v:.2f} | {v / med['floor']:.2f} |")
-    lines += [
-        "",
-        f"Image: whole {sizes['whole']} bytes, from parts {sizes['parts']} bytes "
-        f"({(sizes['parts'] / sizes['whole'] - 1) * 100:+.2f}%); mksquashfs alone "
-        f"{sizes['floor']} bytes. Parts: {len(parts)}, {part_bytes / 2**20:.1f} MiB in the store.",
-        f"All runs (s): {json.dumps({k: [round(x, 2) for x in v] for k, v in times.items()})}",
-    ]
-    text = "\n".join(lines)
+    for way in ["whole", "named", "auto"]:
+        f, r = med[f"{way} first"], med[f"{way} rebuild"]
+        count, size = counts[way]
+        lines.append(
+            f"| {way} | {count} | {size / 2**20:.1f} | {f:.2f} | {f / med['floor']:.2f} | "
+            f"{r:.2f} | {r / med['floor']:.2f} | {sizes[way]} | "
+            f"{(sizes[way] / sizes['whole'] - 1) * 100:+.2f}% |")
+    lines += ["", "All runs (s): " + json.dumps(
+        {k: [round(x, 2) for x in v] for k, v in times.items()}), ""]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--cases", default="realistic,many-small")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    text = "\n".join(bench(case, args.runs) for case in args.cases.split(","))
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")

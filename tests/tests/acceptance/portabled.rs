@@ -123,10 +123,14 @@ fn inspect_shows_the_description_exactly(systemd: Systemd) {
     }
 }
 
+/// The new version is built from parts (`parts`: its busybox compressed apart and merged), so
+/// that every systemd runs an image from parts, and takes it as the next version of one built
+/// whole.
 fn persistent_attach_reattach_to_a_new_version_and_detach(systemd: Systemd) {
     let c = Host::open(systemd);
     let v1 = c.add_image(&demo_image(&c, "1.0"), "demo_1.0.raw");
-    let v2 = c.add_image(&demo_image(&c, "2.0"), "demo_2.0.raw");
+    let from_parts = c.demo("version = \"2.0\"; extra = { parts = [ t.busybox ]; };");
+    let v2 = c.add_image(&raw_file(&build(&from_parts)), "demo_2.0.raw");
     c.portablectl("attach", &["--now"], &v1);
     c.assert_active("demo.service");
     let unit = format!("{}/demo.service", attached_dir(&c));
