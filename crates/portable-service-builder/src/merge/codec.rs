@@ -103,3 +103,50 @@ fn lzma(compression: u16, block: &[u8]) -> Result<Vec<u8>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text like a directory table's: names that repeat, numbers that don't.
+    fn table_like() -> Vec<u8> {
+        (0..400)
+            .flat_map(|i: u32| format!("{i:08}-python3-{}-lib ", i * 7).into_bytes())
+            .take(METADATA_SIZE)
+            .collect()
+    }
+
+    #[test]
+    fn every_compressor_s_blocks_come_back_and_are_smaller() {
+        let data = table_like();
+        for c in [GZIP, LZMA, XZ, LZ4, ZSTD] {
+            let packed = compress(c, &data).unwrap_or_else(|| panic!("{c} compresses text"));
+            assert!(packed.len() < data.len() / 2, "{c}: {} bytes", packed.len());
+            assert_eq!(decompress(c, &packed).unwrap(), data, "{c}");
+        }
+    }
+
+    #[test]
+    fn a_block_that_does_not_shrink_is_stored_as_it_is() {
+        let random: Vec<u8> = (0..300u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for c in [GZIP, XZ, ZSTD] {
+            let b = block(c, &random);
+            assert_eq!(u16::from_le_bytes([b[0], b[1]]), 0x8000 | 300, "{c}");
+            assert_eq!(&b[2..], &random[..]);
+        }
+        // lzo has no encoder here: stored as it is, readable by any reader
+        let b = block(3, &table_like());
+        assert_eq!(u16::from_le_bytes([b[0], b[1]]) & 0x8000, 0x8000);
+    }
+
+    #[test]
+    fn a_block_that_inflates_past_8_kib_is_refused() {
+        let big = vec![b'a'; 3 * METADATA_SIZE];
+        let packed = miniz_oxide::deflate::compress_to_vec_zlib(&big, 9);
+        assert!(decompress(GZIP, &packed).is_err());
+        let packed = lz4_flex::block::compress(&big);
+        assert!(decompress(LZ4, &packed).is_err());
+    }
+}

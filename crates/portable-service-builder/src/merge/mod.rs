@@ -189,6 +189,46 @@ pub struct Merged {
 /// in two parts is refused.
 pub fn merge(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged> {
     let read: Vec<Part> = parts.iter().map(|p| Part::read(p)).collect::<Result<_>>()?;
+    check_alike(&read, parts)?;
+    let (first, compressor_options) = (read[0].sb.clone(), read[0].compressor_options.clone());
+    let mut file = File::create(out).with_context(|| format!("cannot create {out}"))?;
+    let header = 96 + compressor_options.len() as u64;
+    file.seek(SeekFrom::Start(offset + header))?;
+    let (root, fragments, at) = copy_parts(read, parts, header, &mut file)?;
+    let tables = write::tables(&root, &fragments, at, first.compression)?;
+    file.write_all(&tables.bytes)?;
+    let end = at + tables.bytes.len() as u64;
+    let flags = first.flags & !(FLAG_UNCOMPRESSED_INODES | FLAG_UNCOMPRESSED_IDS | FLAG_EXPORTABLE);
+    let sb = Superblock {
+        inode_count: tables.inodes,
+        fragment_count: u32::try_from(fragments.len())?,
+        flags,
+        id_count: tables.ids,
+        root_inode: tables.root,
+        bytes_used: end,
+        id_table: tables.id_table,
+        xattr_table: u64::MAX,
+        inode_table: at,
+        directory_table: tables.directory_table,
+        fragment_table: tables.fragment_table,
+        export_table: u64::MAX,
+        ..first
+    };
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(&sb.bytes())?;
+    file.write_all(&compressor_options)?;
+    // padded to 4 KiB, as mksquashfs pads, so that a loop device sees every byte
+    file.set_len(offset + end.div_ceil(4096) * 4096)?;
+    file.sync_all()?;
+    Ok(Merged {
+        inodes: tables.inodes,
+        bytes: end,
+    })
+}
+
+/// Refuses parts made with other compression, block size or time than the first, or with a
+/// compressor the merge can't write.
+fn check_alike(read: &[Part], parts: &[&Utf8Path]) -> Result<()> {
     let first = read.first().context("no parts to merge")?;
     ensure!(
         codec::supported(first.sb.compression),
@@ -197,18 +237,16 @@ pub fn merge(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged>
     );
     for (part, path) in read.iter().zip(parts) {
         let (a, b) = (&part.sb, &first.sb);
-        ensure!(
+        let key = |sb: &Superblock, p: &Part| {
             (
-                a.compression,
-                a.block_size,
-                a.mkfs_time,
-                &part.compressor_options
-            ) == (
-                b.compression,
-                b.block_size,
-                b.mkfs_time,
-                &first.compressor_options
-            ),
+                sb.compression,
+                sb.block_size,
+                sb.mkfs_time,
+                p.compressor_options.clone(),
+            )
+        };
+        ensure!(
+            key(a, part) == key(b, first),
             "the part {path} was made with other mksquashfs options (compressor {}, block size \
              {}, time {}) than {} ({}, {}, {})",
             a.compression,
@@ -220,16 +258,23 @@ pub fn merge(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged>
             b.mkfs_time
         );
     }
-    let (first_sb, compressor_options) = (first.sb.clone(), first.compressor_options.clone());
-    let mut file = File::create(out).with_context(|| format!("cannot create {out}"))?;
-    let header = 96 + compressor_options.len() as u64;
-    file.seek(SeekFrom::Start(offset + header))?;
+    Ok(())
+}
+
+/// Copies every part's blocks to `file`, from `at` on, and joins the parts' trees with their
+/// files moved to where their blocks now lie. Returns the tree, the fragment table and where the
+/// blocks end.
+fn copy_parts(
+    read: Vec<Part>,
+    parts: &[&Utf8Path],
+    mut at: u64,
+    file: &mut File,
+) -> Result<(Dir, Vec<(u64, u32)>, u64)> {
     let mut root: Option<Dir> = None;
     let mut fragments = Vec::new();
-    let mut at = header;
     for (part, path) in read.into_iter().zip(parts) {
         let moved = Moved::new(&part, at, fragments.len())?;
-        copy_range(path, &part.blocks, &mut file)
+        copy_range(path, &part.blocks, file)
             .with_context(|| format!("cannot copy the blocks of {path}"))?;
         at += part.blocks.end - part.blocks.start;
         for &(start, size) in &part.fragments {
@@ -246,37 +291,7 @@ pub fn merge(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged>
             }
         });
     }
-    let root = root.expect("one part at least");
-    let tables = write::tables(&root, &fragments, at, first_sb.compression)?;
-    file.write_all(&tables.bytes)?;
-    let end = at + tables.bytes.len() as u64;
-    let flags =
-        first_sb.flags & !(FLAG_UNCOMPRESSED_INODES | FLAG_UNCOMPRESSED_IDS | FLAG_EXPORTABLE);
-    let sb = Superblock {
-        inode_count: tables.inodes,
-        fragment_count: fragments.len() as u32,
-        flags,
-        id_count: tables.ids,
-        root_inode: tables.root,
-        bytes_used: end,
-        id_table: tables.id_table,
-        xattr_table: u64::MAX,
-        inode_table: at,
-        directory_table: tables.directory_table,
-        fragment_table: tables.fragment_table,
-        export_table: u64::MAX,
-        ..first_sb
-    };
-    file.seek(SeekFrom::Start(offset))?;
-    file.write_all(&sb.bytes())?;
-    file.write_all(&compressor_options)?;
-    // padded to 4 KiB, as mksquashfs pads, so that a loop device sees every byte
-    file.set_len(offset + end.div_ceil(4096) * 4096)?;
-    file.sync_all()?;
-    Ok(Merged {
-        inodes: tables.inodes,
-        bytes: end,
-    })
+    Ok((root.context("no parts to merge")?, fragments, at))
 }
 
 /// The names in the directory `dir` (relative to the root) of the part `part`.
