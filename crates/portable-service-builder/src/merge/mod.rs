@@ -177,6 +177,9 @@ pub struct FileData {
     pub extended: bool,
 }
 
+/// A fragment table entry: where the fragment block lies, and its size word.
+pub type Fragment = (u64, u32);
+
 /// What a merge wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Merged {
@@ -269,7 +272,7 @@ fn copy_parts(
     parts: &[&Utf8Path],
     mut at: u64,
     file: &mut File,
-) -> Result<(Dir, Vec<(u64, u32)>, u64)> {
+) -> Result<(Dir, Vec<Fragment>, u64)> {
     let mut root: Option<Dir> = None;
     let mut fragments = Vec::new();
     for (part, path) in read.into_iter().zip(parts) {
