@@ -247,7 +247,12 @@ pub fn merge(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged>
         });
     }
     let root = root.expect("one part at least");
-    let tables = write::tables(&root, &fragments, at, first_sb.compression)?;
+    let encoder = codec::Encoder::new(
+        first_sb.compression,
+        first_sb.block_size,
+        &compressor_options,
+    );
+    let tables = write::tables(&root, &fragments, at, encoder)?;
     file.write_all(&tables.bytes)?;
     let end = at + tables.bytes.len() as u64;
     let flags =
