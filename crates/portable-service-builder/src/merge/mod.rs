@@ -85,7 +85,7 @@ impl Superblock {
         ensure!(
             sb.block_size.is_power_of_two()
                 && (4096..=1 << 20).contains(&sb.block_size)
-                && 1 << sb.block_log == sb.block_size,
+                && 1u32.checked_shl(sb.block_log.into()) == Some(sb.block_size),
             "block size {} (log {})",
             sb.block_size,
             sb.block_log
@@ -188,6 +188,29 @@ pub struct Merged {
 /// system starting at `offset` in it. The store paths of each part are its own; a path present
 /// in two parts is refused.
 pub fn merge(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged> {
+    on_deep_stack(|| merge_here(parts, out, offset))
+}
+
+/// The stack a tree [`read::MAX_DEPTH`] deep needs, read, joined, written and dropped (some KiB
+/// a level in a debug build), with room to spare; only what is used is ever touched.
+const STACK: usize = 256 << 20;
+
+/// Runs `f` on a thread of its own whose stack is [`STACK`]: the merge recurses once a directory
+/// level, and the caller's stack (2 MiB for a thread by default) overflows long before a
+/// corrupt or odd part reaches `MAX_DEPTH`, aborting the process.
+fn on_deep_stack<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("merge".to_owned())
+            .stack_size(STACK)
+            .spawn_scoped(s, f)
+            .context("cannot start the merge's thread")?
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+fn merge_here(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged> {
     let read: Vec<Part> = parts.iter().map(|p| Part::read(p)).collect::<Result<_>>()?;
     let first = read.first().context("no parts to merge")?;
     ensure!(
@@ -286,6 +309,10 @@ pub fn merge(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged>
 
 /// The names in the directory `dir` (relative to the root) of the part `part`.
 pub fn names_below(part: &Utf8Path, dir: &Utf8Path) -> Result<Vec<String>> {
+    on_deep_stack(|| names_below_here(part, dir))
+}
+
+fn names_below_here(part: &Utf8Path, dir: &Utf8Path) -> Result<Vec<String>> {
     let read = Part::read(part)?;
     let mut at = &read.root;
     for name in dir.components() {
