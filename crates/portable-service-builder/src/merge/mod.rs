@@ -27,6 +27,11 @@ pub(crate) const METADATA_SIZE: usize = 8192;
 pub(crate) const NO_FRAGMENT: u32 = 0xffff_ffff;
 const MAGIC: u32 = 0x7371_7368;
 pub(crate) const FLAG_UNCOMPRESSED_INODES: u16 = 0x0001;
+const FLAG_UNCOMPRESSED_DATA: u16 = 0x0002;
+const FLAG_UNCOMPRESSED_FRAGMENTS: u16 = 0x0008;
+const FLAG_NO_FRAGMENTS: u16 = 0x0010;
+const FLAG_ALWAYS_FRAGMENTS: u16 = 0x0020;
+const FLAG_DUPLICATES: u16 = 0x0040;
 const FLAG_EXPORTABLE: u16 = 0x0080;
 pub(crate) const FLAG_COMPRESSOR_OPTIONS: u16 = 0x0400;
 const FLAG_UNCOMPRESSED_IDS: u16 = 0x0800;
@@ -250,6 +255,13 @@ fn merge_here(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged
     let mut root: Option<Dir> = None;
     let mut fragments = Vec::new();
     let mut at = header;
+    // what each part says of itself holds of the merge if it holds of every part: no fragments,
+    // always fragments, duplicates found; if of one, uncompressed data or fragments
+    let (every, any) = read.iter().fold((0xffff, 0), |(every, any), p| {
+        (every & p.sb.flags, any | p.sb.flags)
+    });
+    let described = (every & (FLAG_NO_FRAGMENTS | FLAG_ALWAYS_FRAGMENTS | FLAG_DUPLICATES))
+        | (any & (FLAG_UNCOMPRESSED_DATA | FLAG_UNCOMPRESSED_FRAGMENTS));
     for (part, path) in read.into_iter().zip(parts) {
         let moved = Moved::new(&part, at, fragments.len())?;
         copy_range(path, &part.blocks, &mut file)
@@ -278,8 +290,14 @@ fn merge_here(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged
     let tables = write::tables(&root, &fragments, at, encoder)?;
     file.write_all(&tables.bytes)?;
     let end = at + tables.bytes.len() as u64;
-    let flags =
-        first_sb.flags & !(FLAG_UNCOMPRESSED_INODES | FLAG_UNCOMPRESSED_IDS | FLAG_EXPORTABLE);
+    let described_here = FLAG_NO_FRAGMENTS
+        | FLAG_ALWAYS_FRAGMENTS
+        | FLAG_DUPLICATES
+        | FLAG_UNCOMPRESSED_DATA
+        | FLAG_UNCOMPRESSED_FRAGMENTS;
+    let flags = first_sb.flags
+        & !(FLAG_UNCOMPRESSED_INODES | FLAG_UNCOMPRESSED_IDS | FLAG_EXPORTABLE | described_here)
+        | described;
     let sb = Superblock {
         inode_count: tables.inodes,
         fragment_count: fragments.len() as u32,
