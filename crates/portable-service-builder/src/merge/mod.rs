@@ -27,6 +27,11 @@ pub(crate) const METADATA_SIZE: usize = 8192;
 pub(crate) const NO_FRAGMENT: u32 = 0xffff_ffff;
 const MAGIC: u32 = 0x7371_7368;
 pub(crate) const FLAG_UNCOMPRESSED_INODES: u16 = 0x0001;
+const FLAG_UNCOMPRESSED_DATA: u16 = 0x0002;
+const FLAG_UNCOMPRESSED_FRAGMENTS: u16 = 0x0008;
+const FLAG_NO_FRAGMENTS: u16 = 0x0010;
+const FLAG_ALWAYS_FRAGMENTS: u16 = 0x0020;
+const FLAG_DUPLICATES: u16 = 0x0040;
 const FLAG_EXPORTABLE: u16 = 0x0080;
 pub(crate) const FLAG_COMPRESSOR_OPTIONS: u16 = 0x0400;
 const FLAG_UNCOMPRESSED_IDS: u16 = 0x0800;
@@ -85,7 +90,7 @@ impl Superblock {
         ensure!(
             sb.block_size.is_power_of_two()
                 && (4096..=1 << 20).contains(&sb.block_size)
-                && 1 << sb.block_log == sb.block_size,
+                && 1u32.checked_shl(sb.block_log.into()) == Some(sb.block_size),
             "block size {} (log {})",
             sb.block_size,
             sb.block_log
@@ -191,17 +196,41 @@ pub struct Merged {
 /// system starting at `offset` in it. The store paths of each part are its own; a path present
 /// in two parts is refused.
 pub fn merge(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged> {
+    on_deep_stack(|| merge_here(parts, out, offset))
+}
+
+/// The stack a tree [`read::MAX_DEPTH`] deep needs, read, joined, written and dropped (some KiB
+/// a level in a debug build), with room to spare; only what is used is ever touched.
+const STACK: usize = 256 << 20;
+
+/// Runs `f` on a thread of its own whose stack is [`STACK`]: the merge recurses once a directory
+/// level, and the caller's stack (2 MiB for a thread by default) overflows long before a
+/// corrupt or odd part reaches `MAX_DEPTH`, aborting the process.
+fn on_deep_stack<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("merge".to_owned())
+            .stack_size(STACK)
+            .spawn_scoped(s, f)
+            .context("cannot start the merge's thread")?
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+fn merge_here(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged> {
     let read: Vec<Part> = parts.iter().map(|p| Part::read(p)).collect::<Result<_>>()?;
     check_alike(&read, parts)?;
     let (first, compressor_options) = (read[0].sb.clone(), read[0].compressor_options.clone());
     let mut file = File::create(out).with_context(|| format!("cannot create {out}"))?;
     let header = 96 + compressor_options.len() as u64;
     file.seek(SeekFrom::Start(offset + header))?;
+    let flags = merged_flags(&read);
     let (root, fragments, at) = copy_parts(read, parts, header, &mut file)?;
-    let tables = write::tables(&root, &fragments, at, first.compression)?;
+    let encoder = codec::Encoder::new(first.compression, first.block_size, &compressor_options);
+    let tables = write::tables(&root, &fragments, at, encoder)?;
     file.write_all(&tables.bytes)?;
     let end = at + tables.bytes.len() as u64;
-    let flags = first.flags & !(FLAG_UNCOMPRESSED_INODES | FLAG_UNCOMPRESSED_IDS | FLAG_EXPORTABLE);
     let sb = Superblock {
         inode_count: tables.inodes,
         fragment_count: u32::try_from(fragments.len())?,
@@ -227,6 +256,25 @@ pub fn merge(parts: &[&Utf8Path], out: &Utf8Path, offset: u64) -> Result<Merged>
         inodes: tables.inodes,
         bytes: end,
     })
+}
+
+/// The merge's superblock flags: what each part says of itself holds of the merge if it holds
+/// of every part (no fragments, always fragments, duplicates found), or of one (uncompressed
+/// data or fragments); its tables are compressed and it has no export table.
+fn merged_flags(read: &[Part]) -> u16 {
+    let (every, any) = read.iter().fold((0xffff, 0), |(every, any), p| {
+        (every & p.sb.flags, any | p.sb.flags)
+    });
+    let described = (every & (FLAG_NO_FRAGMENTS | FLAG_ALWAYS_FRAGMENTS | FLAG_DUPLICATES))
+        | (any & (FLAG_UNCOMPRESSED_DATA | FLAG_UNCOMPRESSED_FRAGMENTS));
+    let described_here = FLAG_NO_FRAGMENTS
+        | FLAG_ALWAYS_FRAGMENTS
+        | FLAG_DUPLICATES
+        | FLAG_UNCOMPRESSED_DATA
+        | FLAG_UNCOMPRESSED_FRAGMENTS;
+    let first = read.first().map_or(0, |p| p.sb.flags);
+    first & !(FLAG_UNCOMPRESSED_INODES | FLAG_UNCOMPRESSED_IDS | FLAG_EXPORTABLE | described_here)
+        | described
 }
 
 /// Refuses parts made with other compression, block size or time than the first, or with a
@@ -299,6 +347,10 @@ fn copy_parts(
 
 /// The names in the directory `dir` (relative to the root) of the part `part`.
 pub fn names_below(part: &Utf8Path, dir: &Utf8Path) -> Result<Vec<String>> {
+    on_deep_stack(|| names_below_here(part, dir))
+}
+
+fn names_below_here(part: &Utf8Path, dir: &Utf8Path) -> Result<Vec<String>> {
     let read = Part::read(part)?;
     let mut at = &read.root;
     for name in dir.components() {

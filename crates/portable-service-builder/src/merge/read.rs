@@ -8,9 +8,14 @@ use super::codec::decompress;
 use super::{Dir, FileData, Leaf, Meta, Node, Superblock, NO_FRAGMENT};
 use anyhow::{bail, ensure, Context, Result};
 use camino::Utf8Path;
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+
+/// How deep directories may nest in a part. Reading, joining and writing a tree recurse once a
+/// level; [`super::merge`] runs them on a stack made for this depth.
+pub const MAX_DEPTH: usize = 4096;
 
 /// What the merge needs of one part: its tree and where its blocks lie.
 pub struct Part {
@@ -110,6 +115,25 @@ impl Part {
         file.read_exact(&mut head)
             .context("shorter than a superblock")?;
         let sb = Superblock::parse(&head)?;
+        // what is read is allocated: bound it by the file, not by what a corrupt part says
+        let len = file.metadata()?.len();
+        ensure!(
+            sb.bytes_used <= len,
+            "{} bytes used, in a file of {len}",
+            sb.bytes_used
+        );
+        ensure!(
+            sb.id_table < sb.bytes_used
+                && (sb.fragment_count == 0 || sb.fragment_table < sb.bytes_used),
+            "tables past the bytes used"
+        );
+        // each fragment is a block of its own in the data, at least one byte
+        ensure!(
+            u64::from(sb.fragment_count) <= sb.inode_table,
+            "{} fragments in {} bytes",
+            sb.fragment_count,
+            sb.inode_table
+        );
         let mut compressor_options = Vec::new();
         if sb.flags & super::FLAG_COMPRESSOR_OPTIONS != 0 {
             let mut header = [0; 2];
@@ -164,6 +188,7 @@ impl Part {
             dirs: &dirs,
             ids: &ids,
             block_size: sb.block_size,
+            seen: RefCell::new(HashSet::new()),
         };
         let Node::Dir(root) = reader.node(sb.root_inode, 0)? else {
             bail!("the root is not a directory");
@@ -200,8 +225,12 @@ fn read_index(
     what: &str,
 ) -> Result<Vec<u8>> {
     let want = count * size;
-    let mut out = Vec::with_capacity(want);
+    let mut out = Vec::new();
     let blocks = want.div_ceil(super::METADATA_SIZE);
+    ensure!(
+        (blocks as u64) * 8 <= sb.bytes_used.saturating_sub(index),
+        "the {what} table's index runs past the bytes used"
+    );
     let mut pointers = vec![0; blocks * 8];
     file.seek(SeekFrom::Start(index))?;
     file.read_exact(&mut pointers)
@@ -233,6 +262,10 @@ struct Reader<'a> {
     dirs: &'a Table,
     ids: &'a [u32],
     block_size: u32,
+    /// The inodes read: a part has no hard links, so a second entry for one is corrupt (a
+    /// directory listing itself or an ancestor would recurse, two entries for one directory
+    /// would double the work at every level).
+    seen: RefCell<HashSet<u64>>,
 }
 
 impl Reader<'_> {
@@ -245,7 +278,14 @@ impl Reader<'_> {
 
     /// The node an inode reference names; `depth` bounds the recursion of a hostile part.
     fn node(&self, reference: u64, depth: usize) -> Result<Node> {
-        ensure!(depth < 4096, "directories nest deeper than 4096");
+        ensure!(
+            depth < MAX_DEPTH,
+            "directories nest deeper than {MAX_DEPTH}"
+        );
+        ensure!(
+            self.seen.borrow_mut().insert(reference),
+            "the inode at {reference:#x} is listed twice"
+        );
         let mut f = Fields(self.inodes.at(reference >> 16, reference as u16)?);
         let kind = f.u16()?;
         let meta = Meta {

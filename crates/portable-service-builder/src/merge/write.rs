@@ -5,7 +5,7 @@
 //! written in post-order (a directory's listing names its children's inodes, so they come
 //! first). Both orders follow the tree alone, so the same tree gives the same bytes.
 
-use super::codec;
+use super::codec::Encoder;
 use super::{Dir, FileData, Leaf, Meta, Node, METADATA_SIZE, NO_FRAGMENT};
 use anyhow::{ensure, Result};
 use std::collections::BTreeMap;
@@ -21,7 +21,12 @@ pub struct Tables {
     pub id_table: u64,
 }
 
-pub fn tables(root: &Dir, fragments: &[(u64, u32)], at: u64, compression: u16) -> Result<Tables> {
+pub fn tables(
+    root: &Dir,
+    fragments: &[(u64, u32)],
+    at: u64,
+    compression: Encoder,
+) -> Result<Tables> {
     let total = count_dir(root);
     ensure!(total < u32::MAX as u64, "{total} inodes");
     let mut w = Writer {
@@ -67,11 +72,11 @@ fn count_dir(dir: &Dir) -> u64 {
 
 /// Appends `entries` as metadata blocks and then their index (each block's position); returns
 /// the index's position.
-fn indexed(bytes: &mut Vec<u8>, at: u64, entries: &[u8], compression: u16) -> u64 {
+fn indexed(bytes: &mut Vec<u8>, at: u64, entries: &[u8], compression: Encoder) -> u64 {
     let mut index = Vec::new();
     for chunk in entries.chunks(METADATA_SIZE) {
         index.extend((at + bytes.len() as u64).to_le_bytes());
-        bytes.extend(codec::block(compression, chunk));
+        bytes.extend(compression.block(chunk));
     }
     let position = at + bytes.len() as u64;
     bytes.extend(index);
@@ -81,13 +86,13 @@ fn indexed(bytes: &mut Vec<u8>, at: u64, entries: &[u8], compression: u16) -> u6
 /// A metadata table written as it grows: each 8 KiB compressed as it fills, so that the
 /// reference of what starts now (the compressed block's start, the offset in it) is known now.
 struct Blocks {
-    compression: u16,
+    compression: Encoder,
     done: Vec<u8>,
     block: Vec<u8>,
 }
 
 impl Blocks {
-    fn new(compression: u16) -> Blocks {
+    fn new(compression: Encoder) -> Blocks {
         Blocks {
             compression,
             done: Vec::new(),
@@ -112,8 +117,7 @@ impl Blocks {
 
     fn flush(&mut self) {
         if !self.block.is_empty() {
-            self.done
-                .extend(codec::block(self.compression, &self.block));
+            self.done.extend(self.compression.block(&self.block));
             self.block.clear();
         }
     }
