@@ -115,34 +115,8 @@ impl Part {
         file.read_exact(&mut head)
             .context("shorter than a superblock")?;
         let sb = Superblock::parse(&head)?;
-        // what is read is allocated: bound it by the file, not by what a corrupt part says
-        let len = file.metadata()?.len();
-        ensure!(
-            sb.bytes_used <= len,
-            "{} bytes used, in a file of {len}",
-            sb.bytes_used
-        );
-        ensure!(
-            sb.id_table < sb.bytes_used
-                && (sb.fragment_count == 0 || sb.fragment_table < sb.bytes_used),
-            "tables past the bytes used"
-        );
-        // each fragment is a block of its own in the data, at least one byte
-        ensure!(
-            u64::from(sb.fragment_count) <= sb.inode_table,
-            "{} fragments in {} bytes",
-            sb.fragment_count,
-            sb.inode_table
-        );
-        let mut compressor_options = Vec::new();
-        if sb.flags & super::FLAG_COMPRESSOR_OPTIONS != 0 {
-            let mut header = [0; 2];
-            file.read_exact(&mut header)?;
-            let len = usize::from(u16::from_le_bytes(header) & 0x7fff);
-            compressor_options = header.to_vec();
-            compressor_options.resize(2 + len, 0);
-            file.read_exact(&mut compressor_options[2..])?;
-        }
+        check_bounds(&sb, file.metadata()?.len())?;
+        let compressor_options = read_compressor_options(file, &sb)?;
         let blocks = 96 + compressor_options.len() as u64..sb.inode_table;
         ensure!(
             blocks.start <= blocks.end,
@@ -153,34 +127,15 @@ impl Part {
             .chunks(4)
             .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect();
-        let fragment_bytes = read_index(
-            file,
-            &sb,
-            sb.fragment_table,
-            sb.fragment_count as usize,
-            16,
-            "fragment",
-        )?;
-        let fragments = fragment_bytes
+        let count = sb.fragment_count as usize;
+        let fragments = read_index(file, &sb, sb.fragment_table, count, 16, "fragment")?
             .chunks(16)
             .map(|c| {
                 let mut f = Fields(c);
                 Ok((f.u64()?, f.u32()?))
             })
             .collect::<Result<_>>()?;
-        // The directory table ends where the first table after it starts.
-        let dir_end = [sb.fragment_table, sb.id_table]
-            .into_iter()
-            .chain(first_block(
-                file,
-                &sb,
-                sb.fragment_table,
-                sb.fragment_count,
-            )?)
-            .chain(first_block(file, &sb, sb.id_table, u32::from(sb.id_count))?)
-            .filter(|&at| at >= sb.directory_table)
-            .min()
-            .unwrap_or(sb.bytes_used);
+        let dir_end = directory_table_end(file, &sb)?;
         let inodes = Table::read(file, sb.inode_table, sb.directory_table, "inode")?;
         let dirs = Table::read(file, sb.directory_table, dir_end, "directory")?;
         let reader = Reader {
@@ -201,6 +156,54 @@ impl Part {
             root,
         })
     }
+}
+
+/// What is read is allocated: bounds it by the file's length `len`, not by what a corrupt part
+/// says.
+fn check_bounds(sb: &Superblock, len: u64) -> Result<()> {
+    ensure!(
+        sb.bytes_used <= len,
+        "{} bytes used, in a file of {len}",
+        sb.bytes_used
+    );
+    ensure!(
+        sb.id_table < sb.bytes_used
+            && (sb.fragment_count == 0 || sb.fragment_table < sb.bytes_used),
+        "tables past the bytes used"
+    );
+    // each fragment is a block of its own in the data, at least one byte
+    ensure!(
+        u64::from(sb.fragment_count) <= sb.inode_table,
+        "{} fragments in {} bytes",
+        sb.fragment_count,
+        sb.inode_table
+    );
+    Ok(())
+}
+
+/// The compressor options block after the superblock, as it is (empty without one).
+fn read_compressor_options(file: &mut File, sb: &Superblock) -> Result<Vec<u8>> {
+    if sb.flags & super::FLAG_COMPRESSOR_OPTIONS == 0 {
+        return Ok(Vec::new());
+    }
+    let mut header = [0; 2];
+    file.read_exact(&mut header)?;
+    let len = usize::from(u16::from_le_bytes(header) & 0x7fff);
+    let mut options = header.to_vec();
+    options.resize(2 + len, 0);
+    file.read_exact(&mut options[2..])?;
+    Ok(options)
+}
+
+/// Where the directory table ends: where the first table after it starts.
+fn directory_table_end(file: &mut File, sb: &Superblock) -> Result<u64> {
+    Ok([sb.fragment_table, sb.id_table]
+        .into_iter()
+        .chain(first_block(file, sb, sb.fragment_table, sb.fragment_count)?)
+        .chain(first_block(file, sb, sb.id_table, u32::from(sb.id_count))?)
+        .filter(|&at| at >= sb.directory_table)
+        .min()
+        .unwrap_or(sb.bytes_used))
 }
 
 /// Where the first metadata block of an indexed table (fragments, ids) lies, if it has entries.
