@@ -11,6 +11,9 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[path = "support/trees.rs"]
+mod trees;
+
 fn output(cmd: &mut Command) -> Output {
     cmd.output().expect("runs")
 }
@@ -140,7 +143,7 @@ fn listing(image: &Utf8Path) -> Vec<String> {
 }
 
 fn diff(a: &Utf8Path, b: &Utf8Path) {
-    run(Command::new("diff").args(["-r", "--no-dereference", a.as_str(), b.as_str()]));
+    trees::assert_same_tree(a.as_std_path(), b.as_std_path());
 }
 
 fn assert_same(whole: &Utf8Path, merged: &Utf8Path) {
@@ -183,29 +186,9 @@ fn mount(image: &Utf8Path) -> Result<Mounted, String> {
 /// Loop mounts one at a time: tests mounting at once race for loop devices.
 static MOUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// `find -printf` of what the kernel shows (a directory's size left out).
-fn kernel_listing(dir: &Utf8Path) -> Vec<String> {
-    let text = run(Command::new("find")
-        .arg(".")
-        .current_dir(dir)
-        .args(["-printf", "%M %U %G %s %T@ %n %p %l\\n"]));
-    let mut lines: Vec<String> = text
-        .lines()
-        .map(|l| {
-            let mut f: Vec<&str> = l.splitn(5, ' ').collect();
-            if l.starts_with('d') {
-                f[3] = "-";
-            }
-            f.join(" ")
-        })
-        .collect();
-    lines.sort();
-    lines
-}
-
 /// The kernel reads both images the same, where this test may mount (root, loop devices).
 fn kernel_same(whole: &Utf8Path, merged: &Utf8Path) {
-    if run(Command::new("id").arg("-u")).trim() != "0" {
+    if !trees::is_root() {
         eprintln!("not root: the kernel's reading left out");
         return;
     }
@@ -218,7 +201,10 @@ fn kernel_same(whole: &Utf8Path, merged: &Utf8Path) {
         }
     };
     let b = mount(merged).unwrap_or_else(|why| panic!("the kernel refuses {merged}: {why}"));
-    assert_eq!(kernel_listing(&a.0), kernel_listing(&b.0));
+    assert_eq!(
+        trees::listing(a.0.as_std_path()),
+        trees::listing(b.0.as_std_path())
+    );
     diff(&a.0, &b.0);
 }
 
