@@ -129,24 +129,10 @@ let
             path = true;
           };
         };
-      nameOf = p: builtins.substring 33 (stringLength (baseNameOf p)) (baseNameOf p);
       letter = p: builtins.substring 0 1 (baseNameOf p);
       small = builtins.filter (e: e.narSize < large) listed;
       groups = builtins.groupBy (e: letter e.path) small;
-      part =
-        name: entries:
-        derivation {
-          name = "${name}-squashfs-part";
-          inherit system;
-          builder = "${tools.portable-service-builder}/bin/portable-service-builder";
-          __structuredAttrs = true;
-          part = true;
-          storeDir = builtins.storeDir;
-          mksquashfs = "${mksquashfsPackage}/bin/mksquashfs";
-          squash-compression = a.compression;
-          squash-block-size = a.blockSize;
-          paths = map (e: withContext e.path) entries;
-        };
+      part = name: entries: partDrv name { paths = map (e: withContext e.path) entries; };
     in
     if total < 64 * 1024 * 1024 then
       [ ]
@@ -158,26 +144,41 @@ let
     i:
     let
       roots = builtins.elemAt a.parts i;
-      first = builtins.unsafeDiscardStringContext (baseNameOf (builtins.head roots));
-      name = builtins.substring 33 (stringLength first) first;
       before = builtins.concatLists (builtins.genList (builtins.elemAt a.parts) i);
     in
-    derivation {
-      name = "${name}-squashfs-part";
-      inherit system;
-      builder = "${tools.portable-service-builder}/bin/portable-service-builder";
-      __structuredAttrs = true;
-      part = true;
-      storeDir = builtins.storeDir;
-      mksquashfs = "${mksquashfsPackage}/bin/mksquashfs";
-      squash-compression = a.compression;
-      squash-block-size = a.blockSize;
+    partDrv (nameOf (builtins.head roots)) {
       exportReferencesGraph = {
         closure = roots;
       }
       // (if before == [ ] then { } else { exclude = before; });
     }
   ) (builtins.length a.parts);
+
+  # A part's derivation (the builder's part mode), named after a store path's name; `what`
+  # says which store paths it holds.
+  partDrv =
+    name: what:
+    derivation (
+      {
+        name = "${name}-squashfs-part";
+        inherit system;
+        builder = "${tools.portable-service-builder}/bin/portable-service-builder";
+        __structuredAttrs = true;
+        part = true;
+        storeDir = builtins.storeDir;
+        mksquashfs = "${mksquashfsPackage}/bin/mksquashfs";
+        squash-compression = a.compression;
+        squash-block-size = a.blockSize;
+      }
+      // what
+    );
+  # a store path's name without its hash
+  nameOf =
+    p:
+    let
+      base = builtins.unsafeDiscardStringContext (baseNameOf p);
+    in
+    builtins.substring 33 (stringLength base) base;
 
   drv = derivation {
     name = "${a.pname}-${if extension == null then "img" else extension}-${a.version}";
