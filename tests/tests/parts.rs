@@ -40,6 +40,25 @@ fn extract(image: &Path, to: &Path) {
     );
 }
 
+/// The two images hold the same tree: listings with sizes, owners and times, and contents.
+fn assert_same_image(a: &Path, b: &Path) {
+    assert_eq!(full_listing(a), full_listing(b));
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = (dir.path().join("a"), dir.path().join("b"));
+    extract(a, &x);
+    extract(b, &y);
+    let diff = Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .args([&x, &y])
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+}
+
 fn references(out: &Path) -> String {
     let refs = nix("nix-store")
         .args(["-q", "--references"])
@@ -56,21 +75,7 @@ fn an_image_from_parts_is_the_image_without_them() {
     let out = build(with);
     let parted = raw_file(&out);
     assert_ne!(plain, parted, "two derivations");
-    assert_eq!(full_listing(&plain), full_listing(&parted));
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (dir.path().join("plain"), dir.path().join("parted"));
-    extract(&plain, &a);
-    extract(&parted, &b);
-    let diff = Command::new("diff")
-        .args(["-r", "--no-dereference"])
-        .args([&a, &b])
-        .output()
-        .unwrap();
-    assert!(
-        diff.status.success(),
-        "{}",
-        String::from_utf8_lossy(&diff.stdout)
-    );
+    assert_same_image(&plain, &parted);
     // The store paths' names are in the image's tables; compressed, as mksquashfs writes
     // them, Nix finds no reference in the image, as it finds none in the plain one.
     assert_eq!(references(&out), "", "the image keeps no store path alive");
@@ -203,19 +208,5 @@ fn auto_parts_split_a_large_closure_and_leave_a_small_one_whole() {
     );
     let whole = raw_file(&build(&image("[ ]")));
     let parted = raw_file(&build(&image("\"auto\"")));
-    assert_eq!(full_listing(&whole), full_listing(&parted));
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (dir.path().join("whole"), dir.path().join("parted"));
-    extract(&whole, &a);
-    extract(&parted, &b);
-    let diff = Command::new("diff")
-        .args(["-r", "--no-dereference"])
-        .args([&a, &b])
-        .output()
-        .unwrap();
-    assert!(
-        diff.status.success(),
-        "{}",
-        String::from_utf8_lossy(&diff.stdout)
-    );
+    assert_same_image(&whole, &parted);
 }
